@@ -1,0 +1,51 @@
+"""Chooses the compute device (CPU or a CUDA GPU) before TensorFlow starts using one."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from mnist_zoo.errors import DeviceError
+
+
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo, or what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def select_device(requested: str) -> str:
+    """Makes TensorFlow use the requested device and describes the one it will use.
+
+    Args:
+        requested: 'auto' (a GPU if TensorFlow sees one, else the CPU), 'cpu' or 'gpu'.
+
+    Returns:
+        A description such as 'GPU:0 (NVIDIA A100)' or 'CPU (AMD EPYC ...)'.
+
+    Raises:
+        DeviceError: 'gpu' was requested and TensorFlow sees none.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if requested == "cpu" or (requested == "auto" and not gpus):
+        if gpus:
+            tf.config.set_visible_devices([], "GPU")
+        return f"CPU ({cpu_name()})"
+    if not gpus:
+        seen = ", ".join(device.name for device in tf.config.list_physical_devices()) or "nothing"
+        raise DeviceError(
+            f"--device gpu was requested but TensorFlow sees no GPU (it sees: {seen}); "
+            "install the CUDA build (pip install 'mnist-zoo[cuda]') or use --device cpu"
+        )
+    for gpu in gpus:
+        # Without memory growth TensorFlow reserves the whole GPU memory up front.
+        tf.config.experimental.set_memory_growth(gpu, True)
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU:0 ({details.get('device_name', gpus[0].name)})"

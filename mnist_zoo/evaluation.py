@@ -1,0 +1,156 @@
+"""Classification metrics: accuracy, loss, per-class precision/recall/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_zoo import rundir
+from mnist_zoo.modelfile import predict_probabilities
+
+NUM_MOST_CONFUSED = 10
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = 10) -> np.ndarray:
+    """counts[true, predicted] as a (num_classes, num_classes) int array."""
+    flat = labels.astype(np.int64) * num_classes + predictions.astype(np.int64)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
+
+
+def classification_report(labels: np.ndarray, probabilities: np.ndarray, class_names) -> dict:
+    """All evaluation figures as plain data (what evaluation.json holds).
+
+    Args:
+        labels: true class indices (n,).
+        probabilities: predicted class probabilities (n, 10).
+        class_names: a name per class, for the per-class rows.
+
+    Returns:
+        A dict with accuracy, loss (cross-entropy), per-class rows, macro averages, the
+        confusion matrix and the most confused (true, predicted) pairs.
+    """
+    predictions = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(labels, predictions, len(class_names))
+    true_positives = np.diag(matrix).astype(np.float64)
+    precision = _safe_divide(true_positives, matrix.sum(axis=0))
+    recall = _safe_divide(true_positives, matrix.sum(axis=1))
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    picked = probabilities[np.arange(len(labels)), labels.astype(np.int64)]
+    off_diagonal = [(int(matrix[t, p]), t, p) for t in range(len(matrix)) for p in range(len(matrix)) if t != p]
+    confused = sorted((pair for pair in off_diagonal if pair[0] > 0), key=lambda pair: (-pair[0], pair[1], pair[2]))
+    return {
+        "num_examples": int(len(labels)),
+        "accuracy": float((predictions == labels).mean()),
+        "loss": float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()),
+        "per_class": [
+            {
+                "class": index,
+                "name": name,
+                "precision": float(precision[index]),
+                "recall": float(recall[index]),
+                "f1": float(f1[index]),
+                "support": int(matrix[index].sum()),
+            }
+            for index, name in enumerate(class_names)
+        ],
+        "macro_avg": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+        },
+        "confusion_matrix": matrix.tolist(),
+        "most_confused": [
+            {"true": t, "predicted": p, "count": count} for count, t, p in confused[:NUM_MOST_CONFUSED]
+        ],
+    }
+
+
+def evaluate_model(model, images: np.ndarray, labels: np.ndarray, class_names) -> tuple[dict, np.ndarray]:
+    """Predicts and scores a model on uint8 images.
+
+    Returns:
+        (the classification report, the predicted probabilities (n, 10)).
+    """
+    probabilities = predict_probabilities(model, images)
+    return classification_report(labels, probabilities, class_names), probabilities
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What `run_evaluation` measured and wrote."""
+
+    report: dict
+    model_path: Path
+    dataset_source: str
+    class_names: tuple[str, ...]
+    written: list[Path]
+
+
+def _run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
+    """(dataset, data_dir) recorded in a run's config.yaml; ('mnist', None) without a run."""
+    if run_dir is None:
+        return "mnist", None
+    from mnist_zoo.config import load_config
+
+    data = load_config(run_dir / rundir.CONFIG_FILE).data
+    return data.dataset, data.data_dir
+
+
+def run_evaluation(
+    path: Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    output_dir: Path | None = None,
+    device: str = "auto",
+    unsafe: bool = False,
+    plots: bool = False,
+) -> EvaluationResult:
+    """Evaluates a `.keras` file or a run directory on the test set and writes evaluation.json.
+
+    Args:
+        path: a `.keras` file or a run directory (its best.keras is used).
+        dataset: the test set; default the run's, else 'mnist'.
+        data_dir: where the data is; default the run's, else `$MNIST_ZOO_DATA_DIR` or download.
+        output_dir: where outputs go; default the run directory, else beside the model.
+        device: 'auto', 'cpu' or 'gpu'.
+        unsafe: allow Lambda layers when loading.
+        plots: also write the confusion-matrix heatmap and the misclassified-digits grid.
+
+    Returns:
+        The `EvaluationResult`.
+    """
+    from mnist_zoo.datasets import load_dataset
+    from mnist_zoo.device import select_device
+    from mnist_zoo.modelfile import load_classifier
+
+    model_path, run_dir = rundir.resolve_model_path(Path(path))
+    run_dataset, run_data_dir = _run_data_settings(run_dir)
+    select_device(device)
+    model = load_classifier(model_path, unsafe=unsafe)
+    data = load_dataset(dataset or run_dataset, data_dir or run_data_dir)
+    report, probabilities = evaluate_model(model, data.test_images, data.test_labels, data.class_names)
+    report = {"model": str(model_path), "dataset": data.name, **report}
+
+    if output_dir is not None:
+        json_path = Path(output_dir) / rundir.EVALUATION_FILE
+    elif run_dir is not None:
+        json_path = run_dir / rundir.EVALUATION_FILE
+    else:
+        json_path = model_path.with_name(f"{model_path.stem}.evaluation.json")
+    rundir.write_json(json_path, report)
+    written = [json_path]
+    if plots:
+        from mnist_zoo.plots import plot_confusion_matrix, plot_misclassified
+
+        folder = json_path.parent
+        title = f"Confusion matrix: {model_path.name}, {data.name} test set ({report['accuracy']:.2%} accuracy)"
+        plot_confusion_matrix(np.array(report["confusion_matrix"]), data.class_names, folder / "confusion_matrix.png", title)
+        plot_misclassified(data.test_images, data.test_labels, probabilities, data.class_names, folder / "misclassified.png")
+        written += [folder / "confusion_matrix.png", folder / "misclassified.png"]
+    return EvaluationResult(report, model_path, data.source, data.class_names, written)

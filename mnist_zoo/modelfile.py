@@ -1,0 +1,87 @@
+"""Loads a saved Keras MNIST classifier safely and feeds it images in the shape it expects."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from mnist_zoo.errors import ModelFileError
+
+ACCEPTED_INPUT_SHAPES = ((784,), (28, 28), (28, 28, 1))
+
+
+def load_classifier(path: Path, unsafe: bool = False):
+    """Loads a `.keras` model with Keras's safe mode and checks it is an MNIST classifier.
+
+    Args:
+        path: a `.keras` file.
+        unsafe: allow Lambda layers (arbitrary code); only for files you trust.
+
+    Returns:
+        The uncompiled `keras.Model`.
+
+    Raises:
+        ModelFileError: the file is missing, empty, not a `.keras` archive, refused by safe
+            mode, or not shaped for MNIST.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: model file is empty")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a .keras archive (not a zip file, or truncated)")
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+    except Exception as error:  # Keras raises many types for bad archives
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise ModelFileError(
+                f"{path}: refused by Keras safe mode, the model contains a Lambda layer (code that "
+                "would run on load); pass --unsafe only if you trust the file"
+            ) from None
+        raise ModelFileError(f"{path}: cannot load model ({type(error).__name__}: {message})") from None
+    check_mnist_shapes(model, path)
+    return model
+
+
+def check_mnist_shapes(model, path: Path) -> None:
+    """Raises ModelFileError unless the model maps one MNIST image to 10 scores."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelFileError(f"{path}: expected one input and one output, the model has "
+                             f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
+    input_shape = tuple(model.inputs[0].shape[1:])
+    output_shape = tuple(model.outputs[0].shape[1:])
+    if input_shape not in ACCEPTED_INPUT_SHAPES:
+        raise ModelFileError(
+            f"{path}: input shape {input_shape} is not an MNIST image; expected one of "
+            f"{', '.join(str(shape) for shape in ACCEPTED_INPUT_SHAPES)}"
+        )
+    if output_shape != (10,):
+        raise ModelFileError(f"{path}: output shape {output_shape}, expected (10,) class scores")
+
+
+def to_model_inputs(model, images: np.ndarray) -> np.ndarray:
+    """uint8 images (n, 28, 28) -> float32 in [0, 1], reshaped to the model's input shape."""
+    shape = tuple(model.inputs[0].shape[1:])
+    return (images.astype(np.float32) / 255.0).reshape((len(images), *shape))
+
+
+def to_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from a model's outputs: softmax applied when they look like logits."""
+    scores = scores.astype(np.float64)
+    looks_like_probabilities = (scores >= 0).all() and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
+    if looks_like_probabilities:
+        return scores
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities (n, 10) for uint8 images (n, 28, 28)."""
+    scores = model.predict(to_model_inputs(model, images), batch_size=batch_size, verbose=0)
+    return to_probabilities(np.asarray(scores))

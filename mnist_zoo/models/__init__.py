@@ -1,0 +1,1 @@
+"""Model builders: each module holds one model's config class and its `build` function."""

@@ -1,0 +1,101 @@
+"""PNG figures: learning curves, confusion-matrix heatmap, misclassified digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mnist_zoo.rundir import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; must be set before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
+    _pyplot().close(figure)
+
+
+def plot_history(runs: list[tuple[str, list[dict]]], path: Path) -> None:
+    """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per run.
+
+    Args:
+        runs: (label, per-epoch records from history.json) per run.
+        path: the PNG to write.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, records) in enumerate(runs):
+        colour = colours[index % len(colours)]
+        epochs = [record["epoch"] for record in records]
+        for axis, metric in zip(axes, ("loss", "accuracy")):
+            axis.plot(epochs, [r[metric] for r in records], "-o", color=colour, markersize=3, label=f"{label} train")
+            if f"val_{metric}" in records[0]:
+                axis.plot(epochs, [r[f"val_{metric}"] for r in records], "--s", color=colour,
+                          markersize=3, label=f"{label} validation")
+    for axis, metric in zip(axes, ("Loss", "Accuracy")):
+        axis.set_title(f"{metric} per epoch")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric.lower())
+        axis.grid(alpha=0.3)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.legend(fontsize=8)
+    _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names, path: Path, title: str = "Confusion matrix") -> None:
+    """Heatmap of counts[true, predicted] with the counts written in the cells."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    figure, axis = plt.subplots(figsize=(8, 7))
+    # Log-like colour scale via a power norm, so that off-diagonal errors remain visible.
+    from matplotlib.colors import PowerNorm
+
+    image = axis.imshow(matrix, cmap="Blues", norm=PowerNorm(gamma=0.3, vmin=0, vmax=max(1, matrix.max())))
+    figure.colorbar(image, ax=axis, label="test images")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45 if len(class_names[0]) > 2 else 0, ha="right" if len(class_names[0]) > 2 else "center")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    axis.set_title(title)
+    threshold = matrix.max() * 0.5
+    for true in ticks:
+        for predicted in ticks:
+            count = matrix[true, predicted]
+            if count:
+                axis.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
+                          color="white" if count > threshold else "black")
+    _save(figure, path)
+
+
+def plot_misclassified(images, labels, probabilities, class_names, path: Path, max_images: int = 36) -> None:
+    """A grid of misclassified test images, most confident mistakes first, titled true/predicted."""
+    plt = _pyplot()
+    predictions = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:max_images]
+    columns = 6
+    rows = max(1, int(np.ceil(len(wrong) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.8, rows * 2.1), squeeze=False, layout="constrained")
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, wrong):
+        axis.imshow(images[index], cmap="gray_r")
+        confidence = probabilities[index, predictions[index]]
+        axis.set_title(
+            f"true {class_names[labels[index]]}\npred {class_names[predictions[index]]} ({confidence:.0%})",
+            fontsize=8, color="firebrick",
+        )
+    shown = f"{len(wrong)} most confident of {int((predictions != labels).sum())}"
+    figure.suptitle(f"Misclassified test images ({shown})", fontsize=11)
+    _save(figure, path)

@@ -1,0 +1,39 @@
+"""The model registry: one explicit mapping from a model name to its config class and builder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from mnist_zoo.models import cnn, linear, mlp
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its config class, builder and a one-line description."""
+
+    name: str
+    config_class: type
+    build: Callable
+    description: str
+
+
+MODELS: dict[str, ModelEntry] = {
+    "linear": ModelEntry("linear", linear.LinearConfig, linear.build, "softmax regression, 784-10"),
+    "mlp": ModelEntry("mlp", mlp.MLPConfig, mlp.build, "multi-layer perceptron, 784-256-64-10 ReLU"),
+    "cnn": ModelEntry(
+        "cnn", cnn.CNNConfig, cnn.build, "LeNet-style CNN, 32c5-pool-64c5-pool-1024-dropout-10"
+    ),
+}
+
+
+def build_model(model_config):
+    """Builds the Keras model a validated model config describes.
+
+    Args:
+        model_config: one of the registered config classes.
+
+    Returns:
+        An uncompiled `keras.Model`.
+    """
+    return MODELS[model_config.type].build(model_config)

@@ -1,0 +1,174 @@
+"""Building blocks of the typed config: strict frozen models and named specs."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+Activation = Literal[
+    "linear", "sigmoid", "hard_sigmoid", "tanh", "relu", "relu6", "softplus", "softsign",
+    "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish",
+]
+OutputActivation = Literal["softmax", "linear", "sigmoid"]
+
+
+def did_you_mean(received: str, choices) -> str:
+    """Returns ' (did you mean 'x'?)' when `received` is close to one of `choices`, else ''."""
+    matches = difflib.get_close_matches(str(received), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+def _quoted(names) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
+class Frozen(BaseModel):
+    """A frozen config section that rejects unknown keys with a did-you-mean hint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = list(cls.model_fields)
+            for key in data:
+                if key not in cls.model_fields:
+                    raise ValueError(
+                        f"unknown key '{key}'{did_you_mean(key, known)}; "
+                        f"valid keys are {_quoted(known)}"
+                    )
+        return data
+
+
+class NamedSpec(BaseModel):
+    """A `name` plus the parameters that name accepts, written `name` or `{name: ..., param: ...}`.
+
+    Subclasses list their names and each name's parameters (with types and ranges)
+    in `KINDS`; parameters not listed for the chosen name are rejected.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    KIND: ClassVar[str] = "name"
+    KINDS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_name_and_params(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"expected a {cls.KIND} name or a mapping with 'name', received {data!r}"
+            )
+        if "name" not in data:
+            raise ValueError(f"a {cls.KIND} mapping needs a 'name' key, received {dict(data)!r}")
+        name = data["name"]
+        if name not in cls.KINDS:
+            raise ValueError(
+                f"unknown {cls.KIND} '{name}'{did_you_mean(name, cls.KINDS)}; "
+                f"expected one of {_quoted(cls.KINDS)}"
+            )
+        allowed = cls.KINDS[name]
+        params = {}
+        for key, value in data.items():
+            if key == "name":
+                continue
+            if key not in allowed:
+                accepted = _quoted(allowed) if allowed else "no parameters"
+                raise ValueError(
+                    f"{cls.KIND} '{name}' has no parameter '{key}'{did_you_mean(key, allowed)}; "
+                    f"it accepts {accepted}"
+                )
+            try:
+                params[key] = TypeAdapter(allowed[key]).validate_python(value)
+            except ValidationError as error:
+                reason = error.errors()[0]["msg"]
+                raise ValueError(f"{cls.KIND} '{name}' parameter '{key}': {reason}, received {value!r}")
+        return {"name": name, **params}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters given besides `name`."""
+        return dict(self.model_extra or {})
+
+
+_SEED = Annotated[int, Field(ge=0)]
+
+
+class InitializerSpec(NamedSpec):
+    """A Keras weight initializer, e.g. `he_normal` or `{name: random_normal, stddev: 0.05}`."""
+
+    KIND: ClassVar[str] = "initializer"
+    KINDS: ClassVar[dict[str, dict[str, Any]]] = {
+        "zeros": {},
+        "ones": {},
+        "constant": {"value": float},
+        "identity": {"gain": float},
+        "normal": {"mean": float, "stddev": PositiveFloat, "seed": _SEED},
+        "random_normal": {"mean": float, "stddev": PositiveFloat, "seed": _SEED},
+        "truncated_normal": {"mean": float, "stddev": PositiveFloat, "seed": _SEED},
+        "uniform": {"minval": float, "maxval": float, "seed": _SEED},
+        "random_uniform": {"minval": float, "maxval": float, "seed": _SEED},
+        "glorot_uniform": {"seed": _SEED},
+        "glorot_normal": {"seed": _SEED},
+        "he_uniform": {"seed": _SEED},
+        "he_normal": {"seed": _SEED},
+        "lecun_uniform": {"seed": _SEED},
+        "lecun_normal": {"seed": _SEED},
+        "orthogonal": {"gain": float, "seed": _SEED},
+        "variance_scaling": {
+            "scale": PositiveFloat,
+            "mode": Literal["fan_in", "fan_out", "fan_avg"],
+            "distribution": Literal["truncated_normal", "untruncated_normal", "uniform"],
+            "seed": _SEED,
+        },
+    }
+
+
+class ConstraintSpec(NamedSpec):
+    """A Keras weight constraint, e.g. `{name: max_norm, max_value: 3}`."""
+
+    KIND: ClassVar[str] = "constraint"
+    KINDS: ClassVar[dict[str, dict[str, Any]]] = {
+        "max_norm": {"max_value": PositiveFloat, "axis": int},
+        "min_max_norm": {
+            "min_value": NonNegativeFloat,
+            "max_value": PositiveFloat,
+            "rate": Probability,
+            "axis": int,
+        },
+        "non_neg": {},
+        "unit_norm": {"axis": int},
+    }
+
+
+class RegularizerSpec(Frozen):
+    """L1 and/or L2 penalty factors, e.g. `{l2: 0.0005}`."""
+
+    l1: NonNegativeFloat = 0.0
+    l2: NonNegativeFloat = 0.0
+
+
+class LayerOptions(Frozen):
+    """Options shared by every weight layer of a model (hidden and output)."""
+
+    use_bias: bool = True
+    kernel_initializer: InitializerSpec = InitializerSpec(name="glorot_uniform")
+    bias_initializer: InitializerSpec = InitializerSpec(name="zeros")
+    kernel_regularizer: RegularizerSpec | None = None
+    bias_regularizer: RegularizerSpec | None = None
+    activity_regularizer: RegularizerSpec | None = None
+    kernel_constraint: ConstraintSpec | None = None
+    bias_constraint: ConstraintSpec | None = None

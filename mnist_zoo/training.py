@@ -1,0 +1,154 @@
+"""The training stage: data -> model -> fit -> test report, written into a run directory."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mnist_zoo import rundir
+from mnist_zoo.config import RunConfig, config_to_yaml
+from mnist_zoo.datasets import Splits, load_dataset, split_dataset
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    metrics: dict
+
+
+def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
+    """Compiles `model` with the optimizer, schedule, loss and accuracy metric of `config`."""
+    from mnist_zoo.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
+
+    train = config.train
+    learning_rate = make_learning_rate(
+        train.optimizer.learning_rate, train.schedule, steps_per_epoch, train.epochs
+    )
+    model.compile(
+        optimizer=make_optimizer(train.optimizer, learning_rate),
+        loss=make_loss(train.loss, config.model.output_activation),
+        metrics=make_metrics(train.loss),
+    )
+
+
+def make_callbacks(config: RunConfig, run_dir: Path, has_validation: bool) -> list:
+    """History recording, best-checkpointing and (optionally) early stopping."""
+    import keras
+
+    from mnist_zoo.callbacks import BestCheckpoint, HistoryRecorder
+
+    monitor = "val_accuracy" if has_validation else "accuracy"
+    callbacks = [HistoryRecorder(run_dir), BestCheckpoint(run_dir / rundir.BEST_MODEL, monitor)]
+    stopping = config.train.early_stopping
+    if stopping.enabled:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stopping.monitor,
+                patience=stopping.patience,
+                min_delta=stopping.min_delta,
+                mode="max" if stopping.monitor.endswith("accuracy") else "min",
+                restore_best_weights=stopping.restore_best_weights,
+            )
+        )
+    return callbacks
+
+
+def keras_verbosity(setting) -> int:
+    """Keras `verbose`: a live progress bar on a terminal, one line per epoch in logs."""
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
+
+
+def fit(model, config: RunConfig, splits: Splits, run_dir: Path) -> tuple[list, float]:
+    """Runs `model.fit`; returns (the callbacks, wall seconds)."""
+    from mnist_zoo.pipeline import make_dataset
+
+    train, one_hot = config.train, config.train.loss.one_hot_labels
+    train_data = make_dataset(
+        splits.train_images, splits.train_labels, train.batch_size, one_hot, shuffle=train.shuffle, seed=train.seed
+    )
+    has_validation = len(splits.val_images) > 0
+    val_data = (
+        make_dataset(splits.val_images, splits.val_labels, max(train.batch_size, 1000), one_hot)
+        if has_validation
+        else None
+    )
+    callbacks = make_callbacks(config, run_dir, has_validation)
+    start = time.perf_counter()
+    model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=train.epochs,
+        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
+        callbacks=callbacks,
+        verbose=keras_verbosity(train.verbose),
+    )
+    return callbacks, time.perf_counter() - start
+
+
+def train_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = lambda message: None) -> TrainResult:
+    """Trains the model `config` describes and writes every output into `run_dir`.
+
+    Args:
+        config: the validated run config.
+        run_dir: an existing, empty run directory.
+        report: receives one-line progress messages for the user.
+
+    Returns:
+        The `TrainResult` (run directory and test metrics of the best model).
+    """
+    from mnist_zoo.device import select_device
+
+    device = select_device(config.train.device)
+    report(f"device: {device}")
+    import keras
+
+    from mnist_zoo.environment import environment_record
+    from mnist_zoo.evaluation import evaluate_model
+    from mnist_zoo.modelfile import load_classifier
+    from mnist_zoo.registry import build_model
+
+    keras.utils.set_random_seed(config.train.seed)
+    dataset = load_dataset(config.data.dataset, config.data.data_dir, report)
+    splits = split_dataset(
+        dataset, config.data.validation_size, config.train.seed, config.data.train_limit, config.data.test_limit
+    )
+    report(
+        f"data: {dataset.name} from {dataset.source}: {len(splits.train_images)} train, "
+        f"{len(splits.val_images)} validation, {len(splits.test_images)} test images"
+    )
+    rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
+    environment = environment_record(device, config.train.seed, dataset.name, dataset.checksum(), dataset.source)
+    rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
+
+    model = build_model(config.model)
+    compile_model(model, config, steps_per_epoch=math.ceil(len(splits.train_images) / config.train.batch_size))
+    callbacks, train_seconds = fit(model, config, splits, run_dir)
+    rundir.save_model(model, run_dir / rundir.LAST_MODEL)
+
+    best_model = load_classifier(run_dir / rundir.BEST_MODEL)
+    test_report, _ = evaluate_model(best_model, splits.test_images, splits.test_labels, dataset.class_names)
+    history, checkpoint = callbacks[0].records, callbacks[1]
+    metrics = {
+        "model": config.model.type,
+        "config_name": config.name,
+        "dataset": dataset.name,
+        "test_loss": test_report["loss"],
+        "test_accuracy": test_report["accuracy"],
+        "test_examples": test_report["num_examples"],
+        "best_epoch": checkpoint.best_epoch,
+        f"best_{checkpoint.monitor}": checkpoint.best,
+        "epochs_completed": len(history),
+        "parameters": int(model.count_params()),
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": sum(record["epoch_seconds"] for record in history) / len(history),
+    }
+    rundir.write_json(run_dir / rundir.METRICS_FILE, metrics)
+    return TrainResult(run_dir=run_dir, metrics=metrics)
