@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.resources
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -184,10 +183,9 @@ class RunConfig(Frozen):
 
 def bundled_config_dir() -> Path:
     """The folder of the configs shipped with the package (top-level configs/ in a checkout)."""
-    try:
-        return Path(str(importlib.resources.files("mnist_zoo.configs")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "configs"
+    package_dir = Path(__file__).resolve().parent
+    installed = package_dir / "configs"  # where pyproject.toml installs configs/
+    return installed if installed.is_dir() else package_dir.parent / "configs"
 
 
 def bundled_config_names() -> list[str]:
@@ -199,6 +197,8 @@ def bundled_config_names() -> list[str]:
 def bundled_config_path(name: str) -> Path:
     """The path of the bundled config `name` ('cnn', 'seeds/lab_cnn', ...)."""
     names = bundled_config_names()
+    if not names:
+        raise ConfigError(f"no bundled configs found in {bundled_config_dir()}; is mnist-zoo installed completely?")
     if name not in names:
         raise ConfigError(
             f"no bundled config named {name!r}{did_you_mean(name, names)}; "
