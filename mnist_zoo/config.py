@@ -148,11 +148,21 @@ class TrainConfig(Frozen):
     verbose: Literal["auto", 0, 1, 2] = "auto"
 
 
+class ReferenceConfig(Frozen):
+    """What the course material reports for this network (documentation; checked by the tests)."""
+
+    source: str = ""
+    parameters: PositiveInt | None = None
+    test_accuracy: Probability | None = None
+    notes: str = ""
+
+
 class RunConfig(Frozen):
     """Everything a training run needs: the model, the data and the training recipe."""
 
     name: str = "unnamed"
     description: str = ""
+    reference: ReferenceConfig = ReferenceConfig()
     model: ModelConfig
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
@@ -171,10 +181,16 @@ class RunConfig(Frozen):
 
     @model_validator(mode="after")
     def _check_combinations(self):
-        if self.train.loss.name != "sparse_categorical_crossentropy":
-            return self
-        if self.model.output_activation == "sigmoid":
-            raise ValueError("train.loss: sparse_categorical_crossentropy needs a softmax or linear output")
+        if self.train.loss.name.endswith("crossentropy") and self.model.output_activation == "sigmoid":
+            raise ValueError(
+                f"train.loss: {self.train.loss.name} needs model.output_activation softmax (or linear "
+                "for logits), received sigmoid"
+            )
+        if self.train.early_stopping.enabled and self.data.validation_size == 0:
+            raise ValueError(
+                "train.early_stopping monitors validation data but data.validation_size is 0; "
+                "hold out validation images or disable early stopping"
+            )
         return self
 
 

@@ -1,0 +1,49 @@
+"""Helpers shared by the tests: write IDX files and small data folders."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from mnist_zoo.idx import IMAGES_MAGIC, LABELS_MAGIC
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """Encodes a uint8 array as IDX (magic from its number of dimensions unless given)."""
+    array = np.asarray(array, dtype=np.uint8)
+    magic = magic if magic is not None else (0x0800 | array.ndim)
+    header = magic.to_bytes(4, "big") + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    return header + array.tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True, magic: int | None = None) -> Path:
+    content = idx_bytes(array, magic)
+    path.write_bytes(gzip.compress(content) if compress else content)
+    return path
+
+
+def write_mnist_folder(folder: Path, train_images, train_labels, test_images, test_labels, compress=True) -> Path:
+    """Writes the four MNIST IDX files into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    write_idx(folder / f"train-images-idx3-ubyte{suffix}", train_images, compress)
+    write_idx(folder / f"train-labels-idx1-ubyte{suffix}", train_labels, compress)
+    write_idx(folder / f"t10k-images-idx3-ubyte{suffix}", test_images, compress)
+    write_idx(folder / f"t10k-labels-idx1-ubyte{suffix}", test_labels, compress)
+    return folder
+
+
+def random_mnist_folder(folder: Path, train: int = 64, test: int = 32, seed: int = 0, compress=True) -> Path:
+    """A synthetic MNIST-shaped data set (random pixels) for parsing tests."""
+    rng = np.random.default_rng(seed)
+    return write_mnist_folder(
+        folder,
+        rng.integers(0, 256, (train, 28, 28), dtype=np.uint8), rng.integers(0, 10, train, dtype=np.uint8),
+        rng.integers(0, 256, (test, 28, 28), dtype=np.uint8), rng.integers(0, 10, test, dtype=np.uint8),
+        compress,
+    )
+
+
+assert IMAGES_MAGIC == 0x0803 and LABELS_MAGIC == 0x0801  # the defaults idx_bytes derives
