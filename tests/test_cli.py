@@ -1,0 +1,220 @@
+"""The command line, through click's CliRunner and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mnist_zoo.cli import cli
+from mnist_zoo.registry import MODELS
+
+RUN_FILES = {
+    "config.yaml", "history.json", "history.csv", "best.keras", "last.keras", "metrics.json", "environment.json",
+}
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(map(str, args)), catch_exceptions=False)
+
+
+def run_cli(*args, cwd=None, env=None):
+    """Runs `python -m mnist_zoo ARGS` in a fresh interpreter."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_zoo", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=600,
+    )
+
+
+# ----------------------------------------------------------------------------- help and start-up
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["evaluate"], ["plot-history"], ["models"], ["config"], ["config", "show"],
+                ["config", "check"], ["config", "list"]],
+)
+def test_every_help_works(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\nfrom mnist_zoo.cli import cli\n"
+        "try:\n    cli(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'matplotlib', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_help_is_quick_as_a_subprocess():
+    start = time.perf_counter()
+    result = run_cli("--help")
+    assert result.returncode == 0 and "plot-history" in result.stdout
+    # Generous bound (a TensorFlow import alone takes several seconds); the benchmark measures it properly.
+    assert time.perf_counter() - start < 3.0
+
+
+def test_version():
+    assert invoke("--version").output.startswith("mnist-zoo, version")
+
+
+# ----------------------------------------------------------------------------- config commands
+
+
+def test_config_show_applies_overrides():
+    result = invoke("config", "show", "--model", "cnn", "--set", "train.epochs=3", "--set", "model.dropout_rate=0.3")
+    assert result.exit_code == 0
+    shown = yaml.safe_load(result.output)
+    assert shown["train"]["epochs"] == 3 and shown["model"]["dropout_rate"] == 0.3 and shown["name"] == "cnn"
+
+
+def test_config_list_names_bundled_configs():
+    result = invoke("config", "list")
+    assert result.exit_code == 0 and "seeds/lab_cnn" in result.output
+
+
+def test_config_check_reports_each_file(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("model: {type: mlp}\n")
+    bad.write_text("model: {type: mlp}\ntrain: {epochs: -1}\n")
+    result = invoke("config", "check", good, bad)
+    assert result.exit_code == 2
+    assert f"ok      {good}" in result.output and "train.epochs" in result.output
+    assert "1 of 2 config files are invalid" in result.output
+
+
+def test_models_lists_parameter_counts():
+    result = invoke("models")
+    assert result.exit_code == 0
+    for name in MODELS:
+        assert name in result.output
+    assert "1,111,946" in result.output and "218,058" in result.output and "7,850" in result.output
+
+
+# ----------------------------------------------------------------------------- user errors
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--model", "cnnn"], "did you mean 'cnn'"),
+        (["train", "--config", "missing.yaml"], "config file not found"),
+        (["train", "--model", "mlp", "--set", "train.epochz=2"], "did you mean 'epochs'"),
+        (["evaluate", "missing.keras"], "no such model file or run directory"),
+        (["plot-history", "--runs-dir", "nothing-here"], "no runs with a history.json"),
+    ],
+)
+def test_user_errors_are_one_line_with_status_2(tmp_path, args, fragment):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
+        next(line for line in result.stderr.splitlines() if fragment in line)
+    ]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_cli("--debug", "train", "--config", "missing.yaml", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_gpu_request_without_gpu_says_what_tensorflow_sees(tmp_path, small_mnist_dir):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    result = run_cli("train", "--model", "linear", "--device", "gpu", "--data-dir", small_mnist_dir, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "sees no GPU" in result.stderr and "CPU" in result.stderr
+
+
+def test_offline_without_data_is_a_clear_error(tmp_path):
+    result = run_cli(
+        "train", "--model", "linear", "--epochs", "1", cwd=tmp_path,
+        env={"MNIST_ZOO_CACHE_DIR": str(tmp_path / "cache"), "MNIST_ZOO_MIRRORS": "http://127.0.0.1:9/"},
+    )
+    assert result.returncode == 2 and "--data-dir" in result.stderr and "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- train, evaluate, plot
+
+
+QUICK = ["--epochs", "1", "--set", "data.validation_size=200", "--set", "train.verbose=2"]
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_train_each_model_in_process(tmp_path, small_mnist_dir, model):
+    result = invoke("train", "--model", model, "--data-dir", small_mnist_dir, "--output-dir", tmp_path / "runs", *QUICK)
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith(f"-{model}")
+    assert RUN_FILES <= {path.name for path in run_dir.iterdir()}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_examples"] == 500 and metrics["model"] == model
+    assert metrics["test_accuracy"] > 0.5  # one epoch on 1,800 real images already learns
+
+
+def test_train_evaluate_plot_as_subprocesses(tmp_path, small_mnist_dir):
+    train = run_cli("train", "--model", "cnn", "--data-dir", small_mnist_dir, "--seed", "7", *QUICK, cwd=tmp_path)
+    assert train.returncode == 0, train.stderr
+    run_dir = tmp_path / train.stdout.strip().splitlines()[-1]
+    assert run_dir.parent == tmp_path / "runs"
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["train"]["epochs"] == 1 and config["train"]["seed"] == 7
+    assert config["data"]["data_dir"] == str(Path(small_mnist_dir).resolve())
+    history = json.loads((run_dir / "history.json").read_text())["epochs"]
+    assert set(history[0]) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"}
+    assert (run_dir / "history.csv").read_text().splitlines()[0].startswith("epoch,")
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["seed"] == 7 and environment["device"].startswith(("CPU", "GPU"))
+    assert len(environment["dataset_sha256"]) == 64 and environment["keras"].startswith("3.")
+
+    evaluation = run_cli("evaluate", run_dir, "--json", cwd=tmp_path)
+    assert evaluation.returncode == 0, evaluation.stderr
+    report = json.loads(evaluation.stdout)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert len(report["confusion_matrix"]) == 10 and report["num_examples"] == 500
+
+    text = run_cli("evaluate", run_dir / "best.keras", "--plots", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "most confused" in text.stdout and "macro avg" in text.stdout
+    assert (run_dir / "confusion_matrix.png").is_file() and (run_dir / "misclassified.png").is_file()
+
+    plot = run_cli("plot-history", cwd=tmp_path)  # no argument: the most recent run
+    assert plot.returncode == 0, plot.stderr
+    assert (run_dir / "history.png").stat().st_size > 10_000
+
+
+def test_plot_history_overlays_several_runs(tmp_path):
+    for name, accuracy in [("a", 0.9), ("b", 0.95)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        epochs = [{"epoch": e, "loss": 1 / e, "accuracy": accuracy, "val_loss": 1.1 / e, "val_accuracy": accuracy}
+                  for e in (1, 2, 3)]
+        (folder / "history.json").write_text(json.dumps({"epochs": epochs}))
+    output = tmp_path / "both.png"
+    result = invoke("plot-history", tmp_path / "a", tmp_path / "b", "-o", output)
+    assert result.exit_code == 0 and output.stat().st_size > 10_000
+
+
+def test_installed_console_script(tmp_path):
+    script = shutil.which("mnist-zoo")
+    if script is None:
+        pytest.skip("mnist-zoo is not installed as a console script")
+    result = subprocess.run([script, "config", "show", "--model", "linear"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 0 and "type: linear" in result.stdout

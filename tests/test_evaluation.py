@@ -1,0 +1,101 @@
+"""Evaluation: metrics on known inputs, foreign Keras models, and refused model files."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_zoo.errors import ModelFileError
+from mnist_zoo.evaluation import classification_report, confusion_matrix, run_evaluation
+from mnist_zoo.modelfile import load_classifier, to_probabilities
+
+
+def test_confusion_matrix_and_report_on_known_values():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 1, 1, 1, 2, 0])
+    probabilities = np.eye(3)[predicted] * 0.9 + 0.1 / 3
+    matrix = confusion_matrix(labels, predicted, 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    report = classification_report(labels, probabilities, ["a", "b", "c"])
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    rows = {row["name"]: row for row in report["per_class"]}
+    assert rows["a"]["precision"] == pytest.approx(0.5) and rows["a"]["recall"] == pytest.approx(0.5)
+    assert rows["b"]["precision"] == pytest.approx(2 / 3) and rows["b"]["recall"] == pytest.approx(1.0)
+    assert rows["b"]["f1"] == pytest.approx(0.8)
+    assert report["most_confused"] == [{"true": 0, "predicted": 1, "count": 1}, {"true": 2, "predicted": 0, "count": 1}]
+    expected_loss = -np.mean(np.log(probabilities[np.arange(6), labels]))
+    assert report["loss"] == pytest.approx(expected_loss)
+
+
+def test_logits_are_turned_into_probabilities():
+    probabilities = np.array([[0.2, 0.8], [0.5, 0.5]])
+    assert np.array_equal(to_probabilities(probabilities), probabilities)
+    logits = np.array([[2.0, -1.0], [0.0, 3.0]])
+    converted = to_probabilities(logits)
+    assert np.allclose(converted.sum(axis=1), 1) and converted.argmax(axis=1).tolist() == [0, 1]
+
+
+def _trained_foreign_model(input_shape, logits: bool, images, labels):
+    """A plain Keras classifier as a user's script would write it."""
+    model = keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation=None if logits else "softmax"),
+    ])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=logits))
+    x = (images.astype("float32") / 255).reshape((-1, *input_shape))
+    model.fit(x, labels, epochs=3, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("input_shape, logits", [((784,), False), ((28, 28), True), ((28, 28, 1), False)])
+def test_evaluates_a_foreign_keras_model(tmp_path, small_mnist_dir, real_mnist, input_shape, logits):
+    model = _trained_foreign_model(input_shape, logits, real_mnist.train_images[:2000], real_mnist.train_labels[:2000])
+    path = tmp_path / "foreign.keras"
+    model.save(path)
+    result = run_evaluation(path, data_dir=str(small_mnist_dir), device="cpu", plots=True)
+    assert result.report["num_examples"] == 500
+    assert result.report["accuracy"] > 0.75  # 3 epochs of softmax regression on 2,000 images
+    saved = json.loads((tmp_path / "foreign.evaluation.json").read_text())
+    assert saved["accuracy"] == result.report["accuracy"]
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
+    assert (tmp_path / "misclassified.png").stat().st_size > 10_000
+
+
+def _save(model, path):
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("shape, fragment", [((32, 32, 3), "input shape (32, 32, 3)"), ((784,), "output shape (5,)")])
+def test_wrong_shapes_are_refused(tmp_path, shape, fragment):
+    outputs = 5 if fragment.startswith("output") else 10
+    model = keras.Sequential([keras.Input(shape=shape), keras.layers.Flatten(), keras.layers.Dense(outputs)])
+    with pytest.raises(ModelFileError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_classifier(_save(model, tmp_path / "m.keras"))
+
+
+def test_lambda_layer_refused_under_safe_mode(tmp_path):
+    inputs = keras.Input(shape=(784,))
+    outputs = keras.layers.Dense(10)(keras.layers.Lambda(lambda x: x * 2.0)(inputs))
+    path = _save(keras.Model(inputs, outputs), tmp_path / "lambda.keras")
+    with pytest.raises(ModelFileError, match="--unsafe"):
+        load_classifier(path)
+    assert load_classifier(path, unsafe=True).count_params() == 7850
+
+
+def test_broken_model_files(tmp_path):
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.keras"
+    text.write_text("hello")
+    good = _save(keras.Sequential([keras.Input(shape=(784,)), keras.layers.Dense(10)]), tmp_path / "good.keras")
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for path, fragment in [(tmp_path / "missing.keras", "not found"), (empty, "empty"),
+                           (text, "not a .keras archive"), (truncated, "not a .keras archive")]:
+        with pytest.raises(ModelFileError, match=fragment):
+            load_classifier(path)
