@@ -222,11 +222,19 @@ def config_show(model_name, config_path, overrides):
 @config_group.command("list")
 def config_list():
     """List the bundled configs usable with --model."""
-    from mnist_zoo.config import bundled_config_names, load_config, bundled_config_path
+    from mnist_zoo.config import bundled_config_names, bundled_config_path, load_config
     from mnist_zoo.reporting import table
 
     rows = [[name, load_config(bundled_config_path(name)).description] for name in bundled_config_names()]
     click.echo(table(["name", "description"], rows, align="ll"))
+
+
+@config_group.command("reference")
+def config_reference():
+    """Print the config reference (every key, type, default) as Markdown."""
+    from mnist_zoo.config_reference import render_reference
+
+    click.echo(render_reference(), nl=False)
 
 
 @config_group.command("check")

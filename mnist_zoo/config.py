@@ -113,59 +113,85 @@ class EarlyStoppingConfig(Frozen):
     """Stop when `monitor` has not improved by `min_delta` for `patience` epochs."""
 
     enabled: bool = False
+    """Turn early stopping on."""
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    """The validation figure watched."""
     patience: PositiveInt = 3
+    """Epochs without improvement before stopping."""
     min_delta: NonNegativeFloat = 0.0
+    """Smallest change that counts as an improvement."""
     restore_best_weights: bool = True
+    """End with the best epoch's weights (last.keras)."""
 
 
 class DataConfig(Frozen):
     """Which data set, where it comes from, and how much of it to use."""
 
     dataset: Literal["mnist", "fashion_mnist"] = "mnist"
-    # A folder with the IDX files (or mnist.npz); None: $MNIST_ZOO_DATA_DIR, else download.
+    """Which data set."""
     data_dir: str | None = None
-    # Held out from the training set: a count (int) or a fraction of it (float < 1).
+    """Folder with the IDX files or mnist.npz; null: $MNIST_ZOO_DATA_DIR, else download."""
     validation_size: NonNegativeInt | Annotated[float, Field(gt=0, lt=1)] = 5000
-    # Use only the first N training / test images (quick experiments and tests).
+    """Held out from the training set (seeded): a count, or a fraction < 1."""
     train_limit: PositiveInt | None = None
+    """Use only the first N training images (quick experiments)."""
     test_limit: PositiveInt | None = None
+    """Use only the first N test images."""
 
 
 class TrainConfig(Frozen):
     """How the model is fitted."""
 
     epochs: PositiveInt = 10
+    """Passes over the training set."""
     batch_size: PositiveInt = 128
+    """Images per gradient step."""
     seed: NonNegativeInt = 42
+    """Seeds weights, dropout, shuffling and the validation split."""
     shuffle: bool = True
+    """Reshuffle the training images every epoch."""
     optimizer: OptimizerSpec = OptimizerSpec(name="adam")
+    """A name or {name, params} (see the optimizer table)."""
     loss: LossSpec = LossSpec(name="categorical_crossentropy")
+    """A name or {name, params} (see the loss table)."""
     schedule: ScheduleSpec = ScheduleSpec(name="constant")
+    """Learning-rate schedule: a name or {name, params} (see the schedule table)."""
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    """Stop when validation stops improving (keys below)."""
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    # Keras verbosity: "auto" shows a progress bar on a terminal and one line per epoch otherwise.
+    """auto: a GPU if TensorFlow sees one, else the CPU."""
     verbose: Literal["auto", 0, 1, 2] = "auto"
+    """Keras verbosity; auto: progress bar on a terminal, one line per epoch otherwise."""
 
 
 class ReferenceConfig(Frozen):
     """What the course material reports for this network (documentation; checked by the tests)."""
 
     source: str = ""
+    """Where the network comes from."""
     parameters: PositiveInt | None = None
+    """Parameter count the material reports."""
     test_accuracy: Probability | None = None
+    """Test accuracy the material reports (0-1)."""
     notes: str = ""
+    """Anything else worth knowing."""
 
 
 class RunConfig(Frozen):
     """Everything a training run needs: the model, the data and the training recipe."""
 
     name: str = "unnamed"
+    """Config name (default: the file name); names the run directory."""
     description: str = ""
+    """One line shown by `config list`."""
     reference: ReferenceConfig = ReferenceConfig()
+    """What the course material reports for this network (keys below)."""
     model: ModelConfig
+    """The network (required); model.type picks the builder."""
     data: DataConfig = DataConfig()
+    """The data (keys below)."""
     train: TrainConfig = TrainConfig()
+    """The training recipe (keys below)."""
 
     @model_validator(mode="before")
     @classmethod

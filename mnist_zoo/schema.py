@@ -34,7 +34,7 @@ def _quoted(names) -> str:
 class Frozen(BaseModel):
     """A frozen config section that rejects unknown keys with a did-you-mean hint."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -158,17 +158,27 @@ class RegularizerSpec(Frozen):
     """L1 and/or L2 penalty factors, e.g. `{l2: 0.0005}`."""
 
     l1: NonNegativeFloat = 0.0
+    """L1 penalty factor."""
     l2: NonNegativeFloat = 0.0
+    """L2 penalty factor (weight decay in the loss)."""
 
 
 class LayerOptions(Frozen):
     """Options shared by every weight layer of a model (hidden and output)."""
 
     use_bias: bool = True
+    """Give every Dense/Conv2D layer a bias."""
     kernel_initializer: InitializerSpec = InitializerSpec(name="glorot_uniform")
+    """Weight initializer: a name or {name, params} (see the initializer table)."""
     bias_initializer: InitializerSpec = InitializerSpec(name="zeros")
+    """Bias initializer, same form as kernel_initializer."""
     kernel_regularizer: RegularizerSpec | None = None
+    """Penalty on the weights, e.g. {l2: 0.0005}."""
     bias_regularizer: RegularizerSpec | None = None
+    """Penalty on the biases."""
     activity_regularizer: RegularizerSpec | None = None
+    """Penalty on the layer outputs."""
     kernel_constraint: ConstraintSpec | None = None
+    """Weight constraint, e.g. {name: max_norm, max_value: 3}."""
     bias_constraint: ConstraintSpec | None = None
+    """Bias constraint."""

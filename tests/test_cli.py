@@ -40,7 +40,7 @@ def run_cli(*args, cwd=None, env=None):
 
 @pytest.mark.parametrize(
     "command", [[], ["train"], ["evaluate"], ["plot-history"], ["models"], ["config"], ["config", "show"],
-                ["config", "check"], ["config", "list"]],
+                ["config", "check"], ["config", "list"], ["config", "reference"]],
 )
 def test_every_help_works(command):
     result = invoke(*command, "--help")
@@ -218,3 +218,13 @@ def test_installed_console_script(tmp_path):
     result = subprocess.run([script, "config", "show", "--model", "linear"], capture_output=True, text=True,
                             cwd=tmp_path, timeout=60)
     assert result.returncode == 0 and "type: linear" in result.stdout
+
+
+def test_readme_config_reference_is_current():
+    """README's config reference is the generated one (regenerate: mnist-zoo config reference)."""
+    from mnist_zoo.config_reference import render_reference
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    assert start in readme and end in readme
+    assert readme.split(start)[1].split(end)[0].strip() == render_reference().strip()

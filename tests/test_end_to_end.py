@@ -28,10 +28,11 @@ def test_linear_on_full_mnist_reaches_ninety_percent(shared_data, tmp_path):
     assert environment["dataset_sha256"] == MNIST_ARRAYS_SHA256
 
 
-def test_mlp_one_epoch_on_full_mnist(shared_data, tmp_path):
+def test_mlp_two_epochs_on_full_mnist(shared_data, tmp_path):
+    # Measured 96.26 % with seed 42; 95 % leaves room for other CPUs' rounding.
     result = CliRunner().invoke(
         cli,
-        ["train", "--model", "mlp", "--epochs", "1", "--data-dir", str(shared_data),
+        ["train", "--model", "mlp", "--epochs", "2", "--data-dir", str(shared_data),
          "--output-dir", str(tmp_path), "--set", "train.verbose=2"],
         catch_exceptions=False,
     )

@@ -21,22 +21,34 @@ class ConvLayerConfig(Frozen):
     """One convolution block: Conv2D, then optional pooling and spatial dropout."""
 
     filters: PositiveInt
+    """Number of convolution filters (required)."""
     kernel_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 5
+    """Kernel size: n for n x n, or [height, width]."""
     strides: PositiveInt = 1
+    """Convolution stride."""
     padding: Padding = "valid"
-    activation: Activation | None = None  # None: the model's `activation`
-    pool_size: PositiveInt | None = 2  # None: no pooling after this convolution
+    """valid (no padding, the map shrinks) or same."""
+    activation: Activation | None = None
+    """Activation of this convolution; null: the model's activation."""
+    pool_size: PositiveInt | None = 2
+    """Pooling window after the convolution; null: no pooling."""
     dropout_rate: Fraction = 0.0
+    """Spatial dropout after the block."""
 
 
 class CNNConfig(DenseHeadConfig):
     """Config of the CNN (default 32c5-pool-64c5-pool-1024-dropout(0.5)-10)."""
 
     type: Literal["cnn"] = "cnn"
+    """Selects this builder."""
     conv_layers: tuple[ConvLayerConfig, ...] = (ConvLayerConfig(filters=32), ConvLayerConfig(filters=64))
+    """The convolution blocks, in order (keys below under model.conv_layers[])."""
     pooling: Literal["max", "average"] = "max"
+    """Pooling type of every block."""
     hidden_units: tuple[PositiveInt, ...] = (1024,)
+    """Widths of the Dense layers after Flatten."""
     dropout_rate: Fraction | tuple[Fraction, ...] = 0.5
+    """Dropout after each hidden Dense layer: one rate, or one per layer."""
 
     @field_validator("conv_layers")
     @classmethod

@@ -25,7 +25,9 @@ class ModelConfigBase(LayerOptions):
     """Fields every model has: the registry `type` and the output layer's activation."""
 
     type: str
+    """The registered model: linear, mlp or cnn."""
     output_activation: OutputActivation = "softmax"
+    """Output layer activation; linear gives logits (cross-entropy then reads logits)."""
 
 
 def expand_dropout(dropout_rate: float | tuple[float, ...], num_layers: int, where: str) -> list[float]:
@@ -53,8 +55,11 @@ class DenseHeadConfig(ModelConfigBase):
     """Fields of models with hidden Dense layers: widths, activation and dropout after each."""
 
     hidden_units: tuple[PositiveInt, ...] = ()
+    """Widths of the hidden Dense layers."""
     activation: Activation = "relu"
+    """Activation of the hidden layers."""
     dropout_rate: Fraction | tuple[Fraction, ...] = 0.0
+    """Dropout after each hidden Dense layer: one rate, or a list with one per layer."""
 
     @model_validator(mode="after")
     def _check_dropout_per_layer(self):

@@ -11,6 +11,7 @@ class LinearConfig(ModelConfigBase):
     """Config of the softmax-linear model (784-10)."""
 
     type: Literal["linear"] = "linear"
+    """Selects this builder."""
 
 
 def build(config: LinearConfig):

@@ -12,10 +12,13 @@ class MLPConfig(DenseHeadConfig):
     """Config of the MLP (default 784-256-64-10, ReLU)."""
 
     type: Literal["mlp"] = "mlp"
+    """Selects this builder."""
     hidden_units: tuple[PositiveInt, ...] = (256, 64)
+    """Widths of the hidden Dense layers."""
     # The lab report's 392-feature MLP: averaging horizontal pixel pairs (28x14) is our
     # reading of its unnamed features; done inside the model so it still takes raw images.
     input_features: Literal["pixels", "pooled_pairs"] = "pixels"
+    """pixels: the 784 pixels; pooled_pairs: 392 averages of horizontal pixel pairs."""
 
 
 def build(config: MLPConfig):

@@ -1,0 +1,101 @@
+"""Renders the config reference (every key, type, default) as Markdown from the config classes."""
+
+from __future__ import annotations
+
+import types
+import typing
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from mnist_zoo.config import LossSpec, OptimizerSpec, RunConfig, ScheduleSpec
+from mnist_zoo.models.cnn import ConvLayerConfig
+from mnist_zoo.registry import MODELS
+from mnist_zoo.schema import ConstraintSpec, Frozen, InitializerSpec, NamedSpec
+
+_BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
+           (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))
+
+
+def _bounds(metadata) -> str:
+    # Field(gt=0) inside Annotated arrives as a FieldInfo holding the annotated_types bounds.
+    metadata = [bound for item in metadata for bound in (getattr(item, "metadata", None) or [item])]
+    parts = [f"{symbol} {getattr(item, attribute)}" for item in metadata
+             for kind, attribute, symbol in _BOUNDS if isinstance(item, kind)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def type_name(annotation, metadata=()) -> str:
+    """A short, readable rendering of a field's type for the reference tables."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_name(args[0], [*metadata, *args[1:]])
+    if origin is typing.Literal:
+        return " \\| ".join(str(value) for value in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(type_name(arg) for arg in args))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {type_name(args[0])}"
+        return f"[{', '.join(type_name(arg) for arg in args)}]"
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, NamedSpec):
+        return f"{annotation.KIND} name or mapping"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping"
+    return getattr(annotation, "__name__", str(annotation)) + _bounds(metadata)
+
+
+def _default(field) -> str:
+    if field.default is PydanticUndefined:
+        return "required"
+    value = field.default
+    if isinstance(value, NamedSpec):
+        return f"`{value.name}`"
+    if isinstance(value, BaseModel):
+        return "(see below)"
+    if isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
+        return "(see below)"
+    if isinstance(value, tuple):
+        value = list(value)
+    return "`null`" if value is None else f"`{value}`"
+
+
+def fields_table(model_class: type[BaseModel], prefix: str) -> str:
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+    for name, field in model_class.model_fields.items():
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{name}` | {type_name(field.annotation, field.metadata)} | {_default(field)} | {description} |")
+    return "\n".join(rows)
+
+
+def named_spec_table(spec_class: type[NamedSpec]) -> str:
+    rows = [f"| {spec_class.KIND} | parameters |", "|---|---|"]
+    for name, params in spec_class.KINDS.items():
+        rendered = ", ".join(f"`{key}` ({type_name(kind)})" for key, kind in params.items()) or "none"
+        rows.append(f"| `{name}` | {rendered} |")
+    return "\n".join(rows)
+
+
+def render_reference() -> str:
+    """The whole reference: sections per config part, then the named choices with their parameters."""
+    sections = [("Top level", fields_table(RunConfig, ""))]
+    for name, entry in MODELS.items():
+        sections.append((f"`model` with `type: {name}`", fields_table(entry.config_class, "model.")))
+    sections += [
+        ("`model.conv_layers[]` (each convolution block of a cnn)", fields_table(ConvLayerConfig, "")),
+        ("`data`", fields_table(RunConfig.model_fields["data"].default.__class__, "data.")),
+        ("`train`", fields_table(RunConfig.model_fields["train"].default.__class__, "train.")),
+        ("`train.early_stopping`", fields_table(
+            RunConfig.model_fields["train"].default.early_stopping.__class__, "train.early_stopping.")),
+        ("`reference`", fields_table(RunConfig.model_fields["reference"].default.__class__, "reference.")),
+        ("Optimizers (`train.optimizer`; Keras defaults for parameters not given)", named_spec_table(OptimizerSpec)),
+        ("Losses (`train.loss`)", named_spec_table(LossSpec)),
+        ("Learning-rate schedules (`train.schedule`, stepped every batch)", named_spec_table(ScheduleSpec)),
+        ("Initializers (`model.kernel_initializer`, `model.bias_initializer`)", named_spec_table(InitializerSpec)),
+        ("Constraints (`model.kernel_constraint`, `model.bias_constraint`)", named_spec_table(ConstraintSpec)),
+    ]
+    assert issubclass(ConvLayerConfig, Frozen)
+    return "\n\n".join(f"#### {title}\n\n{body}" for title, body in sections) + "\n"
