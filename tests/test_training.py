@@ -1,0 +1,118 @@
+"""The train stage with every optimizer, loss and schedule, on a small real-MNIST subset."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mnist_zoo.config import LossSpec, OptimizerSpec, ScheduleSpec, validate_config
+from mnist_zoo.training import train_run
+
+
+def run(tmp_path, small_mnist_dir, train=None, model=None, data=None):
+    config = validate_config(
+        {
+            "model": model or {"type": "mlp", "hidden_units": [32]},
+            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200, **(data or {})},
+            "train": {"epochs": 2, "batch_size": 64, "verbose": 0, "device": "cpu", **(train or {})},
+        },
+        "test",
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(parents=True)
+    result = train_run(config, run_dir)
+    history = json.loads((run_dir / "history.json").read_text())["epochs"]
+    return result.metrics, history
+
+
+@pytest.mark.parametrize("optimizer", sorted(OptimizerSpec.KINDS))
+def test_every_optimizer_learns(tmp_path, small_mnist_dir, optimizer):
+    # Adagrad/Adadelta need larger steps than Keras's default to move in two short epochs.
+    learning_rate = {"adadelta": 1.0, "adagrad": 0.05, "sgd": 0.1}.get(optimizer, 0.002)
+    metrics, _ = run(tmp_path, small_mnist_dir, {"optimizer": {"name": optimizer, "learning_rate": learning_rate}})
+    assert metrics["test_accuracy"] > 0.6, metrics
+
+
+@pytest.mark.parametrize("loss", sorted(LossSpec.KINDS))
+def test_every_loss_learns(tmp_path, small_mnist_dir, loss):
+    metrics, history = run(tmp_path, small_mnist_dir, {"loss": loss, "optimizer": {"name": "adam", "learning_rate": 0.003}})
+    assert metrics["test_accuracy"] > 0.6, metrics
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_logits_output_with_label_smoothing(tmp_path, small_mnist_dir):
+    metrics, _ = run(
+        tmp_path, small_mnist_dir,
+        {"loss": {"name": "categorical_crossentropy", "label_smoothing": 0.1}},
+        model={"type": "mlp", "hidden_units": [32], "output_activation": "linear"},
+    )
+    assert metrics["test_accuracy"] > 0.7
+
+
+def _learning_rates(tmp_path, small_mnist_dir, schedule, epochs=4):
+    _, history = run(tmp_path, small_mnist_dir, {
+        "epochs": epochs, "schedule": schedule, "optimizer": {"name": "sgd", "learning_rate": 0.1},
+    })
+    return [record["learning_rate"] for record in history]
+
+
+def test_constant_and_step_schedules(tmp_path, small_mnist_dir):
+    assert _learning_rates(tmp_path / "a", small_mnist_dir, "constant") == pytest.approx([0.1] * 4)
+    stepped = _learning_rates(tmp_path / "b", small_mnist_dir, {"name": "step", "step_epochs": 2, "factor": 0.5})
+    # Read after each epoch: epoch 2 has just crossed the first step, epoch 4 the second.
+    assert stepped == pytest.approx([0.1, 0.05, 0.05, 0.025])
+
+
+def test_exponential_schedule_decays_per_epoch(tmp_path, small_mnist_dir):
+    rates = _learning_rates(tmp_path, small_mnist_dir, {"name": "exponential", "decay_rate": 0.5})
+    assert rates == pytest.approx([0.05, 0.025, 0.0125, 0.00625], rel=1e-4)
+
+
+def test_cosine_and_one_cycle_schedules(tmp_path, small_mnist_dir):
+    cosine = _learning_rates(tmp_path / "a", small_mnist_dir, {"name": "cosine", "alpha": 0.0})
+    assert cosine[0] < 0.1 and all(a > b for a, b in zip(cosine, cosine[1:])) and cosine[-1] == pytest.approx(0, abs=1e-6)
+    one_cycle = _learning_rates(
+        tmp_path / "b", small_mnist_dir, {"name": "one_cycle", "warmup_fraction": 0.5, "final_fraction": 0.01}
+    )
+    # Up to the peak at half-way, then down to 1 % of it.
+    assert one_cycle[0] < one_cycle[1] and one_cycle[1] == pytest.approx(0.1, rel=1e-3)
+    assert one_cycle[2] < one_cycle[1] and one_cycle[3] == pytest.approx(0.001, rel=1e-3)
+
+
+def test_early_stopping_stops(tmp_path, small_mnist_dir):
+    # A learning rate this small cannot improve validation accuracy by 0.5 points per epoch.
+    metrics, history = run(tmp_path, small_mnist_dir, {
+        "epochs": 20, "optimizer": {"name": "sgd", "learning_rate": 1e-6},
+        "early_stopping": {"enabled": True, "patience": 2, "min_delta": 0.005},
+    })
+    assert len(history) == 3 and metrics["epochs_completed"] == 3
+
+
+def test_same_seed_same_history_different_seed_differs(tmp_path, small_mnist_dir):
+    _, first = run(tmp_path / "a", small_mnist_dir, {"seed": 5})
+    _, second = run(tmp_path / "b", small_mnist_dir, {"seed": 5})
+    _, third = run(tmp_path / "c", small_mnist_dir, {"seed": 6})
+    strip = lambda records: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]  # noqa: E731
+    assert strip(first) == strip(second)
+    assert strip(first) != strip(third)
+
+
+def test_best_checkpoint_is_the_best_validation_epoch(tmp_path, small_mnist_dir):
+    metrics, history = run(tmp_path, small_mnist_dir, {"epochs": 3})
+    best = max(range(len(history)), key=lambda i: history[i]["val_accuracy"])
+    assert metrics["best_epoch"] == best + 1
+    assert metrics["best_val_accuracy"] == pytest.approx(history[best]["val_accuracy"])
+
+
+def test_fashion_mnist_trains(tmp_path, shared_data):
+    metrics, _ = run(tmp_path, shared_data, {"epochs": 1}, data={"dataset": "fashion_mnist", "train_limit": 3000, "test_limit": 1000})
+    assert metrics["dataset"] == "fashion_mnist" and metrics["test_accuracy"] > 0.6
+
+
+def test_no_validation_set_checkpoints_on_training_accuracy(tmp_path, small_mnist_dir):
+    metrics, history = run(tmp_path, small_mnist_dir, data={"validation_size": 0})
+    assert "val_accuracy" not in history[0] and "best_accuracy" in metrics
+    assert not math.isnan(metrics["test_accuracy"]) and np.isfinite(metrics["test_loss"])
