@@ -72,13 +72,14 @@ def _config_options(function):
     return function
 
 
-def _load_selected_config(model_name: str | None, config_path: Path | None, overrides: list[str]):
-    from mnist_zoo.config import bundled_config_path, load_config
+def _load_selected_config(model_name: str | None, config_path: Path | None, overrides: list[str], values=None):
+    """The config from --model/--config, with --set strings, then typed flag values, applied."""
+    from mnist_zoo.config import bundled_config_path, load_config, parse_overrides
 
     if model_name and config_path:
         raise click.UsageError("give either --model or --config, not both")
     path = config_path or bundled_config_path(model_name or "cnn")
-    return load_config(path, overrides)
+    return load_config(path, {**parse_overrides(list(overrides)), **(values or {})})
 
 
 # ----------------------------------------------------------------------------- train
@@ -108,8 +109,8 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
         "train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
         "data.dataset": dataset, "data.data_dir": data_dir and str(data_dir.resolve()), "train.device": device,
     }
-    overrides = list(overrides) + [f"{key}={value}" for key, value in shortcuts.items() if value is not None]
-    config = _load_selected_config(model_name, config_path, overrides)
+    values = {key: value for key, value in shortcuts.items() if value is not None}
+    config = _load_selected_config(model_name, config_path, overrides, values)
     from mnist_zoo.rundir import create_run_dir
     from mnist_zoo.training import train_run
 
@@ -216,7 +217,7 @@ def config_show(model_name, config_path, overrides):
     """Print the fully resolved config (defaults filled in, overrides applied)."""
     from mnist_zoo.config import config_to_yaml
 
-    click.echo(config_to_yaml(_load_selected_config(model_name, config_path, list(overrides))), nl=False)
+    click.echo(config_to_yaml(_load_selected_config(model_name, config_path, overrides)), nl=False)
 
 
 @config_group.command("list")

@@ -280,13 +280,13 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Returns a copy of `data` with `key.path=value` overrides applied (values parsed as YAML).
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Parses `key.path=value` strings into {key path: value}, values read as YAML.
 
     Raises:
         ConfigError: an override is not of the form `key.path=value`.
     """
-    data = copy.deepcopy(data)
+    parsed = {}
     for override in overrides:
         key_path, sep, raw_value = override.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key_path.strip()):
@@ -294,10 +294,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 f"--set {override!r}: expected KEY.PATH=VALUE, e.g. --set train.epochs=3"
             )
         try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else None
+            parsed[key_path.strip()] = yaml.safe_load(raw_value) if raw_value.strip() else None
         except yaml.YAMLError:
-            value = raw_value
-        *parents, leaf = key_path.strip().split(".")
+            parsed[key_path.strip()] = raw_value
+    return parsed
+
+
+def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
+    """Returns a copy of `data` with overrides applied.
+
+    Args:
+        data: the raw config mapping.
+        overrides: `key.path=value` strings (values read as YAML), or {key path: value}
+            with values used as they are.
+    """
+    data = copy.deepcopy(data)
+    if not isinstance(overrides, dict):
+        overrides = parse_overrides(overrides)
+    for key_path, value in overrides.items():
+        *parents, leaf = key_path.split(".")
         node = data
         for part in parents:
             child = node.get(part)
@@ -342,19 +357,19 @@ def validate_config(data: dict, source: str) -> RunConfig:
         raise ConfigError(format_validation_error(error, source)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | Path, overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
     """Reads, overrides and validates a config file.
 
     Args:
         path: a YAML file.
-        overrides: `key.path=value` strings applied after reading.
+        overrides: `key.path=value` strings, or {key path: value}, applied after reading.
 
     Returns:
         The validated, frozen `RunConfig`; `name` defaults to the file's stem.
     """
     data = read_yaml(Path(path))
     data.setdefault("name", Path(path).stem)
-    return validate_config(apply_overrides(data, list(overrides)), str(path))
+    return validate_config(apply_overrides(data, overrides), str(path))
 
 
 def config_to_dict(config: RunConfig) -> dict:

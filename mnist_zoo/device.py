@@ -19,6 +19,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _hide_gpus(tf) -> None:
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        # Only possible once TensorFlow has started in this process (library use, not the CLI).
+        if tf.config.get_visible_devices("GPU"):
+            raise DeviceError(
+                "cannot switch to the CPU: TensorFlow already started on the GPU in this process; "
+                "select the device before any other TensorFlow work (the CLI always does)"
+            ) from None
+
+
 def select_device(requested: str) -> str:
     """Makes TensorFlow use the requested device and describes the one it will use.
 
@@ -36,7 +48,7 @@ def select_device(requested: str) -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if requested == "cpu" or (requested == "auto" and not gpus):
         if gpus:
-            tf.config.set_visible_devices([], "GPU")
+            _hide_gpus(tf)
         return f"CPU ({cpu_name()})"
     if not gpus:
         seen = ", ".join(device.name for device in tf.config.list_physical_devices()) or "nothing"
@@ -46,6 +58,9 @@ def select_device(requested: str) -> str:
         )
     for gpu in gpus:
         # Without memory growth TensorFlow reserves the whole GPU memory up front.
-        tf.config.experimental.set_memory_growth(gpu, True)
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # TensorFlow already started in this process; its memory setting stays.
     details = tf.config.experimental.get_device_details(gpus[0])
     return f"GPU:0 ({details.get('device_name', gpus[0].name)})"

@@ -134,3 +134,10 @@ def test_missing_config_file(tmp_path):
 def test_unknown_bundled_name_suggests():
     with pytest.raises(ConfigError, match="did you mean 'cnn'"):
         bundled_config_path("cn")
+
+
+def test_typed_override_values_are_not_reparsed():
+    # A folder named 2024 must stay a string (YAML would read it as a number).
+    data = apply_overrides({"model": {"type": "mlp"}}, {"data.data_dir": "2024", "train.epochs": 2})
+    config = validate_config(data, "test")
+    assert config.data.data_dir == "2024" and config.train.epochs == 2

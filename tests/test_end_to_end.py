@@ -9,36 +9,33 @@ from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
 
+# The content hash of the original MNIST arrays, identical for the IDX files and mnist.npz.
+MNIST_ARRAYS_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
 
-def test_linear_on_full_mnist_reaches_ninety_percent(shared_data, tmp_path):
-    # Softmax regression, 2 epochs on all 55,000 training images: a few seconds on 2 cores.
+
+def train_on_full_mnist(model: str, epochs: int, data_dir: Path, output_dir: Path) -> Path:
+    """Runs `mnist-zoo train` on all 55,000 training images; returns the run directory."""
     result = CliRunner().invoke(
         cli,
-        ["train", "--model", "linear", "--epochs", "2", "--data-dir", str(shared_data),
-         "--output-dir", str(tmp_path), "--set", "train.verbose=2"],
+        ["train", "--model", model, "--epochs", str(epochs), "--data-dir", str(data_dir),
+         "--output-dir", str(output_dir), "--set", "train.verbose=2"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    run_dir = Path(result.output.strip().splitlines()[-1])
+    return Path(result.output.strip().splitlines()[-1])
+
+
+def test_linear_on_full_mnist_reaches_ninety_percent(shared_data, tmp_path):
+    # Softmax regression, 2 epochs: a few seconds on 2 cores.
+    run_dir = train_on_full_mnist("linear", 2, shared_data, tmp_path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_examples"] == 10000
     assert metrics["test_accuracy"] >= 0.90
     environment = json.loads((run_dir / "environment.json").read_text())
-    # The content hash of the original MNIST arrays, identical for the IDX files and mnist.npz.
     assert environment["dataset_sha256"] == MNIST_ARRAYS_SHA256
 
 
 def test_mlp_two_epochs_on_full_mnist(shared_data, tmp_path):
     # Measured 96.26 % with seed 42; 95 % leaves room for other CPUs' rounding.
-    result = CliRunner().invoke(
-        cli,
-        ["train", "--model", "mlp", "--epochs", "2", "--data-dir", str(shared_data),
-         "--output-dir", str(tmp_path), "--set", "train.verbose=2"],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((Path(result.output.strip().splitlines()[-1]) / "metrics.json").read_text())
-    assert metrics["test_accuracy"] >= 0.95
-
-
-MNIST_ARRAYS_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
+    run_dir = train_on_full_mnist("mlp", 2, shared_data, tmp_path)
+    assert json.loads((run_dir / "metrics.json").read_text())["test_accuracy"] >= 0.95

@@ -17,7 +17,7 @@ def run(tmp_path, small_mnist_dir, train=None, model=None, data=None):
         {
             "model": model or {"type": "mlp", "hidden_units": [32]},
             "data": {"data_dir": str(small_mnist_dir), "validation_size": 200, **(data or {})},
-            "train": {"epochs": 2, "batch_size": 64, "verbose": 0, "device": "cpu", **(train or {})},
+            "train": {"epochs": 2, "batch_size": 64, "verbose": 0, **(train or {})},
         },
         "test",
     )
