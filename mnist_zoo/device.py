@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_zoo.errors import DeviceError
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The device training runs on."""
+
+    description: str
+    is_gpu: bool = False
+    compute_capability: tuple[int, int] | None = None
 
 
 def cpu_name() -> str:
@@ -31,14 +41,14 @@ def _hide_gpus(tf) -> None:
             ) from None
 
 
-def select_device(requested: str) -> str:
+def select_device(requested: str) -> DeviceInfo:
     """Makes TensorFlow use the requested device and describes the one it will use.
 
     Args:
         requested: 'auto' (a GPU if TensorFlow sees one, else the CPU), 'cpu' or 'gpu'.
 
     Returns:
-        A description such as 'GPU:0 (NVIDIA A100)' or 'CPU (AMD EPYC ...)'.
+        A `DeviceInfo` whose description reads like 'GPU:0 (NVIDIA A100)' or 'CPU (AMD EPYC ...)'.
 
     Raises:
         DeviceError: 'gpu' was requested and TensorFlow sees none.
@@ -49,7 +59,7 @@ def select_device(requested: str) -> str:
     if requested == "cpu" or (requested == "auto" and not gpus):
         if gpus:
             _hide_gpus(tf)
-        return f"CPU ({cpu_name()})"
+        return DeviceInfo(f"CPU ({cpu_name()})")
     if not gpus:
         seen = ", ".join(device.name for device in tf.config.list_physical_devices()) or "nothing"
         raise DeviceError(
@@ -63,4 +73,8 @@ def select_device(requested: str) -> str:
         except RuntimeError:
             pass  # TensorFlow already started in this process; its memory setting stays.
     details = tf.config.experimental.get_device_details(gpus[0])
-    return f"GPU:0 ({details.get('device_name', gpus[0].name)})"
+    return DeviceInfo(
+        f"GPU:0 ({details.get('device_name', gpus[0].name)})",
+        is_gpu=True,
+        compute_capability=details.get("compute_capability"),
+    )

@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 from mnist_zoo import __version__
 
 
-def environment_record(device: str, seed: int, dataset_name: str, dataset_checksum: str, source: str) -> dict:
+def environment_record(
+    device: str, precision: str, seed: int, dataset_name: str, dataset_checksum: str, source: str
+) -> dict:
     """What produced a run, so that it can be repeated and compared."""
     import keras
     import numpy
@@ -23,6 +25,7 @@ def environment_record(device: str, seed: int, dataset_name: str, dataset_checks
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "device": device,
+        "precision": precision,
         "seed": seed,
         "dataset": dataset_name,
         "dataset_source": source,

@@ -131,7 +131,7 @@ def run_evaluation(
 
     model_path, run_dir = rundir.resolve_model_path(Path(path))
     run_dataset, run_data_dir = _run_data_settings(run_dir)
-    select_device(device)
+    select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = load_classifier(model_path, unsafe=unsafe)
     data = load_dataset(dataset or run_dataset, data_dir or run_data_dir)
     report, probabilities = evaluate_model(model, data.test_images, data.test_labels, data.class_names)

@@ -34,6 +34,7 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
         optimizer=make_optimizer(train.optimizer, learning_rate),
         loss=make_loss(train.loss, config.model.output_activation),
         metrics=make_metrics(train.loss),
+        steps_per_execution=train.steps_per_execution,
     )
 
 
@@ -105,9 +106,11 @@ def train_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = 
         The `TrainResult` (run directory and test metrics of the best model).
     """
     from mnist_zoo.device import select_device
+    from mnist_zoo.precision import apply_precision
 
     device = select_device(config.train.device)
-    report(f"device: {device}")
+    precision = apply_precision(config.train.precision, device)
+    report(f"device: {device.description}, precision: {precision}")
     import keras
 
     from mnist_zoo.environment import environment_record
@@ -125,7 +128,9 @@ def train_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = 
         f"{len(splits.val_images)} validation, {len(splits.test_images)} test images"
     )
     rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
-    environment = environment_record(device, config.train.seed, dataset.name, dataset.checksum(), dataset.source)
+    environment = environment_record(
+        device.description, precision, config.train.seed, dataset.name, dataset.checksum(), dataset.source
+    )
     rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
 
     model = build_model(config.model)
@@ -147,6 +152,7 @@ def train_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = 
         f"best_{checkpoint.monitor}": checkpoint.best,
         "epochs_completed": len(history),
         "parameters": int(model.count_params()),
+        "precision": precision,
         "train_seconds": train_seconds,
         "seconds_per_epoch": sum(record["epoch_seconds"] for record in history) / len(history),
     }

@@ -1,0 +1,108 @@
+"""The fast paths are correct: precision choice, bf16 training, the traced predictor."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_zoo.config import bundled_config_path, load_config, validate_config
+from mnist_zoo.device import DeviceInfo
+from mnist_zoo.modelfile import Predictor
+from mnist_zoo.precision import apply_precision, auto_precision
+from mnist_zoo.registry import build_model
+from mnist_zoo.training import train_run
+
+
+@pytest.mark.parametrize(
+    "on_gpu, capability, flags, expected",
+    [
+        (True, (8, 0), set(), "mixed_float16"),
+        (True, (7, 0), set(), "mixed_float16"),
+        (True, (6, 1), set(), "float32"),  # Pascal: no tensor cores
+        (False, None, {"avx2", "avx512f", "avx512_bf16"}, "mixed_bfloat16"),
+        (False, None, {"amx_bf16"}, "mixed_bfloat16"),
+        (False, None, {"avx2", "fma"}, "float32"),
+    ],
+)
+def test_auto_precision(on_gpu, capability, flags, expected):
+    assert auto_precision(on_gpu, capability, flags) == expected
+
+
+@pytest.fixture
+def restore_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_explicit_precision_is_applied(restore_policy):
+    assert apply_precision("mixed_bfloat16", DeviceInfo("CPU")) == "mixed_bfloat16"
+    model = build_model(validate_config({"model": {"type": "mlp", "hidden_units": [8]}}, "t").model)
+    assert model.get_layer("dense_1").compute_dtype == "bfloat16"
+    assert model.get_layer("output").compute_dtype == "float32"  # a stable loss
+    assert model(np.zeros((1, 28, 28, 1), np.float32)).dtype == "float32"
+
+
+def _train_small_cnn(tmp_path, small_mnist_dir, precision: str) -> dict:
+    config = validate_config({
+        "model": {"type": "cnn", "conv_layers": [{"filters": 8}, {"filters": 16}], "hidden_units": [64],
+                  "dropout_rate": 0.0},
+        "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+        "train": {"epochs": 3, "batch_size": 32, "precision": precision, "verbose": 0,
+                  "optimizer": {"name": "adam", "learning_rate": 0.003}},
+    }, "t")
+    run_dir = tmp_path / precision
+    run_dir.mkdir()
+    metrics = train_run(config, run_dir).metrics
+    assert json.loads((run_dir / "environment.json").read_text())["precision"] == precision
+    return metrics
+
+
+def test_bf16_training_learns_as_well_as_float32(tmp_path, small_mnist_dir, restore_policy):
+    bf16 = _train_small_cnn(tmp_path, small_mnist_dir, "mixed_bfloat16")
+    keras.mixed_precision.set_global_policy("float32")
+    float32 = _train_small_cnn(tmp_path, small_mnist_dir, "float32")
+    assert bf16["precision"] == "mixed_bfloat16" and float32["precision"] == "float32"
+    assert float32["test_accuracy"] > 0.85
+    assert bf16["test_accuracy"] > float32["test_accuracy"] - 0.03
+
+
+def test_steps_per_execution_does_not_change_the_result(tmp_path, small_mnist_dir):
+    histories = []
+    for steps in (1, 8):
+        config = validate_config({
+            "model": {"type": "linear"},
+            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+            "train": {"epochs": 2, "steps_per_execution": steps, "verbose": 0},
+        }, "t")
+        (tmp_path / str(steps)).mkdir()
+        train_run(config, tmp_path / str(steps))
+        histories.append(json.loads((tmp_path / str(steps) / "history.json").read_text())["epochs"])
+    for one, eight in zip(*histories):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert eight[key] == pytest.approx(one[key], rel=1e-5), key
+
+
+@pytest.mark.parametrize("input_shape", [(784,), (28, 28), (28, 28, 1)])
+def test_predictor_matches_keras_predict_and_evaluate(real_mnist, input_shape):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape=input_shape), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    images, labels = real_mnist.test_images[:3000], real_mnist.test_labels[:3000]
+    inputs = (images.astype(np.float32) / 255).reshape((-1, *input_shape))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(inputs, labels, epochs=1, verbose=0)
+    probabilities = Predictor(model, batch_size=512).probabilities(images)
+    assert np.allclose(probabilities, model.predict(inputs, verbose=0), atol=1e-5)
+    loss, accuracy = model.evaluate(inputs, labels, verbose=0)
+    assert (probabilities.argmax(axis=1) == labels).mean() == pytest.approx(accuracy, abs=1e-6)
+    picked = probabilities[np.arange(len(labels)), labels]
+    assert -np.log(picked).mean() == pytest.approx(loss, rel=1e-4)
+    single = Predictor(model).probabilities(images[:1])
+    assert single.shape == (1, 10) and np.allclose(single, probabilities[:1], atol=1e-5)
+
+
+def test_default_cnn_config_uses_auto_precision():
+    assert load_config(bundled_config_path("cnn")).train.precision == "auto"
