@@ -221,7 +221,7 @@ def test_installed_console_script(tmp_path):
 
 
 def test_readme_config_reference_is_current():
-    """README's config reference is the generated one (regenerate: mnist-zoo config reference)."""
+    """README's config reference is the generated one (regenerate: python scripts/update_readme_reference.py)."""
     from mnist_zoo.config_reference import render_reference
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
