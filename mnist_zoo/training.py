@@ -38,7 +38,7 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
     )
 
 
-def make_callbacks(config: RunConfig, run_dir: Path, has_validation: bool) -> list:
+def make_callbacks(config: RunConfig, run_dir: Path, has_validation: bool, extra_callbacks=()) -> list:
     """History recording, best-checkpointing and (optionally) early stopping."""
     import keras
 
@@ -46,6 +46,7 @@ def make_callbacks(config: RunConfig, run_dir: Path, has_validation: bool) -> li
 
     monitor = "val_accuracy" if has_validation else "accuracy"
     callbacks = [HistoryRecorder(run_dir), BestCheckpoint(run_dir / rundir.BEST_MODEL, monitor)]
+    callbacks += list(extra_callbacks)
     stopping = config.train.early_stopping
     if stopping.enabled:
         callbacks.append(
@@ -67,7 +68,7 @@ def keras_verbosity(setting) -> int:
     return int(setting)
 
 
-def fit(model, config: RunConfig, splits: Splits, run_dir: Path) -> tuple[list, float]:
+def fit(model, config: RunConfig, splits: Splits, run_dir: Path, extra_callbacks=()) -> tuple[list, float]:
     """Runs `model.fit`; returns (the callbacks, wall seconds)."""
     from mnist_zoo.pipeline import make_dataset
 
@@ -81,7 +82,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path) -> tuple[list, 
         if has_validation
         else None
     )
-    callbacks = make_callbacks(config, run_dir, has_validation)
+    callbacks = make_callbacks(config, run_dir, has_validation, extra_callbacks)
     start = time.perf_counter()
     model.fit(
         train_data,
@@ -94,13 +95,19 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path) -> tuple[list, 
     return callbacks, time.perf_counter() - start
 
 
-def train_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = lambda message: None) -> TrainResult:
+def train_run(
+    config: RunConfig,
+    run_dir: Path,
+    report: Callable[[str], None] = lambda message: None,
+    extra_callbacks=(),
+) -> TrainResult:
     """Trains the model `config` describes and writes every output into `run_dir`.
 
     Args:
         config: the validated run config.
         run_dir: an existing, empty run directory.
         report: receives one-line progress messages for the user.
+        extra_callbacks: more Keras callbacks for `fit` (library use: benchmarks, notebooks).
 
     Returns:
         The `TrainResult` (run directory and test metrics of the best model).
@@ -135,7 +142,7 @@ def train_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = 
 
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=math.ceil(len(splits.train_images) / config.train.batch_size))
-    callbacks, train_seconds = fit(model, config, splits, run_dir)
+    callbacks, train_seconds = fit(model, config, splits, run_dir, extra_callbacks)
     rundir.save_model(model, run_dir / rundir.LAST_MODEL)
 
     best_model = load_classifier(run_dir / rundir.BEST_MODEL)

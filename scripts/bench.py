@@ -1,0 +1,391 @@
+"""Benchmark: mnist-zoo against a plain Keras script, side by side on the same machine and data.
+
+Every measurement runs in a fresh subprocess; the two sides alternate (keras, zoo, zoo, keras, ...)
+so that slow phases of a noisy machine hit both. Reported: medians and zoo/keras ratios.
+
+    python scripts/bench.py --quick --data-dir ../shared/data        # a minute or two
+    python scripts/bench.py --full --data-dir ../shared/data -o docs/benchmarks-latest.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODES = {
+    # train_limit: training images (before the 10 % validation hold-out); epochs: 1 warm-up + timed.
+    "quick": {"train_limit": 6000, "epochs": 2, "repeats": 2, "target": 0.97, "max_epochs": 3},
+    "full": {"train_limit": None, "epochs": 3, "repeats": 2, "target": 0.99, "max_epochs": 8},
+}
+
+
+# ----------------------------------------------------------------------------- the plain Keras side
+
+
+def keras_reference_model(name: str):
+    """The same architectures, written the way the keras-io MNIST examples write them."""
+    import keras
+    from keras import layers
+
+    if name == "linear":
+        body = [layers.Flatten(), layers.Dense(10, activation="softmax")]
+    elif name == "mlp":
+        body = [layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dense(64, activation="relu"),
+                layers.Dense(10, activation="softmax")]
+    else:
+        body = [layers.Conv2D(32, kernel_size=(5, 5), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2)),
+                layers.Conv2D(64, kernel_size=(5, 5), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2)),
+                layers.Flatten(), layers.Dense(1024, activation="relu"), layers.Dropout(0.5),
+                layers.Dense(10, activation="softmax")]
+    model = keras.Sequential([keras.Input(shape=(28, 28, 1)), *body])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+
+
+def keras_arrays(spec):
+    import keras
+    import numpy as np
+
+    from mnist_zoo.datasets import load_dataset
+
+    data = load_dataset("mnist", spec["data_dir"])
+    limit = spec["train_limit"]
+    x_train = (data.train_images[:limit].astype("float32") / 255)[..., np.newaxis]
+    x_test = (data.test_images.astype("float32") / 255)[..., np.newaxis]
+    return (x_train, keras.utils.to_categorical(data.train_labels[:limit], 10),
+            x_test, keras.utils.to_categorical(data.test_labels, 10))
+
+
+# ----------------------------------------------------------------------------- callbacks shared by both sides
+
+
+def epoch_timer():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
+def test_accuracy_stopper(predict_accuracy, target: float):
+    """Evaluates test accuracy after each epoch (not timed) and stops training at `target`."""
+    import keras
+
+    class StopAtTarget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.accuracies, self.train_seconds, self._start = [], 0.0, 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.train_seconds += time.perf_counter() - self._start
+            self.accuracies.append(predict_accuracy(self.model))
+            if self.accuracies[-1] >= target:
+                self.model.stop_training = True
+
+    return StopAtTarget()
+
+
+# ----------------------------------------------------------------------------- workers (one subprocess each)
+
+
+def work_train(spec) -> dict:
+    """Epoch times and final test accuracy (or time to a target accuracy with spec['target'])."""
+    import numpy as np
+
+    target = spec.get("target")
+    if spec["side"] == "keras":
+        x_train, y_train, x_test, y_test = keras_arrays(spec)
+        model = keras_reference_model(spec["model"])
+        timer = epoch_timer()
+        accuracy = lambda m: float((m.predict(x_test, verbose=0).argmax(1) == y_test.argmax(1)).mean())  # noqa: E731
+        stopper = test_accuracy_stopper(accuracy, target) if target else None
+        model.fit(x_train, y_train, batch_size=128, epochs=spec["epochs"], validation_split=0.1, verbose=0,
+                  callbacks=[timer] + ([stopper] if stopper else []))
+        final = accuracy(model)
+    else:
+        from mnist_zoo.config import bundled_config_path, load_config
+        from mnist_zoo.datasets import load_dataset
+        from mnist_zoo.modelfile import Predictor
+        from mnist_zoo.training import train_run
+
+        limit = spec["train_limit"]
+        overrides = {"train.epochs": spec["epochs"], "train.verbose": 0, "data.data_dir": spec["data_dir"],
+                     "data.validation_size": 0.1, **spec.get("overrides", {})}
+        if limit:
+            overrides["data.train_limit"] = limit
+        config = load_config(bundled_config_path(spec["model"]), overrides)
+        test = load_dataset("mnist", spec["data_dir"])
+        accuracy = lambda m: float((Predictor(m).probabilities(test.test_images).argmax(1) == test.test_labels).mean())  # noqa: E731
+        timer = epoch_timer()
+        stopper = test_accuracy_stopper(accuracy, target) if target else None
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train_run(config, Path(run_dir), extra_callbacks=[timer] + ([stopper] if stopper else []))
+        final = result.metrics["test_accuracy"]
+    out = {"epoch_seconds": timer.seconds, "test_accuracy": final}
+    if stopper:
+        reached = next((i for i, a in enumerate(stopper.accuracies) if a >= target), None)
+        out.update(accuracies=stopper.accuracies, reached_epoch=None if reached is None else reached + 1,
+                   seconds_to_target=stopper.train_seconds if reached is not None else None)
+    return out
+
+
+def work_inference(spec) -> dict:
+    """10k-image evaluation throughput and single-image latency of the (untrained) CNN."""
+    import numpy as np
+
+    from mnist_zoo.datasets import load_dataset
+
+    data = load_dataset("mnist", spec["data_dir"])
+    images, labels = data.test_images, data.test_labels
+    if spec["side"] == "keras":
+        import keras
+
+        model = keras_reference_model("cnn")
+        x = (images.astype("float32") / 255)[..., np.newaxis]
+        y = keras.utils.to_categorical(labels, 10)
+        evaluate = lambda: model.evaluate(x, y, verbose=0)  # noqa: E731
+        single = lambda: model.predict(x[:1], verbose=0)  # noqa: E731
+    else:
+        from mnist_zoo.config import bundled_config_path, load_config
+        from mnist_zoo.evaluation import classification_report
+        from mnist_zoo.modelfile import Predictor
+        from mnist_zoo.registry import build_model
+
+        predictor = Predictor(build_model(load_config(bundled_config_path("cnn")).model))
+        evaluate = lambda: classification_report(labels, predictor.probabilities(images), data.class_names)  # noqa: E731
+        single = lambda: predictor.probabilities(images[:1])  # noqa: E731
+    evaluate(), single()  # warm-up: tracing and first allocations
+    eval_times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        evaluate()
+        eval_times.append(time.perf_counter() - start)
+    latencies = []
+    for _ in range(50):
+        start = time.perf_counter()
+        single()
+        latencies.append(time.perf_counter() - start)
+    return {"images_per_second": len(images) / statistics.median(eval_times),
+            "single_image_ms": 1000 * statistics.median(latencies)}
+
+
+def work_peak_memory(spec) -> dict:
+    """Peak resident memory (MiB) of one CNN training epoch in a child process."""
+    if spec["side"] == "keras":
+        code = ("import sys; sys.path.insert(0, %r); from scripts.bench import work_train; "
+                "work_train(%r)" % (str(REPO_ROOT), {**spec, "model": "cnn", "epochs": 1}))
+        command = [sys.executable, "-c", code]
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            command = [sys.executable, "-m", "mnist_zoo", "train", "--model", "cnn", "--epochs", "1",
+                       "--data-dir", spec["data_dir"], "--output-dir", out, "--set", "train.verbose=0"]
+            if spec["train_limit"]:
+                command += ["--set", f"data.train_limit={spec['train_limit']}"]
+            subprocess.run(command, check=True, capture_output=True)
+        return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    subprocess.run(command, check=True, capture_output=True)
+    return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def work_ceiling(spec) -> dict:
+    """Sustained float32 GFLOP/s of a large TensorFlow matmul: what this CPU can deliver."""
+    import tensorflow as tf
+
+    size = 2048
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    matmul(a, b)
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            matmul(a, b).numpy()
+        rates.append(10 * 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return {"gflops": statistics.median(rates)}
+
+
+WORKERS = {"train": work_train, "inference": work_inference, "memory": work_peak_memory, "ceiling": work_ceiling}
+
+# Multiply-accumulates of one CNN forward pass (weights only), times 2 FLOPs, times 3 for
+# forward + both backward products: the float32 work of one training image.
+CNN_FORWARD_MACS = 24 * 24 * 32 * 25 + 8 * 8 * 64 * 32 * 25 + 1024 * 1024 + 1024 * 10
+CNN_TRAIN_FLOPS_PER_IMAGE = 3 * 2 * CNN_FORWARD_MACS
+
+
+def run_worker(spec: dict) -> dict:
+    """Runs one measurement in a fresh Python process and returns its JSON result."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                            capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"worker {spec} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- orchestration and report
+
+
+def alternating(repeats: int, offset: int = 0):
+    """keras, zoo | zoo, keras | ...: each side goes first equally often.
+
+    On a machine whose CPU quota drains under sustained load, whoever runs second is slower,
+    so the order also flips between measurements (`offset`).
+    """
+    for repeat in range(offset, offset + repeats):
+        yield from (("keras", "zoo") if repeat % 2 == 0 else ("zoo", "keras"))
+
+
+def help_seconds(repeats: int = 7) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mnist_zoo", "--help"], check=True, capture_output=True,
+                       cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(mode: str, data_dir: str, repeats: int, log) -> dict:
+    settings = MODES[mode]
+    base = {"data_dir": data_dir, "train_limit": settings["train_limit"]}
+    results: dict = {"mode": mode, "settings": {**settings, "repeats": repeats}}
+    for offset, model in enumerate(("linear", "mlp", "cnn")):
+        runs = {"keras": [], "zoo": []}
+        for side in alternating(repeats, offset):
+            log(f"{model}: {side} training {settings['epochs']} epochs")
+            runs[side].append(run_worker({**base, "kind": "train", "side": side, "model": model,
+                                          "epochs": settings["epochs"]}))
+        results[model] = runs
+    results["time_to_target"] = {"keras": [], "zoo": []}
+    for side in alternating(max(1, repeats // 2), offset=1):
+        log(f"cnn: {side} training until {settings['target']:.0%} test accuracy")
+        results["time_to_target"][side].append(run_worker({**base, "kind": "train", "side": side, "model": "cnn",
+                                                           "epochs": settings["max_epochs"],
+                                                           "target": settings["target"]}))
+    results["inference"] = {"keras": [], "zoo": []}
+    results["memory"] = {"keras": [], "zoo": []}
+    for side in alternating(1):
+        log(f"inference and memory: {side}")
+        results["inference"][side].append(run_worker({**base, "kind": "inference", "side": side}))
+        results["memory"][side].append(run_worker({**base, "kind": "memory", "side": side}))
+    log("--help")
+    results["help_seconds"] = help_seconds()
+    log("float32 matmul ceiling")
+    results["ceiling_gflops"] = run_worker({"kind": "ceiling"})["gflops"]
+    return results
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _timed_epochs(run):
+    return statistics.median(run["epoch_seconds"][1:] or run["epoch_seconds"])  # after the warm-up epoch
+
+
+def _fmt(value, pattern="{:.2f}"):
+    return "n/a" if value is None else pattern.format(value)
+
+
+def report(results: dict) -> str:
+    """The Markdown report: one table of medians and ratios, then the machine."""
+    rows = ["| measurement | plain Keras | mnist-zoo | zoo / keras | target |", "|---|---|---|---|---|"]
+    targets = {"linear": "≤ 0.35", "mlp": "≤ 0.35", "cnn": "≤ 0.5"}
+    epochs = results["settings"]["epochs"]
+    for model in ("linear", "mlp", "cnn"):
+        keras_s = _median([_timed_epochs(r) for r in results[model]["keras"]])
+        zoo_s = _median([_timed_epochs(r) for r in results[model]["zoo"]])
+        rows.append(f"| {model}: seconds per epoch | {keras_s:.2f} | {zoo_s:.2f} | {zoo_s / keras_s:.2f} | {targets[model]} |")
+        keras_a = _median([r["test_accuracy"] for r in results[model]["keras"]])
+        zoo_a = _median([r["test_accuracy"] for r in results[model]["zoo"]])
+        rows.append(f"| {model}: test accuracy after {epochs} epochs | {keras_a:.2%} | {zoo_a:.2%} | "
+                    f"{100 * (zoo_a - keras_a):+.2f} points | cnn: ≥ -0.1 points |")
+    target = results["settings"]["target"]
+    ttt = results["time_to_target"]
+    keras_t = _median([r["seconds_to_target"] for r in ttt["keras"]])
+    zoo_t = _median([r["seconds_to_target"] for r in ttt["zoo"]])
+    keras_e = _median([r["reached_epoch"] for r in ttt["keras"]])
+    zoo_e = _median([r["reached_epoch"] for r in ttt["zoo"]])
+    ratio = _fmt(zoo_t / keras_t if keras_t and zoo_t else None)
+    rows.append(f"| cnn: seconds to {target:.0%} test accuracy (epochs) | {_fmt(keras_t, '{:.1f}')} ({_fmt(keras_e, '{:.0f}')}) "
+                f"| {_fmt(zoo_t, '{:.1f}')} ({_fmt(zoo_e, '{:.0f}')}) | {ratio} | ≤ 0.25 |")
+    inference = {side: results["inference"][side][0] for side in ("keras", "zoo")}
+    rows.append(f"| cnn: 10k-image evaluation, images/s | {inference['keras']['images_per_second']:,.0f} | "
+                f"{inference['zoo']['images_per_second']:,.0f} | "
+                f"{inference['zoo']['images_per_second'] / inference['keras']['images_per_second']:.2f} | ≥ 7,000 images/s |")
+    rows.append(f"| cnn: single-image prediction, ms | {inference['keras']['single_image_ms']:.2f} | "
+                f"{inference['zoo']['single_image_ms']:.2f} | "
+                f"{inference['zoo']['single_image_ms'] / inference['keras']['single_image_ms']:.2f} | ≤ 5 ms |")
+    memory = {side: results["memory"][side][0]["peak_rss_mib"] for side in ("keras", "zoo")}
+    rows.append(f"| cnn training: peak resident memory, MiB | {memory['keras']:,.0f} | {memory['zoo']:,.0f} | "
+                f"{memory['zoo'] / memory['keras']:.2f} | |")
+    rows.append(f"| `mnist-zoo --help`, seconds | | {results['help_seconds']:.3f} | | ≤ 0.3 s |")
+    train_images = 0.9 * (settings_limit := results["settings"]["train_limit"] or 60000)
+    floor = train_images * CNN_TRAIN_FLOPS_PER_IMAGE / (results["ceiling_gflops"] * 1e9)
+    achieved = {side: train_images * CNN_TRAIN_FLOPS_PER_IMAGE / _median([_timed_epochs(r) for r in results["cnn"][side]]) / 1e9
+                for side in ("keras", "zoo")}
+    rows.append(f"| cnn: achieved GFLOP/s in training (float32 matmul ceiling: {results['ceiling_gflops']:.0f}) | "
+                f"{achieved['keras']:.0f} | {achieved['zoo']:.0f} | | |")
+    rows.append(f"| cnn: compute floor, seconds per epoch at the matmul ceiling ({settings_limit:,} images) | "
+                f"{floor:.2f} | {floor:.2f} | | |")
+    settings = results["settings"]
+    limit = settings["train_limit"] or "all 60,000"
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+               f"mode {results['mode']}: {limit} training images (10 % held out for validation), "
+               f"{settings['epochs']} epochs (the first is a warm-up, excluded from seconds per epoch), "
+               f"{settings['repeats']} alternating repeats, medians")
+    return "\n".join(rows) + "\n\n" + machine + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_const", dest="mode", const="quick")
+    group.add_argument("--full", action="store_const", dest="mode", const="full")
+    parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
+    parser.add_argument("--repeats", type=int, help="alternating repeats (default: 1 quick, 3 full)")
+    parser.add_argument("-o", "--output", type=Path, help="also write the Markdown report here (and .json beside it)")
+    args = parser.parse_args()
+    if args.worker:
+        spec = json.loads(args.worker)
+        print(json.dumps(WORKERS[spec["kind"]](spec)))
+        return
+    mode = args.mode or "quick"
+    repeats = args.repeats or MODES[mode]["repeats"]
+    start = time.perf_counter()
+    results = measure(mode, str(Path(args.data_dir).resolve()), repeats,
+                      log=lambda message: print(f"[{time.perf_counter() - start:6.0f} s] {message}", file=sys.stderr))
+    text = report(results)
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+        args.output.with_suffix(".json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

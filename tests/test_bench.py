@@ -1,0 +1,53 @@
+"""The benchmark script's own logic: same architectures on both sides, fair order, a complete report."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import bench  # noqa: E402
+
+from mnist_zoo.registry import MODELS, build_model  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reference_models_match_the_zoo_architectures(name):
+    reference = bench.keras_reference_model(name)
+    assert reference.count_params() == build_model(MODELS[name].config_class()).count_params()
+
+
+def test_each_side_goes_first_equally_often():
+    for offset in (0, 1):
+        order = list(bench.alternating(4, offset))
+        firsts = Counter(order[i] for i in range(0, len(order), 2))
+        assert firsts["keras"] == firsts["zoo"] == 2
+    assert list(bench.alternating(1, 0))[0] != list(bench.alternating(1, 1))[0]
+
+
+def _train(seconds, accuracy, **extra):
+    return {"epoch_seconds": seconds, "test_accuracy": accuracy, **extra}
+
+
+def test_report_has_every_measurement():
+    results = {
+        "mode": "quick",
+        "settings": {**bench.MODES["quick"], "repeats": 2},
+        **{model: {"keras": [_train([3, 2], 0.9), _train([3, 4], 0.92)], "zoo": [_train([2, 1], 0.91)] * 2}
+           for model in ("linear", "mlp", "cnn")},
+        "time_to_target": {"keras": [_train([5, 5], 0.99, seconds_to_target=10.0, reached_epoch=2)],
+                           "zoo": [_train([5], 0.99, seconds_to_target=5.0, reached_epoch=1)]},
+        "inference": {"keras": [{"images_per_second": 3000, "single_image_ms": 50}],
+                      "zoo": [{"images_per_second": 6000, "single_image_ms": 2}]},
+        "memory": {"keras": [{"peak_rss_mib": 900}], "zoo": [{"peak_rss_mib": 800}]},
+        "help_seconds": 0.1,
+        "ceiling_gflops": 100.0,
+    }
+    text = bench.report(results)
+    # Median of the timed (post-warm-up) epochs: keras 2 and 4 -> 3; zoo 1 -> ratio 0.33.
+    assert "| cnn: seconds per epoch | 3.00 | 1.00 | 0.33 |" in text
+    assert "| cnn: seconds to 97% test accuracy (epochs) | 10.0 (2) | 5.0 (1) | 0.50 |" in text
+    assert "6,000" in text and "0.100" in text and "compute floor" in text
