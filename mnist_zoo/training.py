@@ -38,15 +38,11 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
     )
 
 
-def make_callbacks(config: RunConfig, run_dir: Path, has_validation: bool, extra_callbacks=()) -> list:
-    """History recording, best-checkpointing and (optionally) early stopping."""
+def make_callbacks(recorder, checkpoint, config: RunConfig, extra_callbacks=()) -> list:
+    """The run's recorder and checkpoint, the caller's callbacks, and early stopping if enabled."""
     import keras
 
-    from mnist_zoo.callbacks import BestCheckpoint, HistoryRecorder
-
-    monitor = "val_accuracy" if has_validation else "accuracy"
-    callbacks = [HistoryRecorder(run_dir), BestCheckpoint(run_dir / rundir.BEST_MODEL, monitor)]
-    callbacks += list(extra_callbacks)
+    callbacks = [recorder, checkpoint, *extra_callbacks]
     stopping = config.train.early_stopping
     if stopping.enabled:
         callbacks.append(
@@ -68,8 +64,18 @@ def keras_verbosity(setting) -> int:
     return int(setting)
 
 
-def fit(model, config: RunConfig, splits: Splits, run_dir: Path, extra_callbacks=()) -> tuple[list, float]:
-    """Runs `model.fit`; returns (the callbacks, wall seconds)."""
+@dataclass(frozen=True)
+class FitResult:
+    """What `fit` observed: per-epoch records, the best checkpoint, wall-clock seconds."""
+
+    history: list[dict]
+    checkpoint: object  # mnist_zoo.callbacks.BestCheckpoint
+    seconds: float
+
+
+def fit(model, config: RunConfig, splits: Splits, run_dir: Path, extra_callbacks=()) -> FitResult:
+    """Runs `model.fit`, recording history.json/csv and best.keras in `run_dir`."""
+    from mnist_zoo.callbacks import BestCheckpoint, HistoryRecorder
     from mnist_zoo.pipeline import make_dataset
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
@@ -82,7 +88,9 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, extra_callbacks
         if has_validation
         else None
     )
-    callbacks = make_callbacks(config, run_dir, has_validation, extra_callbacks)
+    recorder = HistoryRecorder(run_dir)
+    checkpoint = BestCheckpoint(run_dir / rundir.BEST_MODEL, "val_accuracy" if has_validation else "accuracy")
+    callbacks = make_callbacks(recorder, checkpoint, config, extra_callbacks)
     start = time.perf_counter()
     model.fit(
         train_data,
@@ -92,7 +100,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, extra_callbacks
         callbacks=callbacks,
         verbose=keras_verbosity(train.verbose),
     )
-    return callbacks, time.perf_counter() - start
+    return FitResult(recorder.records, checkpoint, time.perf_counter() - start)
 
 
 def train_run(
@@ -142,12 +150,12 @@ def train_run(
 
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=math.ceil(len(splits.train_images) / config.train.batch_size))
-    callbacks, train_seconds = fit(model, config, splits, run_dir, extra_callbacks)
+    fitted = fit(model, config, splits, run_dir, extra_callbacks)
     rundir.save_model(model, run_dir / rundir.LAST_MODEL)
 
     best_model = load_classifier(run_dir / rundir.BEST_MODEL)
     test_report, _ = evaluate_model(best_model, splits.test_images, splits.test_labels, dataset.class_names)
-    history, checkpoint = callbacks[0].records, callbacks[1]
+    history, checkpoint = fitted.history, fitted.checkpoint
     metrics = {
         "model": config.model.type,
         "config_name": config.name,
@@ -160,7 +168,7 @@ def train_run(
         "epochs_completed": len(history),
         "parameters": int(model.count_params()),
         "precision": precision,
-        "train_seconds": train_seconds,
+        "train_seconds": fitted.seconds,
         "seconds_per_epoch": sum(record["epoch_seconds"] for record in history) / len(history),
     }
     rundir.write_json(run_dir / rundir.METRICS_FILE, metrics)

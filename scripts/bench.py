@@ -193,19 +193,18 @@ def work_inference(spec) -> dict:
 
 def work_peak_memory(spec) -> dict:
     """Peak resident memory (MiB) of one CNN training epoch in a child process."""
-    if spec["side"] == "keras":
-        code = ("import sys; sys.path.insert(0, %r); from scripts.bench import work_train; "
-                "work_train(%r)" % (str(REPO_ROOT), {**spec, "model": "cnn", "epochs": 1}))
-        command = [sys.executable, "-c", code]
-    else:
-        with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out:
+        if spec["side"] == "keras":
+            code = ("import sys; sys.path.insert(0, %r); from scripts.bench import work_train; "
+                    "work_train(%r)" % (str(REPO_ROOT), {**spec, "model": "cnn", "epochs": 1}))
+            command = [sys.executable, "-c", code]
+        else:
             command = [sys.executable, "-m", "mnist_zoo", "train", "--model", "cnn", "--epochs", "1",
                        "--data-dir", spec["data_dir"], "--output-dir", out, "--set", "train.verbose=0"]
             if spec["train_limit"]:
                 command += ["--set", f"data.train_limit={spec['train_limit']}"]
-            subprocess.run(command, check=True, capture_output=True)
-        return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-    subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True)
+    # The maximum over waited-for children: this worker's only child.
     return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
@@ -344,13 +343,13 @@ def report(results: dict) -> str:
     rows.append(f"| cnn training: peak resident memory, MiB | {memory['keras']:,.0f} | {memory['zoo']:,.0f} | "
                 f"{memory['zoo'] / memory['keras']:.2f} | |")
     rows.append(f"| `mnist-zoo --help`, seconds | | {results['help_seconds']:.3f} | | ≤ 0.3 s |")
-    train_images = 0.9 * (settings_limit := results["settings"]["train_limit"] or 60000)
+    train_images = 0.9 * (results["settings"]["train_limit"] or 60000)  # 10 % held out
     floor = train_images * CNN_TRAIN_FLOPS_PER_IMAGE / (results["ceiling_gflops"] * 1e9)
     achieved = {side: train_images * CNN_TRAIN_FLOPS_PER_IMAGE / _median([_timed_epochs(r) for r in results["cnn"][side]]) / 1e9
                 for side in ("keras", "zoo")}
     rows.append(f"| cnn: achieved GFLOP/s in training (float32 matmul ceiling: {results['ceiling_gflops']:.0f}) | "
                 f"{achieved['keras']:.0f} | {achieved['zoo']:.0f} | | |")
-    rows.append(f"| cnn: compute floor, seconds per epoch at the matmul ceiling ({settings_limit:,} images) | "
+    rows.append(f"| cnn: compute floor, seconds per epoch at the matmul ceiling ({train_images:,.0f} images) | "
                 f"{floor:.2f} | {floor:.2f} | | |")
     settings = results["settings"]
     limit = settings["train_limit"] or "all 60,000"
