@@ -72,7 +72,9 @@ class Predictor:
     milliseconds even for one image; calling a traced function costs well under one.
     """
 
-    def __init__(self, model, batch_size: int = 2048):
+    # Measured on the CNN (2 cores): 256-384 images per call evaluate ~9,000 images/s, 2,048 about
+    # 7,100 and one 10,000-image call 4,400: small batches keep the activations in cache.
+    def __init__(self, model, batch_size: int = 256):
         import tensorflow as tf
 
         self.model = model
