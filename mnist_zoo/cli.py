@@ -30,6 +30,13 @@ class ZooGroup(click.Group):
             if ctx.meta.get("mnist_zoo.debug"):
                 raise
             raise UserError(str(error)) from None
+        except OSError as error:
+            # A file-system error naming a file (permission denied, disk full, ...) is the
+            # user's to fix; any other OSError is a bug and keeps its traceback.
+            if ctx.meta.get("mnist_zoo.debug") or not error.filename:
+                raise
+            # For a failed rename (our atomic writes) the destination is the file the user knows.
+            raise UserError(f"{error.filename2 or error.filename}: {error.strerror or error}") from None
 
 
 def _quiet_tensorflow() -> None:

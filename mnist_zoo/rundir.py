@@ -85,15 +85,21 @@ def create_run_dir(root: Path, model_name: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     safe_name = model_name.replace("/", "-")
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
         suffix = "" if attempt == 1 else f"-{attempt}"
         candidate = root / f"{stamp}-{safe_name}{suffix}"
         try:
+            root.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             return candidate
         except FileExistsError:
+            if not root.is_dir():
+                raise RunDirError(f"{root}: exists and is not a directory; choose another --output-dir") from None
             continue
+        except OSError as error:
+            raise RunDirError(
+                f"{root}: cannot create a run directory there ({error.strerror}); choose another --output-dir"
+            ) from None
     raise RunDirError(f"{root}: could not create a new run directory for {model_name}")
 
 

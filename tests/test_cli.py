@@ -228,3 +228,25 @@ def test_readme_config_reference_is_current():
     start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
     assert start in readme and end in readme
     assert readme.split(start)[1].split(end)[0].strip() == render_reference().strip()
+
+
+def test_unusable_output_dir_is_a_one_line_error(tmp_path, small_mnist_dir):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the runs folder should go")
+    # click's own check catches a file given as the folder; ours catches a path through a file.
+    for output_dir, message in ((blocker, "is a file"), (blocker / "runs", "choose another --output-dir")):
+        result = run_cli("train", "--model", "linear", "--epochs", "1", "--data-dir", small_mnist_dir,
+                         "--output-dir", output_dir, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_file_system_errors_naming_a_file_are_one_line(tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "history.png").mkdir()  # the PNG's final name is taken by a folder: rename fails
+    (folder / "history.json").write_text('{"epochs": [{"epoch": 1, "loss": 1.0, "accuracy": 0.5}]}')
+    result = run_cli("plot-history", folder, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{folder / 'history.png'}: Is a directory" in result.stderr
+    assert not [path for path in folder.iterdir() if path.name.startswith(".history")]  # temp file removed
