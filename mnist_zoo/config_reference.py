@@ -9,10 +9,19 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from mnist_zoo.config import LossSpec, OptimizerSpec, RunConfig, ScheduleSpec
+from mnist_zoo.config import (
+    DataConfig,
+    EarlyStoppingConfig,
+    LossSpec,
+    OptimizerSpec,
+    ReferenceConfig,
+    RunConfig,
+    ScheduleSpec,
+    TrainConfig,
+)
 from mnist_zoo.models.cnn import ConvLayerConfig
 from mnist_zoo.registry import MODELS
-from mnist_zoo.schema import ConstraintSpec, Frozen, InitializerSpec, NamedSpec
+from mnist_zoo.schema import ConstraintSpec, InitializerSpec, NamedSpec
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
            (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))
@@ -86,16 +95,14 @@ def render_reference() -> str:
         sections.append((f"`model` with `type: {name}`", fields_table(entry.config_class, "model.")))
     sections += [
         ("`model.conv_layers[]` (each convolution block of a cnn)", fields_table(ConvLayerConfig, "")),
-        ("`data`", fields_table(RunConfig.model_fields["data"].default.__class__, "data.")),
-        ("`train`", fields_table(RunConfig.model_fields["train"].default.__class__, "train.")),
-        ("`train.early_stopping`", fields_table(
-            RunConfig.model_fields["train"].default.early_stopping.__class__, "train.early_stopping.")),
-        ("`reference`", fields_table(RunConfig.model_fields["reference"].default.__class__, "reference.")),
+        ("`data`", fields_table(DataConfig, "data.")),
+        ("`train`", fields_table(TrainConfig, "train.")),
+        ("`train.early_stopping`", fields_table(EarlyStoppingConfig, "train.early_stopping.")),
+        ("`reference`", fields_table(ReferenceConfig, "reference.")),
         ("Optimizers (`train.optimizer`; Keras defaults for parameters not given)", named_spec_table(OptimizerSpec)),
         ("Losses (`train.loss`)", named_spec_table(LossSpec)),
         ("Learning-rate schedules (`train.schedule`, stepped every batch)", named_spec_table(ScheduleSpec)),
         ("Initializers (`model.kernel_initializer`, `model.bias_initializer`)", named_spec_table(InitializerSpec)),
         ("Constraints (`model.kernel_constraint`, `model.bias_constraint`)", named_spec_table(ConstraintSpec)),
     ]
-    assert issubclass(ConvLayerConfig, Frozen)
     return "\n\n".join(f"#### {title}\n\n{body}" for title, body in sections) + "\n"

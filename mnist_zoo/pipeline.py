@@ -7,11 +7,6 @@ import numpy as np
 from mnist_zoo.models.common import NUM_CLASSES
 
 
-def scale_images(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1], the input every zoo model takes."""
-    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
-
-
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,

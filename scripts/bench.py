@@ -112,8 +112,6 @@ def test_accuracy_stopper(predict_accuracy, target: float):
 
 def work_train(spec) -> dict:
     """Epoch times and final test accuracy (or time to a target accuracy with spec['target'])."""
-    import numpy as np
-
     target = spec.get("target")
     if spec["side"] == "keras":
         x_train, y_train, x_test, y_test = keras_arrays(spec)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mnist_zoo.config import LossSpec, OptimizerSpec, ScheduleSpec, validate_config
+from mnist_zoo.config import LossSpec, OptimizerSpec, validate_config
 from mnist_zoo.training import train_run
 
 
