@@ -18,15 +18,20 @@ class DeviceInfo:
     compute_capability: tuple[int, int] | None = None
 
 
-def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo, or what `platform` knows."""
+def cpuinfo_field(name: str) -> str | None:
+    """The value of the first `name` line of /proc/cpuinfo (None where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(name):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo, or what `platform` knows."""
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def _hide_gpus(tf) -> None:

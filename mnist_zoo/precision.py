@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from mnist_zoo.device import cpuinfo_field
 
 # CPU flags of native bf16 arithmetic (AVX-512 BF16 on Zen 4 / Cooper Lake, AMX on Sapphire Rapids).
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
@@ -10,13 +10,7 @@ _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 def cpu_flags() -> set[str]:
     """The CPU feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((cpuinfo_field("flags") or "").split())
 
 
 def auto_precision(on_gpu: bool, gpu_compute_capability: tuple[int, int] | None = None, flags=None) -> str:
