@@ -85,21 +85,22 @@ def create_run_dir(root: Path, model_name: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     safe_name = model_name.replace("/", "-")
     root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunDirError(f"{root}: exists and is not a directory; choose another --output-dir") from None
+    except OSError as error:
+        raise RunDirError(
+            f"{root}: cannot create a run directory there ({error.strerror}); choose another --output-dir"
+        ) from None
     for attempt in range(1, 1000):
         suffix = "" if attempt == 1 else f"-{attempt}"
         candidate = root / f"{stamp}-{safe_name}{suffix}"
         try:
-            root.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             return candidate
         except FileExistsError:
-            if not root.is_dir():
-                raise RunDirError(f"{root}: exists and is not a directory; choose another --output-dir") from None
-            continue
-        except OSError as error:
-            raise RunDirError(
-                f"{root}: cannot create a run directory there ({error.strerror}); choose another --output-dir"
-            ) from None
+            continue  # a run started in the same second: take the next suffix
     raise RunDirError(f"{root}: could not create a new run directory for {model_name}")
 
 
