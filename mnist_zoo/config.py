@@ -149,7 +149,9 @@ class TrainConfig(Frozen):
     seed: NonNegativeInt = 42
     """Seeds weights, dropout, shuffling and the validation split."""
     shuffle: bool = True
-    """Reshuffle the training images every epoch."""
+    """Reshuffle the training images every epoch (the order of epoch k depends only on seed and k)."""
+    deterministic: bool = False
+    """Deterministic TensorFlow ops: identical histories from identical runs (see README, Repeatability)."""
     optimizer: OptimizerSpec = OptimizerSpec(name="adam")
     """A name or {name, params} (see the optimizer table)."""
     loss: LossSpec = LossSpec(name="categorical_crossentropy")

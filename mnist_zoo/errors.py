@@ -23,3 +23,25 @@ class RunDirError(MnistZooError):
 
 class DeviceError(MnistZooError):
     """The requested compute device is not available."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal (Ctrl-C, SIGTERM); the last complete epoch is saved.
+
+    Not a `MnistZooError`: the CLI exits with 128 + the signal number (130, 143), not 2.
+    """
+
+    def __init__(self, signal_number: int, run_dir=None, epochs_completed: int | None = None):
+        super().__init__(signal_number, run_dir, epochs_completed)
+        self.signal_number = signal_number
+        self.run_dir = run_dir
+        self.epochs_completed = epochs_completed
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signal_number).name
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signal_name}"

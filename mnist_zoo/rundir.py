@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ LAST_MODEL = "last.keras"
 METRICS_FILE = "metrics.json"
 ENVIRONMENT_FILE = "environment.json"
 EVALUATION_FILE = "evaluation.json"
+STATUS_FILE = "status.json"
 
 
 @contextmanager
@@ -32,12 +34,20 @@ def atomic_path(path: Path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    # Keep the ending: Keras picks the format from it and insists on '.weights.h5' for weights.
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(handle)
     # mkstemp makes the file private (0600); give it the permissions a plain open() would.
     os.chmod(temporary, 0o666 & ~_umask())
     try:
-        yield Path(temporary)
+        try:
+            yield Path(temporary)
+        except OSError as error:
+            if error.filename != temporary:
+                raise
+            # Name the file the user knows (disk full, ...), not our temporary.
+            raise OSError(error.errno, error.strerror, str(path)) from error
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -146,3 +156,84 @@ def resolve_model_path(path: Path) -> tuple[Path, Path | None]:
         raise ModelFileError(f"{path}: no such model file or run directory")
     run_dir = path.parent if (path.parent / CONFIG_FILE).is_file() else None
     return path, run_dir
+
+
+def read_status(run_dir: Path) -> dict:
+    """The run's status.json ({} if it has none or it is unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_status(run_dir: Path, status: str, **details) -> None:
+    """Records where the run stands: running, interrupted, failed or complete.
+
+    A run killed outright (kill -9, power loss) stays "running" with a process id that is gone.
+    """
+    record = {
+        "status": status,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **details,
+    }
+    write_json(Path(run_dir) / STATUS_FILE, record)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def check_not_in_use(run_dir: Path) -> None:
+    """Refuses a run directory that another live process on this machine is training in.
+
+    Raises:
+        RunDirError: status.json says "running" and its process is alive.
+    """
+    status = read_status(run_dir)
+    pid = status.get("pid")
+    if (
+        status.get("status") == "running"
+        and isinstance(pid, int)
+        and pid != os.getpid()
+        and status.get("host") == socket.gethostname()
+        and _process_alive(pid)
+    ):
+        raise RunDirError(f"{run_dir}: process {pid} is still training in it; stop it first")
+
+
+def prepare_named_run_dir(path: Path, force: bool) -> Path:
+    """Creates the run directory `path`, or empties it with `force`; never overwrites silently.
+
+    Raises:
+        RunDirError: `path` exists and is not empty (without `force`), is not a directory, or
+            does not look like a run directory (so `force` would delete unrelated files).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path}: exists and is not a directory; choose another --run-dir")
+    if path.is_dir() and any(path.iterdir()):
+        if not force:
+            raise RunDirError(
+                f"{path}: run directory already exists; continue it with --resume {path} "
+                "or replace it with --force"
+            )
+        if not (path / CONFIG_FILE).is_file():
+            raise RunDirError(f"{path}: not empty and holds no {CONFIG_FILE}, so it is not a run directory; "
+                              "--force only replaces run directories")
+        check_not_in_use(path)
+        import shutil
+
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"{path}: cannot create the run directory ({error.strerror})") from None
+    return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,6 +11,7 @@ from typing import Callable
 from mnist_zoo import rundir
 from mnist_zoo.config import RunConfig, config_to_yaml
 from mnist_zoo.datasets import Splits, load_dataset, split_dataset
+from mnist_zoo.errors import RunDirError, TrainingInterrupted
 
 
 @dataclass(frozen=True)
@@ -38,25 +38,6 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
     )
 
 
-def make_callbacks(recorder, checkpoint, config: RunConfig, extra_callbacks=()) -> list:
-    """The run's recorder and checkpoint, the caller's callbacks, and early stopping if enabled."""
-    import keras
-
-    callbacks = [recorder, checkpoint, *extra_callbacks]
-    stopping = config.train.early_stopping
-    if stopping.enabled:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=stopping.monitor,
-                patience=stopping.patience,
-                min_delta=stopping.min_delta,
-                mode="max" if stopping.monitor.endswith("accuracy") else "min",
-                restore_best_weights=stopping.restore_best_weights,
-            )
-        )
-    return callbacks
-
-
 def keras_verbosity(setting) -> int:
     """Keras `verbose`: a live progress bar on a terminal, one line per epoch in logs."""
     if setting == "auto":
@@ -64,43 +45,99 @@ def keras_verbosity(setting) -> int:
     return int(setting)
 
 
-@dataclass(frozen=True)
-class FitResult:
-    """What `fit` observed: per-epoch records, the best checkpoint, wall-clock seconds."""
+def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrupts, extra_callbacks=()) -> None:
+    """Runs `model.fit` from the epoch after `state`'s last, committing every completed epoch.
 
-    history: list[dict]
-    checkpoint: object  # mnist_zoo.callbacks.BestCheckpoint
-    seconds: float
-
-
-def fit(model, config: RunConfig, splits: Splits, run_dir: Path, extra_callbacks=()) -> FitResult:
-    """Runs `model.fit`, recording history.json/csv and best.keras in `run_dir`."""
-    from mnist_zoo.callbacks import BestCheckpoint, HistoryRecorder
-    from mnist_zoo.pipeline import make_dataset
+    Args:
+        state: the `checkpoint.TrainingState` to continue; updated in place.
+        interrupts: the `GracefulInterrupts` that turns a signal into a stop after this step.
+    """
+    from mnist_zoo.callbacks import EpochCommitter, StoppingRule
+    from mnist_zoo.pipeline import EpochShuffledDataset, make_dataset
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
-    train_data = make_dataset(
-        splits.train_images, splits.train_labels, train.batch_size, one_hot, shuffle=train.shuffle, seed=train.seed
+    train_data = EpochShuffledDataset(
+        splits.train_images, splits.train_labels, train.batch_size, one_hot,
+        shuffle=train.shuffle, seed=train.seed, first_epoch=state.epochs_completed,
     )
-    has_validation = len(splits.val_images) > 0
-    val_data = (
-        make_dataset(splits.val_images, splits.val_labels, max(train.batch_size, 1000), one_hot)
-        if has_validation
-        else None
-    )
-    recorder = HistoryRecorder(run_dir)
-    checkpoint = BestCheckpoint(run_dir / rundir.BEST_MODEL, "val_accuracy" if has_validation else "accuracy")
-    callbacks = make_callbacks(recorder, checkpoint, config, extra_callbacks)
-    start = time.perf_counter()
-    model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=train.epochs,
-        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
-        callbacks=callbacks,
-        verbose=keras_verbosity(train.verbose),
-    )
-    return FitResult(recorder.records, checkpoint, time.perf_counter() - start)
+    val_data = None
+    if len(splits.val_images):
+        val_data = make_dataset(splits.val_images, splits.val_labels, max(train.batch_size, 1000), one_hot)
+    stopping = StoppingRule(train.early_stopping, state.stopping) if train.early_stopping.enabled else None
+    committer = EpochCommitter(run_dir, state, train_data.steps_per_epoch, stopping, train_data, interrupts)
+    interrupts.watch(model)
+    try:
+        model.fit(
+            train_data.dataset,
+            validation_data=val_data,
+            epochs=train.epochs,
+            initial_epoch=state.epochs_completed,
+            shuffle=False,  # EpochShuffledDataset orders each epoch itself
+            callbacks=[committer, *extra_callbacks],
+            verbose=keras_verbosity(train.verbose),
+        )
+    finally:
+        interrupts.watch(None)
+    interrupts.raise_if_interrupted()
+
+
+def start_state(config: RunConfig, splits: Splits, model, run_dir: Path, resume: bool):
+    """A fresh `TrainingState`, or the committed one of `run_dir` loaded into `model`."""
+    from mnist_zoo import checkpoint
+
+    state = checkpoint.load_state(run_dir) if resume else None
+    if state is None:
+        return checkpoint.TrainingState(monitor="val_accuracy" if len(splits.val_images) else "accuracy")
+    checkpoint.restore(model, run_dir, state)
+    checkpoint.sync_best_model(run_dir, state)  # in case a crash came between commit and copy
+    return state
+
+
+def check_same_data(run_dir: Path, dataset) -> None:
+    """Refuses to resume on data that differ from the data the run started with."""
+    import json
+
+    try:
+        recorded = json.loads((run_dir / rundir.ENVIRONMENT_FILE).read_text(encoding="utf-8"))["dataset_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nothing recorded to compare with
+    if recorded != dataset.checksum():
+        raise RunDirError(
+            f"{run_dir}: the {dataset.name} data at {dataset.source} differ from the data this run "
+            f"started with (checksum {dataset.checksum()[:12]}..., recorded {str(recorded)[:12]}...); "
+            "resume with the same data files"
+        )
+
+
+def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, state, precision: str) -> dict:
+    """Writes last.keras and the test report of best.keras (metrics.json); returns the metrics."""
+    from mnist_zoo import checkpoint
+    from mnist_zoo.evaluation import evaluate_model
+    from mnist_zoo.modelfile import load_classifier
+
+    if config.train.early_stopping.restore_best_weights:
+        checkpoint.restore_stopping_weights(model, run_dir, state)
+    rundir.save_model(model, run_dir / rundir.LAST_MODEL)
+    best_model = load_classifier(run_dir / rundir.BEST_MODEL)
+    test_report, _ = evaluate_model(best_model, splits.test_images, splits.test_labels, dataset.class_names)
+    history = state.history
+    train_seconds = sum(record["epoch_seconds"] for record in history)
+    return {
+        "model": config.model.type,
+        "config_name": config.name,
+        "dataset": dataset.name,
+        "test_loss": test_report["loss"],
+        "test_accuracy": test_report["accuracy"],
+        "test_examples": test_report["num_examples"],
+        "best_epoch": state.best_epoch,
+        f"best_{state.monitor}": state.best_value,
+        "epochs_completed": len(history),
+        "stopped_early": state.stopped_early,
+        "parameters": int(model.count_params()),
+        "precision": precision,
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / len(history),
+    }
 
 
 def train_run(
@@ -108,18 +145,59 @@ def train_run(
     run_dir: Path,
     report: Callable[[str], None] = lambda message: None,
     extra_callbacks=(),
+    resume: bool = False,
 ) -> TrainResult:
     """Trains the model `config` describes and writes every output into `run_dir`.
 
+    Ctrl-C or SIGTERM stops training after the current step; the run directory keeps the last
+    complete epoch and `status.json` says "interrupted". `resume=True` continues such a run
+    from its checkpoint, exactly where the uninterrupted run would be.
+
     Args:
         config: the validated run config.
-        run_dir: an existing, empty run directory.
+        run_dir: an existing run directory: empty, or (with `resume`) one this config started.
         report: receives one-line progress messages for the user.
         extra_callbacks: more Keras callbacks for `fit` (library use: benchmarks, notebooks).
+        resume: continue from the run directory's last committed epoch.
 
     Returns:
         The `TrainResult` (run directory and test metrics of the best model).
+
+    Raises:
+        TrainingInterrupted: a signal stopped the run (its `run_dir` and `epochs_completed` set).
     """
+    from mnist_zoo.interrupts import GracefulInterrupts
+
+    rundir.check_not_in_use(run_dir)
+    with GracefulInterrupts() as interrupts:
+        try:
+            rundir.write_status(run_dir, "running", epochs=config.train.epochs)
+            metrics = _train(config, run_dir, report, extra_callbacks, resume, interrupts)
+        except TrainingInterrupted as error:
+            error.run_dir = run_dir
+            error.epochs_completed = _committed_epochs(run_dir)
+            rundir.write_status(run_dir, "interrupted", signal=error.signal_name,
+                                epochs_completed=error.epochs_completed, epochs=config.train.epochs)
+            raise
+        except BaseException as error:
+            rundir.write_status(run_dir, "failed", error=f"{type(error).__name__}: {error}",
+                                epochs_completed=_committed_epochs(run_dir), epochs=config.train.epochs)
+            raise
+    return TrainResult(run_dir=run_dir, metrics=metrics)
+
+
+def _committed_epochs(run_dir: Path) -> int:
+    """Completed epochs on disk (the checkpoint's, else history.json's)."""
+    from mnist_zoo import checkpoint
+
+    try:
+        state = checkpoint.load_state(run_dir)
+        return state.epochs_completed if state else len(rundir.read_history(run_dir))
+    except RunDirError:
+        return 0
+
+
+def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts):
     from mnist_zoo.device import select_device
     from mnist_zoo.precision import apply_precision
 
@@ -128,11 +206,14 @@ def train_run(
     report(f"device: {device.description}, precision: {precision}")
     import keras
 
+    from mnist_zoo import checkpoint
     from mnist_zoo.environment import environment_record
-    from mnist_zoo.evaluation import evaluate_model
-    from mnist_zoo.modelfile import load_classifier
     from mnist_zoo.registry import build_model
 
+    if config.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
     dataset = load_dataset(config.data.dataset, config.data.data_dir, report)
     splits = split_dataset(
@@ -142,34 +223,26 @@ def train_run(
         f"data: {dataset.name} from {dataset.source}: {len(splits.train_images)} train, "
         f"{len(splits.val_images)} validation, {len(splits.test_images)} test images"
     )
-    rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
-    environment = environment_record(
-        device.description, precision, config.train.seed, dataset.name, dataset.checksum(), dataset.source
-    )
-    rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
+    if resume:
+        check_same_data(run_dir, dataset)
+    else:
+        rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
+        environment = environment_record(
+            device.description, precision, config.train.seed, dataset.name, dataset.checksum(), dataset.source
+        )
+        rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
 
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=math.ceil(len(splits.train_images) / config.train.batch_size))
-    fitted = fit(model, config, splits, run_dir, extra_callbacks)
-    rundir.save_model(model, run_dir / rundir.LAST_MODEL)
-
-    best_model = load_classifier(run_dir / rundir.BEST_MODEL)
-    test_report, _ = evaluate_model(best_model, splits.test_images, splits.test_labels, dataset.class_names)
-    history, checkpoint = fitted.history, fitted.checkpoint
-    metrics = {
-        "model": config.model.type,
-        "config_name": config.name,
-        "dataset": dataset.name,
-        "test_loss": test_report["loss"],
-        "test_accuracy": test_report["accuracy"],
-        "test_examples": test_report["num_examples"],
-        "best_epoch": checkpoint.best_epoch,
-        f"best_{checkpoint.monitor}": checkpoint.best,
-        "epochs_completed": len(history),
-        "parameters": int(model.count_params()),
-        "precision": precision,
-        "train_seconds": fitted.seconds,
-        "seconds_per_epoch": sum(record["epoch_seconds"] for record in history) / len(history),
-    }
+    state = start_state(config, splits, model, run_dir, resume)
+    if state.epochs_completed:
+        report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
+    if state.epochs_completed < config.train.epochs and not state.stopped_early:
+        fit(model, config, splits, run_dir, state, interrupts, extra_callbacks)
+    if not state.history:
+        raise RunDirError(f"{run_dir}: training completed no epoch")
+    metrics = finish(model, config, splits, dataset, run_dir, state, precision)
     rundir.write_json(run_dir / rundir.METRICS_FILE, metrics)
-    return TrainResult(run_dir=run_dir, metrics=metrics)
+    rundir.write_status(run_dir, "complete", epochs_completed=state.epochs_completed, epochs=config.train.epochs)
+    checkpoint.remove(run_dir)
+    return metrics

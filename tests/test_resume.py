@@ -1,0 +1,243 @@
+"""Interrupt and resume: the last complete epoch survives, and a resumed run equals an unbroken one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_zoo import checkpoint, rundir
+from mnist_zoo.callbacks import EpochCommitter
+from mnist_zoo.config import validate_config
+from mnist_zoo.errors import RunDirError, TrainingInterrupted
+from mnist_zoo.interrupts import GracefulInterrupts
+from mnist_zoo.registry import MODELS
+from mnist_zoo.training import train_run
+
+SMALL_MODELS = {
+    "linear": {"type": "linear"},
+    "mlp": {"type": "mlp", "hidden_units": [32], "dropout_rate": 0.2},
+    "cnn": {"type": "cnn", "conv_layers": [{"filters": 4, "kernel_size": 3}], "hidden_units": [16],
+            "dropout_rate": 0.3},
+}
+
+
+def make_config(small_mnist_dir, model="mlp", train=None):
+    return validate_config(
+        {
+            "model": SMALL_MODELS[model],
+            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+            "train": {"epochs": 3, "batch_size": 64, "verbose": 0,
+                      "schedule": {"name": "cosine", "warmup_epochs": 0.5}, **(train or {})},
+        },
+        f"test-{model}",
+    )
+
+
+def history_without_times(run_dir):
+    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
+            for record in json.loads((run_dir / "history.json").read_text())["epochs"]]
+
+
+def weights(path):
+    return keras.saving.load_model(path).get_weights()
+
+
+class SignalAt(keras.callbacks.Callback):
+    """Sends this process `signum` at training step `step` of 0-based `epoch` (None: at epoch end)."""
+
+    def __init__(self, epoch, step=None, signum=signal.SIGINT):
+        super().__init__()
+        self.epoch, self.step, self.signum = epoch, step, signum
+        self._current = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._current == self.epoch and batch == self.step:
+            os.kill(os.getpid(), self.signum)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch and self.step is None:
+            os.kill(os.getpid(), self.signum)
+
+
+def fresh_run_dir(tmp_path, name):
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    return run_dir
+
+
+def interrupted(config, run_dir, callback):
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_run(config, run_dir, extra_callbacks=[callback])
+    return caught.value
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_resume_after_an_interrupt_equals_an_unbroken_run(tmp_path, small_mnist_dir, model):
+    config = make_config(small_mnist_dir, model)
+    unbroken = fresh_run_dir(tmp_path, "unbroken")
+    train_run(config, unbroken)
+
+    broken = fresh_run_dir(tmp_path, "broken")
+    error = interrupted(config, broken, SignalAt(epoch=1, step=5))  # in the middle of epoch 2
+    assert (error.signal_number, error.epochs_completed, error.run_dir) == (signal.SIGINT, 1, broken)
+    assert rundir.read_status(broken)["status"] == "interrupted"
+    assert len(history_without_times(broken)) == 1  # the cut-short epoch 2 is not recorded
+    assert (broken / "best.keras").is_file() and not (broken / "metrics.json").exists()
+
+    result = train_run(config, broken, resume=True)
+    assert history_without_times(broken) == history_without_times(unbroken)
+    for ours, theirs in zip(weights(broken / "last.keras"), weights(unbroken / "last.keras")):
+        np.testing.assert_array_equal(ours, theirs)
+    expected = json.loads((unbroken / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "best_epoch", "best_val_accuracy", "epochs_completed"):
+        assert result.metrics[key] == expected[key]
+    assert rundir.read_status(broken)["status"] == "complete"
+    assert not (broken / "checkpoint").exists()
+
+
+def test_resume_keeps_early_stopping_state(tmp_path, small_mnist_dir):
+    # min_delta 1.0 makes every epoch after the first "no improvement": patience 2 stops after 3.
+    stopping = {"enabled": True, "patience": 2, "min_delta": 1.0, "monitor": "val_loss"}
+    config = make_config(small_mnist_dir, "mlp", {"epochs": 6, "early_stopping": stopping})
+    unbroken = fresh_run_dir(tmp_path, "unbroken")
+    train_run(config, unbroken)
+    broken = fresh_run_dir(tmp_path, "broken")
+    interrupted(config, broken, SignalAt(epoch=1))  # after epoch 2: one epoch without improvement
+    result = train_run(config, broken, resume=True)
+    assert result.metrics["epochs_completed"] == 3 and result.metrics["stopped_early"]
+    assert history_without_times(broken) == history_without_times(unbroken)
+    # restore_best_weights: both end on epoch 1's weights.
+    for ours, theirs in zip(weights(broken / "last.keras"), weights(unbroken / "last.keras")):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_signal_during_data_loading_raises_at_once(tmp_path, small_mnist_dir, monkeypatch):
+    import mnist_zoo.training as training
+
+    def load_and_interrupt(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(training, "load_dataset", load_and_interrupt)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    run_dir = fresh_run_dir(tmp_path, "run")
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_run(make_config(small_mnist_dir), run_dir)
+    assert caught.value.signal_number == signal.SIGTERM and caught.value.epochs_completed == 0
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # handlers are put back
+
+
+def test_second_signal_stops_at_once():
+    class Model:
+        stop_training = False
+
+    model = Model()
+    with GracefulInterrupts() as interrupts:
+        interrupts.watch(model)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert model.stop_training and interrupts.signal_number == signal.SIGINT
+        with pytest.raises(TrainingInterrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resuming_a_finished_epoch_count_only_writes_the_report(tmp_path, small_mnist_dir):
+    config = make_config(small_mnist_dir, "linear", {"epochs": 2})
+    run_dir = fresh_run_dir(tmp_path, "run")
+    error = interrupted(config, run_dir, SignalAt(epoch=1))  # after the last epoch
+    assert error.epochs_completed == 2
+    result = train_run(config, run_dir, resume=True)
+    assert result.metrics["epochs_completed"] == 2 and len(history_without_times(run_dir)) == 2
+
+
+# ----------------------------------------------------------------------------- the best model
+
+
+def tiny_model():
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_a_worse_epoch_after_resume_never_replaces_best_keras(tmp_path):
+    # keras-team/keras#17012: a resumed ModelCheckpoint forgets its best score. Ours comes back
+    # from the committed state.
+    run_dir = fresh_run_dir(tmp_path, "run")
+    model = tiny_model()
+    state = checkpoint.TrainingState(monitor="val_accuracy", epochs_completed=1,
+                                     history=[{"epoch": 1, "loss": 0.1, "val_accuracy": 0.99,
+                                                                "learning_rate": 0.01, "epoch_seconds": 1.0}], best_value=0.99, best_epoch=1)
+    checkpoint.commit(run_dir, model, state, stopping_improved=False)
+    best_before = (run_dir / "best.keras").read_bytes()
+
+    resumed = checkpoint.load_state(run_dir)
+    committer = EpochCommitter(run_dir, resumed, steps_per_epoch=1)
+    committer.set_model(model)
+    committer.on_epoch_begin(1)
+    committer.on_train_batch_end(0)
+    committer.on_epoch_end(1, {"loss": 1.0, "val_accuracy": 0.50})
+    assert (resumed.best_epoch, resumed.best_value) == (1, 0.99)
+    assert (run_dir / "best.keras").read_bytes() == best_before
+    assert checkpoint.load_state(run_dir).epochs_completed == 2
+
+
+def test_crash_between_commit_and_best_copy_is_repaired_on_resume(tmp_path, small_mnist_dir, monkeypatch):
+    config = make_config(small_mnist_dir, "linear")
+    run_dir = fresh_run_dir(tmp_path, "run")
+    interrupted(config, run_dir, SignalAt(epoch=0))
+    state = checkpoint.load_state(run_dir)
+    assert state.best_epoch == 1
+    (run_dir / "best.keras").unlink()  # as if killed right after the state commit
+    (run_dir / "checkpoint" / ".epoch-0002.keras.tmp").write_bytes(b"half-written")
+    train_run(config, run_dir, resume=True)
+    assert (run_dir / "best.keras").is_file()
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path, small_mnist_dir):
+    config = make_config(small_mnist_dir, "linear")
+    run_dir = fresh_run_dir(tmp_path, "run")
+    interrupted(config, run_dir, SignalAt(epoch=0))
+    state_file = run_dir / "checkpoint" / "state.json"
+    state_file.write_text("{not json")
+    with pytest.raises(RunDirError, match="unreadable training state"):
+        train_run(config, run_dir, resume=True)
+    state_file.write_text(json.dumps({"format": 1, "monitor": "val_accuracy", "model_file": "epoch-0009.keras"}))
+    with pytest.raises(RunDirError, match="epoch-0009.keras: missing"):
+        train_run(config, run_dir, resume=True)
+
+
+def test_resume_refuses_different_data(tmp_path, small_mnist_dir, shared_data):
+    config = make_config(small_mnist_dir, "linear")
+    run_dir = fresh_run_dir(tmp_path, "run")
+    interrupted(config, run_dir, SignalAt(epoch=0))
+    other = config.model_copy(update={"data": config.data.model_copy(update={"data_dir": str(shared_data)})})
+    with pytest.raises(RunDirError, match="differ from the data this run started with"):
+        train_run(other, run_dir, resume=True)
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path, small_mnist_dir):
+    run_dir = fresh_run_dir(tmp_path, "run")
+    rundir.write_status(run_dir, "running")
+    status = rundir.read_status(run_dir)
+    status["pid"] = os.getppid()  # a live process other than this one
+    rundir.write_json(run_dir / rundir.STATUS_FILE, status)
+    with pytest.raises(RunDirError, match=f"process {os.getppid()} is still training"):
+        train_run(make_config(small_mnist_dir, "linear"), run_dir, resume=True)
+
+
+# ----------------------------------------------------------------------------- repeatability
+
+
+def test_deterministic_runs_repeat_exactly(tmp_path, small_mnist_dir):
+    config = make_config(small_mnist_dir, "cnn", {"deterministic": True, "epochs": 2})
+    first, second = fresh_run_dir(tmp_path, "first"), fresh_run_dir(tmp_path, "second")
+    train_run(config, first)
+    train_run(config, second)
+    assert history_without_times(first) == history_without_times(second)

@@ -1,0 +1,130 @@
+"""Real signals to a real `mnist-zoo train` process: Ctrl-C, SIGTERM and kill -9, then --resume."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from mnist_zoo import checkpoint, rundir
+
+EPOCHS = 8
+
+
+@pytest.fixture(scope="module")
+def config_file(small_mnist_dir, tmp_path_factory):
+    config = {
+        "model": {"type": "cnn", "conv_layers": [{"filters": 8, "kernel_size": 5}], "hidden_units": [32],
+                  "dropout_rate": 0.3},
+        "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+        "train": {"epochs": EPOCHS, "batch_size": 32, "verbose": 2,
+                  "schedule": {"name": "one_cycle", "warmup_fraction": 0.1}},
+    }
+    path = tmp_path_factory.mktemp("signals") / "small-cnn.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_training(*args):
+    return subprocess.Popen([sys.executable, "-m", "mnist_zoo", "train", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process, timeout=300):
+    stdout, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stdout, stderr
+
+
+def wait_for_epochs(run_dir, count, process, timeout=300):
+    """Blocks until `run_dir` has committed `count` epochs (history.json is written after the commit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(json.loads((run_dir / "history.json").read_text())["epochs"]) >= count:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        assert process.poll() is None, f"training ended early: {finish(process)}"
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} epochs within {timeout} s")
+
+
+def history_without_times(run_dir):
+    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
+            for record in json.loads((run_dir / "history.json").read_text())["epochs"]]
+
+
+def final_weights(run_dir):
+    return keras.saving.load_model(run_dir / "last.keras").get_weights()
+
+
+@pytest.fixture(scope="module")
+def unbroken_run(config_file, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("unbroken") / "run"
+    code, _, stderr = finish(start_training("--config", config_file, "--run-dir", run_dir))
+    assert code == 0, stderr
+    return run_dir
+
+
+def assert_same_as_unbroken(run_dir, unbroken_run):
+    assert history_without_times(run_dir) == history_without_times(unbroken_run)
+    for ours, theirs in zip(final_weights(run_dir), final_weights(unbroken_run)):
+        np.testing.assert_array_equal(ours, theirs)
+    assert (json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+            == json.loads((unbroken_run / "metrics.json").read_text())["test_accuracy"])
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_cleanly_and_resume_matches(tmp_path, config_file, unbroken_run, signum, exit_code):
+    run_dir = tmp_path / "run"
+    process = start_training("--config", config_file, "--run-dir", run_dir)
+    wait_for_epochs(run_dir, 2, process)
+    process.send_signal(signum)
+    code, _, stderr = finish(process)
+
+    assert code == exit_code, stderr
+    last_line = stderr.strip().splitlines()[-1]
+    assert f"Interrupted by {signal.Signals(signum).name}" in last_line
+    assert f"mnist-zoo train --resume {run_dir}" in last_line
+    assert "Traceback" not in stderr
+    status = rundir.read_status(run_dir)
+    assert status["status"] == "interrupted" and 2 <= status["epochs_completed"] < EPOCHS
+    assert checkpoint.load_state(run_dir).epochs_completed == status["epochs_completed"]
+
+    code, stdout, stderr = finish(start_training("--resume", run_dir))
+    assert code == 0, stderr
+    assert f"resuming after epoch {status['epochs_completed']} of {EPOCHS}" in stderr
+    assert_same_as_unbroken(run_dir, unbroken_run)
+
+
+def test_kill_9_at_a_random_moment_leaves_a_resumable_run(tmp_path, config_file, unbroken_run):
+    run_dir = tmp_path / "run"
+    process = start_training("--config", config_file, "--run-dir", run_dir)
+    wait_for_epochs(run_dir, 1, process)
+    epoch_seconds = json.loads((run_dir / "history.json").read_text())["epochs"][0]["epoch_seconds"]
+    delay = random.uniform(0, 2 * epoch_seconds)  # anywhere in the next two epochs, commits included
+    time.sleep(delay)
+    process.kill()
+    finish(process)
+
+    state = checkpoint.load_state(run_dir)  # intact: parses, and names files that exist
+    assert state.epochs_completed >= 1, f"killed {delay:.2f} s after epoch 1"
+    assert rundir.read_status(run_dir)["status"] == "running"  # nobody could record the kill
+    keras.saving.load_model(run_dir / "best.keras")
+
+    code, _, stderr = finish(start_training("--resume", run_dir))
+    assert code == 0, f"killed {delay:.2f} s after epoch 1: {stderr}"
+    assert_same_as_unbroken(run_dir, unbroken_run)
+
+
+def test_resume_of_a_complete_run_is_refused(unbroken_run):
+    code, _, stderr = finish(start_training("--resume", unbroken_run))
+    assert code == 2 and "already complete" in stderr
