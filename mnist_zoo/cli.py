@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from mnist_zoo import __version__
-from mnist_zoo.errors import MnistZooError
+from mnist_zoo.errors import MnistZooError, TrainingInterrupted
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -37,6 +38,21 @@ class ZooGroup(click.Group):
                 raise
             # For a failed rename (our atomic writes) the destination is the file the user knows.
             raise UserError(f"{error.filename2 or error.filename}: {error.strerror or error}") from None
+        except TrainingInterrupted as error:
+            if sys.stdout.isatty():
+                click.echo()  # end Keras's progress bar line
+            _echo_err(_interrupted_message(error))
+            ctx.exit(128 + error.signal_number)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        except KeyboardInterrupt:
+            _echo_err("Interrupted.")
+            ctx.exit(130)
+
+
+def _interrupted_message(error: TrainingInterrupted) -> str:
+    if error.run_dir is None:
+        return f"Interrupted by {error.signal_name}."
+    kept = f"{error.epochs_completed} complete epoch{'s' if error.epochs_completed != 1 else ''} saved"
+    return f"Interrupted by {error.signal_name}: {kept} in {error.run_dir}; continue with: mnist-zoo train --resume {error.run_dir}"
 
 
 def _quiet_tensorflow() -> None:
@@ -103,27 +119,51 @@ def _load_selected_config(model_name: str | None, config_path: Path | None, over
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), help="Shortcut for --set train.device=X.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Where the run directory is created.")
-def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset, data_dir, device, output_dir):
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Use exactly this run directory instead of a new one under --output-dir.")
+@click.option("--force", is_flag=True, help="With --run-dir: replace an existing run directory.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), metavar="RUN_DIR",
+              help="Continue an interrupted run from its last complete epoch (its own config.yaml).")
+def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset, data_dir, device, output_dir,
+          run_dir, force, resume_dir):
     """Train a model from a config and write a run directory.
+
+    Ctrl-C (or SIGTERM) stops after the current step and keeps the last complete epoch;
+    `--resume RUN_DIR` continues it exactly as if it had never stopped.
 
     \b
     Examples:
       mnist-zoo train --model cnn
       mnist-zoo train --model mlp --epochs 3 --set model.dropout_rate=0.2
       mnist-zoo train --config my.yaml --data-dir ~/data/mnist
+      mnist-zoo train --resume runs/20261122-101500-cnn
     """
-    shortcuts = {
-        "train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
-        "data.dataset": dataset, "data.data_dir": data_dir and str(data_dir.resolve()), "train.device": device,
-    }
-    values = {key: value for key, value in shortcuts.items() if value is not None}
-    config = _load_selected_config(model_name, config_path, overrides, values)
-    from mnist_zoo.rundir import create_run_dir
     from mnist_zoo.training import train_run
 
-    run_dir = create_run_dir(output_dir, config.name)
+    machine = {"data.data_dir": data_dir and str(data_dir.resolve()), "train.device": device}
+    if resume_dir:
+        changed = [name for name, value in [
+            ("--model", model_name), ("--config", config_path), ("--set", overrides), ("--epochs", epochs),
+            ("--batch-size", batch_size), ("--seed", seed), ("--dataset", dataset), ("--run-dir", run_dir),
+            ("--force", force)] if value]
+        if changed:
+            raise click.UsageError(f"--resume continues the run's own config; drop {', '.join(changed)} "
+                                   "(only --data-dir and --device may change)")
+        config = _resumable_config(resume_dir, machine)
+        run_dir, resume = resume_dir, True
+    else:
+        shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
+                     "data.dataset": dataset, **machine}
+        values = {key: value for key, value in shortcuts.items() if value is not None}
+        config = _load_selected_config(model_name, config_path, overrides, values)
+        run_dir, resume = _new_run_dir(config, output_dir, run_dir, force), False
     _echo_err(f"run directory: {run_dir}")
-    result = train_run(config, run_dir, report=_echo_err)
+    try:
+        result = train_run(config, run_dir, report=_echo_err, resume=resume)
+    except (MnistZooError, OSError):
+        if not resume:
+            _discard_if_unstarted(run_dir)
+        raise
     metrics = result.metrics
     click.echo(
         f"test accuracy {metrics['test_accuracy']:.2%} (loss {metrics['test_loss']:.4f}) "
@@ -131,6 +171,41 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
         f"{metrics['parameters']:,} parameters; {metrics['train_seconds']:.1f} s training"
     )
     click.echo(str(run_dir))
+
+
+def _discard_if_unstarted(run_dir: Path) -> None:
+    """Removes a new run directory that a user error stopped before its first epoch."""
+    import shutil
+
+    from mnist_zoo.rundir import HISTORY_JSON
+
+    if not (run_dir / HISTORY_JSON).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _new_run_dir(config, output_dir: Path, run_dir: Path | None, force: bool) -> Path:
+    from mnist_zoo.rundir import create_run_dir, prepare_named_run_dir
+
+    if run_dir is not None:
+        return prepare_named_run_dir(run_dir, force)
+    if force:
+        raise click.UsageError("--force only applies to --run-dir (new run directories never overwrite)")
+    return create_run_dir(output_dir, config.name)
+
+
+def _resumable_config(run_dir: Path, machine: dict):
+    """The config a run started with, checked that the run can be resumed."""
+    from mnist_zoo.config import load_config
+    from mnist_zoo.errors import RunDirError
+    from mnist_zoo.rundir import CONFIG_FILE, read_status
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunDirError(f"{run_dir}: no {CONFIG_FILE}; is this a mnist-zoo run directory?")
+    status = read_status(run_dir)
+    if status.get("status") == "complete":
+        raise RunDirError(f"{run_dir}: the run is already complete ({status.get('epochs_completed')} epochs); "
+                          "start a new run to train longer")
+    return load_config(run_dir / CONFIG_FILE, {key: value for key, value in machine.items() if value is not None})
 
 
 # ----------------------------------------------------------------------------- evaluate

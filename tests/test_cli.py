@@ -19,6 +19,7 @@ from mnist_zoo.registry import MODELS
 
 RUN_FILES = {
     "config.yaml", "history.json", "history.csv", "best.keras", "last.keras", "metrics.json", "environment.json",
+    "status.json",
 }
 
 
@@ -250,3 +251,74 @@ def test_file_system_errors_naming_a_file_are_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{folder / 'history.png'}: Is a directory" in result.stderr
     assert not [path for path in folder.iterdir() if path.name.startswith(".history")]  # temp file removed
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+def test_named_run_dir_is_never_overwritten_without_force(tmp_path, small_mnist_dir):
+    run_dir = tmp_path / "my-run"
+    args = ["train", "--model", "linear", "--data-dir", small_mnist_dir, "--run-dir", run_dir, *QUICK]
+    assert invoke(*args).exit_code == 0
+    first_history = (run_dir / "history.json").read_bytes()
+
+    refused = invoke(*args)
+    assert refused.exit_code == 2
+    assert f"--resume {run_dir}" in refused.output and "--force" in refused.output
+    assert (run_dir / "history.json").read_bytes() == first_history
+
+    replaced = invoke(*args, "--force", "--seed", "3")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((run_dir / "environment.json").read_text())["seed"] == 3
+
+
+def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path, small_mnist_dir):
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    result = invoke("train", "--model", "linear", "--data-dir", small_mnist_dir, "--run-dir", folder, "--force")
+    assert result.exit_code == 2 and "not a run directory" in result.output
+    assert (folder / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "cnn"], "drop --model"),
+    (["--epochs", "5"], "drop --epochs"),
+    (["--set", "train.seed=1"], "drop --set"),
+])
+def test_resume_refuses_config_changes(tmp_path, extra, message):
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path), *extra])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_resume_needs_a_run_directory(tmp_path):
+    result = invoke("train", "--resume", tmp_path)
+    assert result.exit_code == 2 and "no config.yaml" in result.output
+
+
+def test_failed_new_run_leaves_no_run_directory(tmp_path, small_mnist_dir):
+    # A data error comes after the run directory is made: nothing may be left behind.
+    result = invoke("train", "--model", "linear", "--data-dir", small_mnist_dir, "--output-dir", tmp_path / "runs",
+                    "--set", "data.validation_size=5000")
+    assert result.exit_code == 2 and "leaves no training images" in result.output
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_disk_full_is_a_one_line_error_and_leaves_no_partial_file(tmp_path, small_mnist_dir, monkeypatch):
+    import errno
+
+    import keras
+
+    def disk_full(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as handle:
+            handle.write(b"PK\x03\x04 the first bytes of a zip")  # a partial write, then ENOSPC
+        raise OSError(errno.ENOSPC, "No space left on device", str(filepath))
+
+    monkeypatch.setattr(keras.Model, "save", disk_full)
+    run_dir = tmp_path / "run"
+    result = invoke("train", "--model", "linear", "--data-dir", small_mnist_dir, "--run-dir", run_dir, *QUICK)
+    assert result.exit_code == 2
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and "No space left on device" in error_lines[0]
+    assert "epoch-0001.keras: No space" in error_lines[0]  # the final name, not the temporary
+    assert not run_dir.exists()  # nothing committed: the new run directory is removed
