@@ -51,3 +51,20 @@ def test_report_has_every_measurement():
     assert "| cnn: seconds per epoch | 3.00 | 1.00 | 0.33 |" in text
     assert "| cnn: seconds to 97% test accuracy (epochs) | 10.0 (2) | 5.0 (1) | 0.50 |" in text
     assert "6,000" in text and "0.100" in text and "compute floor" in text
+
+
+def test_recipe_accuracy_script_reports_every_epoch(small_mnist_dir):
+    import json
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "recipe_accuracy.py"
+    overrides = {"train.epochs": 2, "data.validation_size": 200, "train.batch_size": 64}
+    result = subprocess.run(
+        [sys.executable, str(script), "linear", json.dumps(overrides), "--data-dir", str(small_mnist_dir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1", "epoch 2"]
+    report = json.loads(lines[-1])
+    assert len(report["test_accuracy"]) == 2 and all(0.5 < value <= 1 for value in report["test_accuracy"])
