@@ -1,4 +1,4 @@
-"""The `mnist-zoo` command line: train, evaluate, plot-history, models, config."""
+"""The `mnist-zoo` command line: train, evaluate, plot-history, models, summary, config."""
 
 from __future__ import annotations
 
@@ -286,6 +286,63 @@ def models():
         parameters = build_model(entry.config_class()).count_params()
         rows.append([name, f"{parameters:,}", entry.description])
     click.echo(table(["model", "parameters", "description"], rows, align="lrl"))
+
+
+@cli.command()
+@click.argument("target", metavar="MODEL_OR_CONFIG")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.option("--unsafe", is_flag=True, help="Allow .keras models with Lambda layers (runs their code).")
+def summary(target, as_json, unsafe):
+    """Layer table with parameters and multiply-accumulates (MACs) of one forward pass.
+
+    MODEL_OR_CONFIG is a .keras file, a run directory, a YAML config, or a bundled config name
+    (cnn, seeds/lab_cnn, ...); a config is built without training. Two MAC columns: the standard
+    count, and the course material's, which counts each bias as one more input.
+
+    \b
+    Examples:
+      mnist-zoo summary cnn
+      mnist-zoo summary runs/20261122-160303-mlp --json
+    """
+    from mnist_zoo.reporting import table
+    from mnist_zoo.summary import summarize, totals
+
+    model, source = _model_for_summary(target, unsafe)
+    rows = summarize(model)
+    total = totals(rows)
+    if as_json:
+        layers = [{**row.__dict__, "output_shape": list(row.output_shape)} for row in rows]
+        click.echo(json.dumps({"source": source, "layers": layers, "total": total}, indent=2))
+        return
+
+    def count(value):
+        return "?" if value is None else f"{value:,}"
+
+    body = [[row.name, row.kind, str(row.output_shape), f"{row.parameters:,}", count(row.macs),
+             count(row.macs_bias_as_input)] for row in rows]
+    body.append(["total", "", "", f"{total['parameters']:,}", count(total["macs"]), count(total["macs_bias_as_input"])])
+    click.echo(f"{source}\n")
+    click.echo(table(["layer", "type", "output shape", "parameters", "MACs", "MACs (bias as input)"], body,
+                     align="lllrrr"))
+    if total["macs"] is None:
+        click.echo("?: MACs of this layer type are not counted; the totals leave them out.")
+
+
+def _model_for_summary(target: str, unsafe: bool):
+    """(built Keras model, description) for a .keras file, run directory, YAML file or config name."""
+    path = Path(target)
+    if path.is_dir() or path.suffix == ".keras":
+        from mnist_zoo.modelfile import load_classifier
+        from mnist_zoo.rundir import resolve_model_path
+
+        model_path, _ = resolve_model_path(path)
+        return load_classifier(model_path, unsafe=unsafe), f"model file {model_path}"
+    from mnist_zoo.config import bundled_config_path, load_config
+    from mnist_zoo.registry import build_model
+
+    config_path = path if path.suffix in (".yaml", ".yml") else bundled_config_path(target)
+    config = load_config(config_path)
+    return build_model(config.model), f"config {config.name} ({config_path}), untrained"
 
 
 @cli.group("config")

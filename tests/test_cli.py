@@ -40,7 +40,7 @@ def run_cli(*args, cwd=None, env=None):
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["train"], ["evaluate"], ["plot-history"], ["models"], ["config"], ["config", "show"],
+    "command", [[], ["train"], ["evaluate"], ["plot-history"], ["models"], ["summary"], ["config"], ["config", "show"],
                 ["config", "check"], ["config", "list"], ["config", "reference"]],
 )
 def test_every_help_works(command):

@@ -1,0 +1,75 @@
+"""The layer table of a model: output shapes, parameters and multiply-accumulates of one forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Layers that move or select values but multiply nothing.
+_FREE_LAYERS = ("InputLayer", "Flatten", "Reshape", "Dropout", "MaxPooling2D", "AveragePooling2D",
+                "GlobalMaxPooling2D", "Activation", "ReLU", "Softmax", "Rescaling")
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One row of the table."""
+
+    name: str
+    kind: str
+    output_shape: tuple
+    parameters: int
+    macs: int | None
+    """Multiply-accumulates of one forward pass of one image (None: not known for this layer type)."""
+    macs_bias_as_input: int | None
+    """The course material's convention: each bias counted as one more input (see `layer_macs`)."""
+
+
+def layer_macs(layer) -> tuple[int | None, int | None]:
+    """Multiply-accumulates of `layer` for one image: (standard, course-material convention).
+
+    Standard: Dense in x units; Conv2D out_h x out_w x filters x (k_h x k_w x in_channels).
+    The material counts the bias as one extra input per kernel window: Dense (in + 1) x units,
+    Conv2D in_channels x (k_h x k_w + 1) x out_h x out_w x filters (its formula, which counts a
+    bias per input channel). Layers without weights (pooling, flatten, dropout) count 0.
+    """
+    kind = type(layer).__name__
+    if kind in _FREE_LAYERS:
+        return 0, 0
+    if kind == "Dense":
+        inputs, units = int(layer.input.shape[-1]), layer.units
+        return inputs * units, (inputs + int(layer.use_bias)) * units
+    if kind == "Conv2D" and layer.groups == 1:
+        kernel_height, kernel_width = layer.kernel_size
+        in_channels = int(layer.input.shape[-1])
+        _, out_height, out_width, filters = layer.output.shape
+        positions = int(out_height) * int(out_width) * int(filters)
+        return (positions * kernel_height * kernel_width * in_channels,
+                in_channels * (kernel_height * kernel_width + int(layer.use_bias)) * positions)
+    return None, None
+
+
+def summarize(model) -> list[LayerSummary]:
+    """One `LayerSummary` per layer of a built functional or sequential Keras model."""
+    rows = []
+    for layer in model.layers:
+        macs, macs_bias = layer_macs(layer)
+        rows.append(LayerSummary(
+            name=layer.name,
+            kind=type(layer).__name__,
+            output_shape=tuple(int(size) for size in layer.output.shape[1:]),
+            parameters=int(layer.count_params()),
+            macs=macs,
+            macs_bias_as_input=macs_bias,
+        ))
+    return rows
+
+
+def totals(rows: list[LayerSummary]) -> dict:
+    """Sums of parameters and MACs; a MAC total is None if any layer's count is unknown."""
+    def total(values):
+        return None if any(value is None for value in values) else sum(values)
+
+    return {
+        "parameters": sum(row.parameters for row in rows),
+        "macs": total([row.macs for row in rows]),
+        "macs_bias_as_input": total([row.macs_bias_as_input for row in rows]),
+    }
