@@ -1,4 +1,4 @@
-"""The `mnist-zoo` command line: train, evaluate, plot-history, models, summary, config."""
+"""The `mnist-zoo` command line: train, evaluate, predict, plot-history, models, summary, config."""
 
 from __future__ import annotations
 
@@ -243,6 +243,73 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
     click.echo(format_evaluation(result.report, result.class_names))
     for written in result.written:
         click.echo(f"wrote {written}")
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="IMAGE_OR_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="Classes listed per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
+@click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write the 28x28 images the model saw, as PNG files.")
+@click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
+def predict(model_path, inputs, top_k, as_json, save_preprocessed, unsafe):
+    """Predict the digit in your own images (PNG, JPEG, BMP, GIF, ...) or .npy arrays.
+
+    MODEL is a .keras file or a run directory. Pictures are prepared the way MNIST was made:
+    grayscale, inverted if dark-on-light, cropped to the digit, scaled to fit 20x20, centred
+    by centre of mass in 28x28. .npy arrays are taken as 28x28 MNIST-format images as they are.
+    Exit status 2 if any input could not be read (the others are still predicted).
+
+    \b
+    Examples:
+      mnist-zoo predict runs/20261122-120000-cnn my_digit.jpg
+      mnist-zoo predict best.keras photos/ --top-k 1 --json
+    """
+    from mnist_zoo.datasets import CLASS_NAMES
+    from mnist_zoo.evaluation import run_data_settings
+    from mnist_zoo.modelfile import load_classifier
+    from mnist_zoo.prediction import expand_paths, predict_top_k, prepare, save_preprocessed as save_images
+    from mnist_zoo.rundir import resolve_model_path
+
+    model_file, run_dir = resolve_model_path(model_path)
+    class_names = CLASS_NAMES[run_data_settings(run_dir)[0]]
+    prepared = prepare(expand_paths(list(inputs)))
+    if not prepared:
+        raise UserError("no images or .npy files found in the given folders")
+    predict_top_k(load_classifier(model_file, unsafe=unsafe), prepared, top_k)
+    written = save_images(prepared, save_preprocessed) if save_preprocessed else []
+    if as_json:
+        click.echo(json.dumps([_prediction_record(item, class_names) for item in prepared], indent=2))
+    else:
+        for item in prepared:
+            if item.error:
+                continue
+            best = item.top_k[0]
+            ranking = ", ".join(f"{class_names[index]} {probability:.1%}" for index, probability in item.top_k)
+            click.echo(f"{item.name}: {class_names[best[0]]}  ({ranking})")
+        for path in written:
+            _echo_err(f"wrote {path}")
+    failed = [item for item in prepared if item.error]
+    for item in failed:
+        _echo_err(f"Error: {item.error}")
+    if failed:
+        raise click.exceptions.Exit(USER_ERROR_EXIT_CODE)
+
+
+def _prediction_record(item, class_names) -> dict:
+    if item.error:
+        return {"input": item.name, "error": item.error}
+    return {
+        "input": item.name,
+        "prediction": class_names[item.top_k[0][0]],
+        "class_index": item.top_k[0][0],
+        "top_k": [{"class": class_names[index], "class_index": index, "probability": probability}
+                  for index, probability in item.top_k],
+    }
 
 
 # ----------------------------------------------------------------------------- plot-history

@@ -92,7 +92,7 @@ class EvaluationResult:
     written: list[Path]
 
 
-def _run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
+def run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
     """(dataset, data_dir) recorded in a run's config.yaml; ('mnist', None) without a run."""
     if run_dir is None:
         return "mnist", None
@@ -130,7 +130,7 @@ def run_evaluation(
     from mnist_zoo.modelfile import load_classifier
 
     model_path, run_dir = rundir.resolve_model_path(Path(path))
-    run_dataset, run_data_dir = _run_data_settings(run_dir)
+    run_dataset, run_data_dir = run_data_settings(run_dir)
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = load_classifier(model_path, unsafe=unsafe)
     data = load_dataset(dataset or run_dataset, data_dir or run_data_dir)

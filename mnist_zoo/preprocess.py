@@ -1,0 +1,134 @@
+"""Turn any digit picture into an MNIST-style 28x28 image, the way the MNIST digits were made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mnist_zoo.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+ARRAY_SUFFIXES = (".npy",)
+DIGIT_BOX = 20  # MNIST: each digit scaled to fit 20x20, then centred in 28x28 by centre of mass
+IMAGE_SIZE = 28
+INK_THRESHOLD = 0.2  # of the ink range: fainter pixels do not widen the bounding box (noise, paper grain)
+MIN_CONTRAST = 0.05  # darkest-to-lightest spread below which an image is called blank
+
+
+def read_grayscale(path: Path) -> np.ndarray:
+    """Reads an image of any mode and size as float32 grayscale in [0, 1] (1 = white).
+
+    Transparent pixels are composited onto a background that contrasts with the visible strokes
+    (white under dark strokes, black under light ones), so a digit drawn on a transparent canvas
+    keeps its strokes whichever colour they are.
+
+    Raises:
+        DataError: the file cannot be decoded as an image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.seek(0)  # the first frame of an animated GIF
+            image = ImageOps.exif_transpose(image)  # phone photos are often stored rotated
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise DataError(f"{path}: not a readable image ({error})") from None
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max() > 255 else 255.0  # 16-bit data, or small ints in a wide mode
+        return np.clip(values / top, 0, 1).astype(np.float32)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    if not has_alpha:
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+    gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    alpha = rgba[..., 3]
+    visible = alpha > 0.5
+    strokes_are_light = visible.any() and float(gray[visible].mean()) > 0.5 and not visible.all()
+    background = 0.0 if strokes_are_light else 1.0
+    return gray * alpha + background * (1 - alpha)
+
+
+def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:
+    """MNIST-style 28x28 float32 image (light digit on black, in [0, 1]) from a grayscale picture.
+
+    Steps: invert if the background (the border's median) is light; stretch the ink range to
+    [0, 1]; crop to the bounding box of the ink; scale to fit 20x20 keeping the aspect ratio;
+    paste into 28x28 with the centre of mass in the middle.
+
+    Raises:
+        DataError: the picture is blank (no contrast).
+    """
+    gray = np.asarray(gray, dtype=np.float32)
+    if gray.ndim != 2 or min(gray.shape) < 1:
+        raise DataError(f"{name}: expected a 2-D picture, got shape {gray.shape}")
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    if background > 0.5:
+        gray, background = 1.0 - gray, 1.0 - background
+    ink = np.clip(gray - background, 0, None)
+    if float(ink.max()) < MIN_CONTRAST:
+        raise DataError(f"{name}: blank image, no digit found")
+    ink /= ink.max()
+    rows, columns = np.nonzero(ink > INK_THRESHOLD)
+    ink = ink[rows.min(): rows.max() + 1, columns.min(): columns.max() + 1]
+    return _centre_by_mass(_fit_box(ink))
+
+
+def _fit_box(ink: np.ndarray) -> np.ndarray:
+    """Scales `ink` so that its longer side is DIGIT_BOX pixels, keeping the aspect ratio."""
+    from PIL import Image
+
+    height, width = ink.shape
+    scale = DIGIT_BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0, 1)
+
+
+def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    """Pastes `digit` into a 28x28 canvas so that its centre of mass is at the centre."""
+    canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    height, width = digit.shape
+    total = float(digit.sum())
+    rows, columns = np.indices(digit.shape)
+    centre_row = float((rows * digit).sum()) / total if total else (height - 1) / 2
+    centre_column = float((columns * digit).sum()) / total if total else (width - 1) / 2
+    middle = (IMAGE_SIZE - 1) / 2
+    # Keep the whole digit on the canvas even when its mass sits far off its box centre.
+    top = int(np.clip(round(middle - centre_row), 0, IMAGE_SIZE - height))
+    left = int(np.clip(round(middle - centre_column), 0, IMAGE_SIZE - width))
+    canvas[top: top + height, left: left + width] = digit
+    return canvas
+
+
+def read_array(path: Path) -> np.ndarray:
+    """Images from a `.npy` file, taken as MNIST-format already: (n, 28, 28) float32 in [0, 1].
+
+    Accepted shapes: (28, 28), (784,), (28, 28, 1), and a stack of any of them; uint8 0-255 or
+    floats in [0, 1] (floats above 1 are read as 0-255).
+
+    Raises:
+        DataError: unreadable, or not 28x28 images.
+    """
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable .npy array ({error})") from None
+    if array.dtype.kind not in "uif":
+        raise DataError(f"{path}: expected numbers, got dtype {array.dtype}")
+    shape = array.shape
+    if shape[-1:] == (784,):
+        array = array.reshape(-1, 28, 28)
+    elif shape[-3:] == (28, 28, 1):
+        array = array.reshape(-1, 28, 28)
+    elif shape[-2:] == (28, 28):
+        array = array.reshape(-1, 28, 28)
+    else:
+        raise DataError(f"{path}: expected 28x28 images (shape (28, 28), (784,) or a stack of them), got {shape}")
+    array = array.astype(np.float32)
+    if array.size and float(array.max()) > 1.0:
+        array /= 255.0
+    return np.clip(array, 0, 1)
