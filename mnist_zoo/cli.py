@@ -1,4 +1,4 @@
-"""The `mnist-zoo` command line: train, evaluate, predict, plot-history, models, summary, config."""
+"""The `mnist-zoo` command line: train, evaluate, predict, plot-history, compare, models, summary, config."""
 
 from __future__ import annotations
 
@@ -410,6 +410,68 @@ def _model_for_summary(target: str, unsafe: bool):
     config_path = path if path.suffix in (".yaml", ".yml") else bundled_config_path(target)
     config = load_config(config_path)
     return build_model(config.model), f"config {config.name} ({config_path}), untrained"
+
+
+@cli.command()
+@click.argument("paths", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--sort", "sort_key", default="test_accuracy", show_default=True,
+              type=click.Choice(["test_accuracy", "best_val_accuracy", "parameters", "forward_macs", "train_seconds",
+                                 "seconds_per_epoch", "epochs", "run"]),
+              help="Accuracies sort best first; sizes and times smallest first.")
+@click.option("--format", "output_format", type=click.Choice(["text", "md", "json"]), default="text",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also plot test accuracy against parameters and training time into this PNG.")
+def compare(paths, sort_key, output_format, output):
+    """A leaderboard of finished runs: size, compute, time and accuracy side by side.
+
+    RUN_DIR is a run directory or a folder of runs (e.g. runs/). Unfinished runs are listed
+    as skipped.
+
+    \b
+    Examples:
+      mnist-zoo compare runs/
+      mnist-zoo compare runs/*-cnn runs/*-mlp --format md -o compare.png
+    """
+    from mnist_zoo.comparison import find_runs, read_row, sort_rows
+    from mnist_zoo.errors import RunDirError
+
+    rows, skipped = [], []
+    for run_dir in find_runs(list(paths)):
+        try:
+            rows.append(read_row(run_dir))
+        except RunDirError as error:
+            skipped.append(str(error))
+    if not rows:
+        raise UserError("no finished runs to compare" + (f" ({'; '.join(skipped)})" if skipped else ""))
+    rows = sort_rows(rows, sort_key)
+    if output_format == "json":
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+    else:
+        click.echo(_leaderboard(rows, markdown=output_format == "md"))
+    for message in skipped:
+        _echo_err(f"skipped {message}")
+    if output:
+        from mnist_zoo.plots import plot_comparison
+
+        plot_comparison(rows, output)
+        _echo_err(f"wrote {output}")
+
+
+def _leaderboard(rows, markdown: bool) -> str:
+    from mnist_zoo.reporting import markdown_table, table
+
+    def percent(value):
+        return "-" if value is None else f"{value:.2%}"
+
+    headers = ["run", "model", "config", "parameters", "forward MACs", "epochs", "train s", "s/epoch",
+               "best val acc", "test acc"]
+    body = [[row.run, row.model, row.config_name, f"{row.parameters:,}",
+             "?" if row.forward_macs is None else f"{row.forward_macs:,}", row.epochs, f"{row.train_seconds:.1f}",
+             f"{row.seconds_per_epoch:.2f}", percent(row.best_val_accuracy), percent(row.test_accuracy)]
+            for row in rows]
+    render = markdown_table if markdown else table
+    return render(headers, body, align="lllrrrrrrr")
 
 
 @cli.group("config")

@@ -99,3 +99,30 @@ def plot_misclassified(images, labels, probabilities, class_names, path: Path, m
     shown = f"{len(wrong)} most confident of {int((predictions != labels).sum())}"
     figure.suptitle(f"Misclassified test images ({shown})", fontsize=11)
     _save(figure, path)
+
+
+def plot_comparison(rows, path: Path) -> None:
+    """Test accuracy against parameters (log scale) and against training time, a labelled point per run.
+
+    Args:
+        rows: `comparison.RunRow`s.
+        path: the PNG to write.
+    """
+    plt = _pyplot()
+    figure, (by_size, by_time) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    colours = {name: plt.cm.tab10(index % 10) for index, name in enumerate(sorted({row.model for row in rows}))}
+    for axis, attribute, label in ((by_size, "parameters", "parameters (log scale)"),
+                                   (by_time, "train_seconds", "training time, seconds")):
+        for row in rows:
+            x, y = getattr(row, attribute), 100 * row.test_accuracy
+            axis.scatter(x, y, color=colours[row.model], s=40, zorder=3)
+            axis.annotate(row.config_name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        axis.set_xlabel(label)
+        axis.margins(0.15)  # room for the labels of the outermost points
+        axis.grid(True, alpha=0.3)
+    by_size.set_xscale("log")
+    by_size.set_ylabel("test accuracy, %")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colour, label=name) for name, colour in colours.items()]
+    by_time.legend(handles=handles, title="model", loc="lower right")
+    figure.suptitle(f"mnist-zoo: {len(rows)} runs compared")
+    _save(figure, path)

@@ -37,3 +37,11 @@ def format_evaluation(report: dict, class_names) -> str:
     ) or "  (none)"
     return "\n\n".join([summary, per_class, "confusion matrix (rows: true class, columns: predicted)\n" + matrix,
                         "most confused (true -> predicted: count)\n" + confused])
+
+
+def markdown_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    """A Markdown (GitHub) table; `align` as for `table`."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = [headers, rule, *[[str(cell) for cell in row] for row in rows]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
