@@ -68,3 +68,31 @@ def test_recipe_accuracy_script_reports_every_epoch(small_mnist_dir):
     assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1", "epoch 2"]
     report = json.loads(lines[-1])
     assert len(report["test_accuracy"]) == 2 and all(0.5 < value <= 1 for value in report["test_accuracy"])
+
+
+def test_reproduce_seeds_script_writes_the_table(small_mnist_dir, tmp_path):
+    import json
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "reproduce_seeds.py"
+    output = tmp_path / "seeds.md"
+    result = subprocess.run(
+        [sys.executable, str(script), "--only", "linear", "--data-dir", str(small_mnist_dir),
+         "--runs-dir", str(tmp_path / "runs"), "--seed", "3", "--set", "data.validation_size=200", "-o", str(output)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    table = output.read_text().splitlines()
+    assert table[0].startswith("| network | reported accuracy | reproduced accuracy")
+    assert table[2].startswith("| `linear` | 92.00% |") and "| 7,850 / 7,850 |" in table[2] and "| 3 |" in table[2]
+    rows = json.loads(output.with_suffix(".json").read_text())
+    assert rows[0]["seed"] == 3 and (tmp_path / "runs").is_dir() and 0.5 < rows[0]["reproduced_accuracy"] <= 1
+
+
+def test_reproduce_seeds_covers_every_seed_config():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import reproduce_seeds
+
+    names = reproduce_seeds.networks()
+    assert names[:3] == ["linear", "mlp", "cnn"]
+    assert {"seeds/lab_cnn", "seeds/lab_mlp", "seeds/lab_mlp_392", "seeds/intro_dense512"} <= set(names)
