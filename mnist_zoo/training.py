@@ -176,14 +176,22 @@ def train_run(
         except TrainingInterrupted as error:
             error.run_dir = run_dir
             error.epochs_completed = _committed_epochs(run_dir)
-            rundir.write_status(run_dir, "interrupted", signal=error.signal_name,
-                                epochs_completed=error.epochs_completed, epochs=config.train.epochs)
+            _record_status(run_dir, "interrupted", signal=error.signal_name,
+                           epochs_completed=error.epochs_completed, epochs=config.train.epochs)
             raise
         except BaseException as error:
-            rundir.write_status(run_dir, "failed", error=f"{type(error).__name__}: {error}",
-                                epochs_completed=_committed_epochs(run_dir), epochs=config.train.epochs)
+            _record_status(run_dir, "failed", error=f"{type(error).__name__}: {error}",
+                           epochs_completed=_committed_epochs(run_dir), epochs=config.train.epochs)
             raise
     return TrainResult(run_dir=run_dir, metrics=metrics)
+
+
+def _record_status(run_dir: Path, status: str, **details) -> None:
+    # Best effort: on a full disk this write fails too, and the original error matters more.
+    try:
+        rundir.write_status(run_dir, status, **details)
+    except OSError:
+        pass
 
 
 def _committed_epochs(run_dir: Path) -> int:

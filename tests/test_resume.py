@@ -241,3 +241,22 @@ def test_deterministic_runs_repeat_exactly(tmp_path, small_mnist_dir):
     train_run(config, first)
     train_run(config, second)
     assert history_without_times(first) == history_without_times(second)
+
+
+def test_a_failing_status_write_does_not_hide_the_real_error(tmp_path, small_mnist_dir, monkeypatch):
+    import mnist_zoo.training as training
+
+    def broken_load(*args, **kwargs):
+        raise RunDirError("the real problem")
+
+    real_write_status = rundir.write_status
+
+    def write_status(run_dir, status, **details):
+        if status == "failed":
+            raise OSError(28, "No space left on device", str(run_dir / "status.json"))
+        real_write_status(run_dir, status, **details)
+
+    monkeypatch.setattr(training, "load_dataset", broken_load)
+    monkeypatch.setattr(rundir, "write_status", write_status)
+    with pytest.raises(RunDirError, match="the real problem"):
+        train_run(make_config(small_mnist_dir), fresh_run_dir(tmp_path, "run"))
