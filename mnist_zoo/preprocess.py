@@ -120,15 +120,9 @@ def read_array(path: Path) -> np.ndarray:
     if array.dtype.kind not in "uif":
         raise DataError(f"{path}: expected numbers, got dtype {array.dtype}")
     shape = array.shape
-    if shape[-1:] == (784,):
-        array = array.reshape(-1, 28, 28)
-    elif shape[-3:] == (28, 28, 1):
-        array = array.reshape(-1, 28, 28)
-    elif shape[-2:] == (28, 28):
-        array = array.reshape(-1, 28, 28)
-    else:
+    if not (shape[-1:] == (784,) or shape[-3:] == (28, 28, 1) or shape[-2:] == (28, 28)):
         raise DataError(f"{path}: expected 28x28 images (shape (28, 28), (784,) or a stack of them), got {shape}")
-    array = array.astype(np.float32)
+    array = array.reshape(-1, 28, 28).astype(np.float32)
     if array.size and float(array.max()) > 1.0:
         array /= 255.0
     return np.clip(array, 0, 1)
