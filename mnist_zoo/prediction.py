@@ -13,12 +13,19 @@ from mnist_zoo.errors import DataError
 
 @dataclass
 class PreparedInput:
-    """One image to predict: its name, and the 28x28 image or the reason it could not be read."""
+    """One image to predict: where it came from, and the 28x28 image or why it could not be read."""
 
-    name: str
+    path: Path
+    index: int | None = None
+    """Position in a stacked .npy array (None: the file is one image)."""
     image: np.ndarray | None = None
     error: str | None = None
     top_k: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """How the user sees it: the path, with [i] for an image of a stack."""
+        return str(self.path) if self.index is None else f"{self.path}[{self.index}]"
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -42,12 +49,13 @@ def prepare(files: list[Path]) -> list[PreparedInput]:
                 raise DataError(f"{path}: no such file")
             if path.suffix.lower() in preprocess.ARRAY_SUFFIXES:
                 array = preprocess.read_array(path)
-                names = [str(path)] if len(array) == 1 else [f"{path}[{index}]" for index in range(len(array))]
-                inputs += [PreparedInput(name, image) for name, image in zip(names, array)]
+                indices = [None] if len(array) == 1 else range(len(array))
+                inputs += [PreparedInput(path, index, image) for index, image in zip(indices, array)]
             else:
-                inputs.append(PreparedInput(str(path), preprocess.mnist_style(preprocess.read_grayscale(path), str(path))))
+                image = preprocess.mnist_style(preprocess.read_grayscale(path), str(path))
+                inputs.append(PreparedInput(path, image=image))
         except DataError as error:
-            inputs.append(PreparedInput(str(path), error=str(error)))
+            inputs.append(PreparedInput(path, error=str(error)))
     return inputs
 
 
@@ -74,9 +82,8 @@ def save_preprocessed(inputs: list[PreparedInput], folder: Path) -> list[Path]:
     for index, item in enumerate(inputs):
         if item.image is None:
             continue
-        stem = Path(item.name.split("[")[0]).stem
-        suffix = f"-{item.name.split('[')[1].rstrip(']')}" if "[" in item.name else ""
-        path = Path(folder) / f"{index:03d}-{stem}{suffix}.png"
+        suffix = "" if item.index is None else f"-{item.index}"
+        path = Path(folder) / f"{index:03d}-{item.path.stem}{suffix}.png"
         with rundir.atomic_path(path) as temporary:
             Image.fromarray(np.round(item.image * 255).astype(np.uint8), mode="L").save(temporary, format="PNG")
         written.append(path)
