@@ -57,8 +57,8 @@ class EpochCommitter(keras.callbacks.Callback):
     """Selects each epoch's data order and commits every completed epoch to the run directory.
 
     Per completed epoch, in this order: the history record, the best-model decision, the
-    early-stopping decision, then one atomic checkpoint commit (`checkpoint.commit`), then
-    history.json/csv and best.keras. An epoch cut short (Ctrl-C, SIGTERM) is not recorded, so
+    early-stopping decision, then one atomic checkpoint commit (`checkpoint.commit`, which then
+    refreshes best.keras), then history.json/csv. An epoch cut short (Ctrl-C, SIGTERM) is not recorded, so
     the run directory always describes whole epochs.
     """
 
