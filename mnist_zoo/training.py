@@ -81,7 +81,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
     interrupts.raise_if_interrupted()
 
 
-def start_state(config: RunConfig, splits: Splits, model, run_dir: Path, resume: bool):
+def start_state(splits: Splits, model, run_dir: Path, resume: bool):
     """A fresh `TrainingState`, or the committed one of `run_dir` loaded into `model`."""
     from mnist_zoo import checkpoint
 
@@ -101,10 +101,11 @@ def check_same_data(run_dir: Path, dataset) -> None:
         recorded = json.loads((run_dir / rundir.ENVIRONMENT_FILE).read_text(encoding="utf-8"))["dataset_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # nothing recorded to compare with
-    if recorded != dataset.checksum():
+    actual = dataset.checksum()  # sha256 of every array: worth computing once
+    if recorded != actual:
         raise RunDirError(
             f"{run_dir}: the {dataset.name} data at {dataset.source} differ from the data this run "
-            f"started with (checksum {dataset.checksum()[:12]}..., recorded {str(recorded)[:12]}...); "
+            f"started with (checksum {actual[:12]}..., recorded {str(recorded)[:12]}...); "
             "resume with the same data files"
         )
 
@@ -242,7 +243,7 @@ def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bo
 
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=math.ceil(len(splits.train_images) / config.train.batch_size))
-    state = start_state(config, splits, model, run_dir, resume)
+    state = start_state(splits, model, run_dir, resume)
     if state.epochs_completed:
         report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
     if state.epochs_completed < config.train.epochs and not state.stopped_early:
