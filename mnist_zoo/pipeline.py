@@ -44,7 +44,7 @@ class EpochShuffledDataset:
     A resumed run must see, in epoch k, exactly the batches an uninterrupted run saw. A
     `reshuffle_each_iteration` shuffle cannot promise that (its order depends on how many epochs
     this process has iterated), so the order of epoch k is a stateless shuffle seeded with
-    (seed, k). Set `epoch` before each epoch starts (`callbacks.EpochSetter` does); the dataset
+    (seed, k). Call `set_epoch` before each epoch starts (`callbacks.EpochCommitter` does); the dataset
     reads it when Keras opens the epoch's iterator.
     """
 
