@@ -9,6 +9,20 @@ from datetime import datetime, timezone
 from mnist_zoo import __version__
 
 
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (see mnist_zoo/__init__.py).
+
+    Returns:
+        True or False, or None where this TensorFlow build does not say.
+    """
+    try:  # TensorFlow's own query; it has no public name.
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
 def environment_record(
     device: str, precision: str, seed: int, dataset_name: str, dataset_checksum: str, source: str
 ) -> dict:
@@ -25,6 +39,7 @@ def environment_record(
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "device": device,
+        "onednn": onednn_enabled(),
         "precision": precision,
         "seed": seed,
         "dataset": dataset_name,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -106,3 +110,17 @@ def test_predictor_matches_keras_predict_and_evaluate(real_mnist, input_shape):
 
 def test_default_cnn_config_uses_auto_precision():
     assert load_config(bundled_config_path("cnn")).train.precision == "auto"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN kernels are an x86 build option")
+@pytest.mark.parametrize("setting, expected", [(None, "True"), ("0", "False"), ("1", "True")])
+def test_onednn_kernels_are_on_unless_the_user_turns_them_off(setting, expected):
+    # A fresh process: the switch only works before TensorFlow is imported.
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = "import mnist_zoo.environment as e; print(e.onednn_enabled())"
+    result = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
