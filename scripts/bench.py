@@ -113,7 +113,7 @@ def test_accuracy_stopper(predict_accuracy, target: float):
 def work_train(spec) -> dict:
     """Epoch times and final test accuracy (or time to a target accuracy with spec['target'])."""
     target = spec.get("target")
-    if spec["side"] == "keras":
+    if spec["side"] in ("keras", "keras_onednn"):
         x_train, y_train, x_test, y_test = keras_arrays(spec)
         model = keras_reference_model(spec["model"])
         timer = epoch_timer()
@@ -224,7 +224,8 @@ def work_ceiling(spec) -> dict:
     return {"gflops": statistics.median(rates)}
 
 
-WORKERS = {"train": work_train, "inference": work_inference, "memory": work_peak_memory, "ceiling": work_ceiling}
+WORKERS = {"train": work_train, "inference": work_inference, "memory": work_peak_memory, "ceiling": work_ceiling,
+           "settings": lambda spec: {}}  # only what every worker reports: the TensorFlow settings in force
 
 # Multiply-accumulates of one CNN forward pass (weights only), times 2 FLOPs, times 3 for
 # forward + both backward products: the float32 work of one training image.
@@ -233,8 +234,16 @@ CNN_TRAIN_FLOPS_PER_IMAGE = 3 * 2 * CNN_FORWARD_MACS
 
 
 def run_worker(spec: dict) -> dict:
-    """Runs one measurement in a fresh Python process and returns its JSON result."""
+    """Runs one measurement in a fresh Python process and returns its JSON result.
+
+    The plain Keras side runs with this machine's TensorFlow defaults, as a plain script would
+    (mnist-zoo switches TensorFlow's oneDNN kernels on where TensorFlow leaves them off); the
+    side "keras_onednn" is the same script with TF_ENABLE_ONEDNN_OPTS=1, to show what that
+    switch alone is worth.
+    """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
+    if spec.get("side") == "keras_onednn":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1"
     result = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                             capture_output=True, text=True, env=env, cwd=REPO_ROOT)
     if result.returncode != 0:
@@ -276,6 +285,12 @@ def measure(mode: str, data_dir: str, repeats: int, log) -> dict:
             runs[side].append(run_worker({**base, "kind": "train", "side": side, "model": model,
                                           "epochs": settings["epochs"]}))
         results[model] = runs
+    if mode == "full":
+        results["cnn"]["keras_onednn"] = []
+        for _ in range(repeats):
+            log("cnn: plain Keras with TF_ENABLE_ONEDNN_OPTS=1")
+            results["cnn"]["keras_onednn"].append(run_worker({**base, "kind": "train", "side": "keras_onednn",
+                                                              "model": "cnn", "epochs": settings["epochs"]}))
     results["time_to_target"] = {"keras": [], "zoo": []}
     for side in alternating(max(1, repeats // 2), offset=1):
         log(f"cnn: {side} training until {settings['target']:.0%} test accuracy")
@@ -321,6 +336,14 @@ def report(results: dict) -> str:
         zoo_a = _median([r["test_accuracy"] for r in results[model]["zoo"]])
         rows.append(f"| {model}: test accuracy after {epochs} epochs | {keras_a:.2%} | {zoo_a:.2%} | "
                     f"{100 * (zoo_a - keras_a):+.2f} points | cnn: ≥ -0.1 points |")
+    if results["cnn"].get("keras_onednn"):
+        onednn_s = _median([_timed_epochs(r) for r in results["cnn"]["keras_onednn"]])
+        zoo_s = _median([_timed_epochs(r) for r in results["cnn"]["zoo"]])
+        rows.append(f"| cnn: seconds per epoch, plain Keras with TF_ENABLE_ONEDNN_OPTS=1 | {onednn_s:.2f} | {zoo_s:.2f} | "
+                    f"{zoo_s / onednn_s:.2f} | |")
+    onednn = {side: all(r.get("onednn") for r in results["cnn"][side]) for side in ("keras", "zoo")}
+    rows.append(f"| TensorFlow oneDNN kernels in use | {'on' if onednn['keras'] else 'off'} | "
+                f"{'on' if onednn['zoo'] else 'off'} | | |")
     target = results["settings"]["target"]
     ttt = results["time_to_target"]
     keras_t = _median([r["seconds_to_target"] for r in ttt["keras"]])
@@ -370,7 +393,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         spec = json.loads(args.worker)
-        print(json.dumps(WORKERS[spec["kind"]](spec)))
+        # Import order decides the oneDNN setting: mnist_zoo first sets its default (the zoo
+        # side, as the CLI does); TensorFlow first leaves TensorFlow's own choice, as a plain
+        # script has it (the keras side, whose data loading imports mnist_zoo later).
+        if spec.get("side", "").startswith("keras"):
+            import tensorflow  # noqa: F401
+        from mnist_zoo.environment import onednn_enabled
+
+        print(json.dumps({**WORKERS[spec["kind"]](spec), "onednn": onednn_enabled()}))
         return
     mode = args.mode or "quick"
     repeats = args.repeats or MODES[mode]["repeats"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -46,7 +48,12 @@ def test_report_has_every_measurement():
         "help_seconds": 0.1,
         "ceiling_gflops": 100.0,
     }
+    results["cnn"]["keras"] = [{**run, "onednn": False} for run in results["cnn"]["keras"]]
+    results["cnn"]["zoo"] = [{**run, "onednn": True} for run in results["cnn"]["zoo"]]
+    results["cnn"]["keras_onednn"] = [_train([3, 2], 0.9, onednn=True)]
     text = bench.report(results)
+    assert "| cnn: seconds per epoch, plain Keras with TF_ENABLE_ONEDNN_OPTS=1 | 2.00 | 1.00 | 0.50 |" in text
+    assert "| TensorFlow oneDNN kernels in use | off | on |" in text
     # Median of the timed (post-warm-up) epochs: keras 2 and 4 -> 3; zoo 1 -> ratio 0.33.
     assert "| cnn: seconds per epoch | 3.00 | 1.00 | 0.33 |" in text
     assert "| cnn: seconds to 97% test accuracy (epochs) | 10.0 (2) | 5.0 (1) | 0.50 |" in text
@@ -96,3 +103,28 @@ def test_reproduce_seeds_covers_every_seed_config():
     names = reproduce_seeds.networks()
     assert names[:3] == ["linear", "mlp", "cnn"]
     assert {"seeds/lab_cnn", "seeds/lab_mlp", "seeds/lab_mlp_392", "seeds/intro_dense512"} <= set(names)
+
+
+def test_the_reference_side_keeps_tensorflows_own_onednn_choice(monkeypatch):
+    # Importing mnist_zoo (as this test process did) switches oneDNN on; the plain Keras side
+    # must still get TensorFlow's machine default, "keras_onednn" and the zoo side get it on.
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    code = "import tensorflow; from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
+    default = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout.split()[-1] == "True"
+    assert bench.run_worker({"kind": "settings", "side": "keras"})["onednn"] is default
+    assert bench.run_worker({"kind": "settings", "side": "keras_onednn"})["onednn"] is True
+    assert bench.run_worker({"kind": "settings", "side": "zoo"})["onednn"] is True
+
+
+def test_profile_script_lists_the_kernels_of_a_training_step(shared_data):
+    script = Path(__file__).resolve().parent.parent / "scripts" / "profile_training.py"
+    result = subprocess.run([sys.executable, str(script), "mlp", "--data-dir", str(shared_data), "--steps", "64", "--top", "8"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("mlp: batch 128, 64 steps, oneDNN ") and "ms per step" in lines[0]
+    table = lines[2:]
+    assert len(table) == 8 and any("MatMul" in line for line in table)
+    shares = [float(line.split()[1].rstrip("%")) for line in table]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.5
