@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,8 +35,8 @@ def _train(seconds, accuracy, **extra):
     return {"epoch_seconds": seconds, "test_accuracy": accuracy, **extra}
 
 
-def test_report_has_every_measurement():
-    results = {
+def _sample_results() -> dict:
+    return {
         "mode": "quick",
         "settings": {**bench.MODES["quick"], "repeats": 2},
         **{model: {"keras": [_train([3, 2], 0.9), _train([3, 4], 0.92)], "zoo": [_train([2, 1], 0.91)] * 2}
@@ -48,6 +49,10 @@ def test_report_has_every_measurement():
         "help_seconds": 0.1,
         "ceiling_gflops": 100.0,
     }
+
+
+def test_report_has_every_measurement():
+    results = _sample_results()
     results["cnn"]["keras"] = [{**run, "onednn": False} for run in results["cnn"]["keras"]]
     results["cnn"]["zoo"] = [{**run, "onednn": True} for run in results["cnn"]["zoo"]]
     results["cnn"]["keras_onednn"] = [_train([3, 2], 0.9, onednn=True)]
@@ -56,8 +61,19 @@ def test_report_has_every_measurement():
     assert "| TensorFlow oneDNN kernels in use | off | on |" in text
     # Median of the timed (post-warm-up) epochs: keras 2 and 4 -> 3; zoo 1 -> ratio 0.33.
     assert "| cnn: seconds per epoch | 3.00 | 1.00 | 0.33 |" in text
+    assert "| cnn: fastest timed epoch, seconds | 2.00 | 1.00 | 0.50 |" in text
     assert "| cnn: seconds to 97% test accuracy (epochs) | 10.0 (2) | 5.0 (1) | 0.50 |" in text
     assert "6,000" in text and "0.100" in text and "compute floor" in text
+
+
+def test_a_saved_run_renders_the_same_report(tmp_path):
+    results = _sample_results()
+    saved = tmp_path / "bench.json"
+    saved.write_text(json.dumps(results))
+    script = Path(bench.__file__)
+    shown = subprocess.run([sys.executable, str(script), "--from-json", str(saved)], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == bench.report(results) + "\n"
 
 
 def test_recipe_accuracy_script_reports_every_epoch(small_mnist_dir):
