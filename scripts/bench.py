@@ -315,14 +315,18 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
+def _timed_epoch_seconds(run) -> list:
+    return run["epoch_seconds"][1:] or run["epoch_seconds"]  # after the warm-up epoch
+
+
 def _timed_epochs(run):
-    return statistics.median(run["epoch_seconds"][1:] or run["epoch_seconds"])  # after the warm-up epoch
+    return statistics.median(_timed_epoch_seconds(run))
 
 
 def _fastest_epoch(run):
     # This VM's speed swings ~1.8x from epoch to epoch (host load); the fastest epoch is the
     # code's speed when the machine is not held back, the median what a user sees.
-    return min(run["epoch_seconds"][1:] or run["epoch_seconds"])
+    return min(_timed_epoch_seconds(run))
 
 
 def _fmt(value, pattern="{:.2f}"):
@@ -334,9 +338,10 @@ def report(results: dict) -> str:
     rows = ["| measurement | plain Keras | mnist-zoo | zoo / keras | target |", "|---|---|---|---|---|"]
     targets = {"linear": "≤ 0.35", "mlp": "≤ 0.35", "cnn": "≤ 0.5"}
     epochs = results["settings"]["epochs"]
+    seconds = {model: {side: _median([_timed_epochs(r) for r in runs]) for side, runs in results[model].items()}
+               for model in ("linear", "mlp", "cnn")}
     for model in ("linear", "mlp", "cnn"):
-        keras_s = _median([_timed_epochs(r) for r in results[model]["keras"]])
-        zoo_s = _median([_timed_epochs(r) for r in results[model]["zoo"]])
+        keras_s, zoo_s = seconds[model]["keras"], seconds[model]["zoo"]
         rows.append(f"| {model}: seconds per epoch | {keras_s:.2f} | {zoo_s:.2f} | {zoo_s / keras_s:.2f} | {targets[model]} |")
         keras_s, zoo_s = (min(_fastest_epoch(r) for r in results[model][side]) for side in ("keras", "zoo"))
         rows.append(f"| {model}: fastest timed epoch, seconds | {keras_s:.2f} | {zoo_s:.2f} | {zoo_s / keras_s:.2f} | |")
@@ -345,8 +350,7 @@ def report(results: dict) -> str:
         rows.append(f"| {model}: test accuracy after {epochs} epochs | {keras_a:.2%} | {zoo_a:.2%} | "
                     f"{100 * (zoo_a - keras_a):+.2f} points | cnn: ≥ -0.1 points |")
     if results["cnn"].get("keras_onednn"):
-        onednn_s = _median([_timed_epochs(r) for r in results["cnn"]["keras_onednn"]])
-        zoo_s = _median([_timed_epochs(r) for r in results["cnn"]["zoo"]])
+        onednn_s, zoo_s = seconds["cnn"]["keras_onednn"], seconds["cnn"]["zoo"]
         rows.append(f"| cnn: seconds per epoch, plain Keras with TF_ENABLE_ONEDNN_OPTS=1 | {onednn_s:.2f} | {zoo_s:.2f} | "
                     f"{zoo_s / onednn_s:.2f} | |")
     onednn = {side: all(r.get("onednn") for r in results["cnn"][side]) for side in ("keras", "zoo")}
@@ -374,7 +378,7 @@ def report(results: dict) -> str:
     rows.append(f"| `mnist-zoo --help`, seconds | | {results['help_seconds']:.3f} | | ≤ 0.3 s |")
     train_images = 0.9 * (results["settings"]["train_limit"] or 60000)  # 10 % held out
     floor = train_images * CNN_TRAIN_FLOPS_PER_IMAGE / (results["ceiling_gflops"] * 1e9)
-    achieved = {side: train_images * CNN_TRAIN_FLOPS_PER_IMAGE / _median([_timed_epochs(r) for r in results["cnn"][side]]) / 1e9
+    achieved = {side: train_images * CNN_TRAIN_FLOPS_PER_IMAGE / seconds["cnn"][side] / 1e9
                 for side in ("keras", "zoo")}
     rows.append(f"| cnn: achieved GFLOP/s in training (float32 matmul ceiling: {results['ceiling_gflops']:.0f}) | "
                 f"{achieved['keras']:.0f} | {achieved['zoo']:.0f} | | |")

@@ -181,7 +181,7 @@ def test_train_evaluate_plot_as_subprocesses(tmp_path, small_mnist_dir):
     assert (run_dir / "history.csv").read_text().splitlines()[0].startswith("epoch,")
     environment = json.loads((run_dir / "environment.json").read_text())
     assert environment["seed"] == 7 and environment["device"].startswith(("CPU", "GPU"))
-    assert environment["onednn"] in (True, False, None)
+    assert isinstance(environment["onednn"], bool)  # which TensorFlow CPU kernels the run used
     assert len(environment["dataset_sha256"]) == 64 and environment["keras"].startswith("3.")
 
     evaluation = run_cli("evaluate", run_dir, "--json", cwd=tmp_path)
