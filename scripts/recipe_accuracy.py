@@ -27,12 +27,14 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
     args = parser.parse_args()
 
-    import keras
-
+    # mnist_zoo before Keras: importing it sets the oneDNN default that `mnist-zoo train` runs with.
     from mnist_zoo.config import bundled_config_path, load_config
     from mnist_zoo.datasets import load_dataset
+    from mnist_zoo.environment import onednn_enabled
     from mnist_zoo.modelfile import Predictor
     from mnist_zoo.training import train_run
+
+    import keras
 
     overrides = {"train.verbose": 0, "data.data_dir": args.data_dir, **json.loads(args.overrides)}
     config = load_config(bundled_config_path(args.config), overrides)
@@ -48,7 +50,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as run_dir:
         train_run(config, Path(run_dir), extra_callbacks=[TestAccuracy()])
-    print(json.dumps({"config": args.config, "overrides": json.loads(args.overrides), "test_accuracy": accuracies}))
+    print(json.dumps({"config": args.config, "overrides": json.loads(args.overrides), "test_accuracy": accuracies,
+                      "onednn": onednn_enabled()}))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from collections import Counter
@@ -77,20 +78,21 @@ def test_a_saved_run_renders_the_same_report(tmp_path):
 
 
 def test_recipe_accuracy_script_reports_every_epoch(small_mnist_dir):
-    import json
-    import subprocess
-
     script = Path(__file__).resolve().parent.parent / "scripts" / "recipe_accuracy.py"
     overrides = {"train.epochs": 2, "data.validation_size": 200, "train.batch_size": 64}
+    # Without this test process's TF_ENABLE_ONEDNN_OPTS: the script must set it as training does.
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
     result = subprocess.run(
         [sys.executable, str(script), "linear", json.dumps(overrides), "--data-dir", str(small_mnist_dir)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=env,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1", "epoch 2"]
     report = json.loads(lines[-1])
     assert len(report["test_accuracy"]) == 2 and all(0.5 < value <= 1 for value in report["test_accuracy"])
+    if platform.machine() == "x86_64":
+        assert report["onednn"] is True
 
 
 def test_reproduce_seeds_script_writes_the_table(small_mnist_dir, tmp_path):
