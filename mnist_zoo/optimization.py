@@ -54,11 +54,17 @@ def make_learning_rate(base_rate: float, schedule: ScheduleSpec, steps_per_epoch
 
 
 def make_optimizer(spec: OptimizerSpec, learning_rate):
-    """The Keras optimizer `spec` names, with its parameters and the given learning rate."""
+    """The Keras optimizer `spec` names, with its parameters and the given learning rate.
+
+    Adam and AdamW update with TensorFlow's fused kernel (`fast_training.fuse_adam_update`).
+    """
     import keras
 
+    from mnist_zoo.fast_training import fuse_adam_update
+
     params = {key: value for key, value in spec.params.items() if key != "learning_rate"}
-    return getattr(keras.optimizers, _OPTIMIZER_CLASSES[spec.name])(learning_rate=learning_rate, **params)
+    optimizer_class = getattr(keras.optimizers, _OPTIMIZER_CLASSES[spec.name])
+    return fuse_adam_update(optimizer_class(learning_rate=learning_rate, **params))
 
 
 def make_loss(spec: LossSpec, output_activation: str):
@@ -80,9 +86,14 @@ def make_loss(spec: LossSpec, output_activation: str):
 
 
 def make_metrics(spec: LossSpec) -> list:
-    """Accuracy matching the label encoding, always reported under the name 'accuracy'."""
+    """Accuracy matching the label encoding, always reported under the name 'accuracy'.
+
+    It reads the output layer's logits (`fast_training.accuracy_from_logits`).
+    """
     import keras
 
+    from mnist_zoo.fast_training import accuracy_from_logits
+
     if spec.one_hot_labels:
-        return [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        return [accuracy_from_logits(keras.metrics.CategoricalAccuracy(name="accuracy"))]
+    return [accuracy_from_logits(keras.metrics.SparseCategoricalAccuracy(name="accuracy"))]

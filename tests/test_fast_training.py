@@ -1,0 +1,132 @@
+"""The training-step shortcuts: same numbers as Keras, fewer kernels, plain Keras files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mnist_zoo.config import validate_config
+from mnist_zoo.fast_training import accuracy_from_logits, fuse_adam_update
+from mnist_zoo.optimization import make_metrics, make_optimizer
+from mnist_zoo.training import train_run
+
+
+def _data(count=96, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(count, 20)).astype("float32"), rng.integers(0, 10, count)
+
+
+def _model(optimizer, metrics=()):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((20,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=list(metrics))
+    return model
+
+
+def _op_types(model, x, y):
+    """The operations of one traced training step."""
+    step = tf.function(model.train_step).get_concrete_function(
+        (tf.TensorSpec((None, *x.shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int64))
+    )
+    return step.graph.get_operations()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: keras.optimizers.Adam(0.01),
+    lambda: keras.optimizers.Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-4),
+    lambda: keras.optimizers.AdamW(0.01, weight_decay=0.05),
+    lambda: keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5)),
+], ids=["adam", "adam-params", "adamw", "adam-schedule"])
+def test_fused_adam_trains_like_keras_adam(make):
+    x, y = _data()
+    plain, fused = _model(make()), _model(fuse_adam_update(make()))
+    for model in (plain, fused):
+        model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    for expected, actual in zip(plain.get_weights(), fused.get_weights()):
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-6)
+    for expected, actual in zip(plain.optimizer.variables, fused.optimizer.variables):  # iterations, m, v
+        np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-4, atol=1e-7)
+
+
+def test_fused_adam_runs_one_kernel_per_variable():
+    x, y = _data()
+    model = _model(fuse_adam_update(keras.optimizers.Adam()))
+    operations = _op_types(model, x, y)
+    assert sum(op.type == "ResourceApplyAdam" for op in operations) == len(model.trainable_variables)
+    assert not any(op.type == "AssignSubVariableOp" for op in operations)  # Keras's own variable update
+
+
+@pytest.mark.parametrize("make", [
+    lambda: keras.optimizers.Adam(amsgrad=True), lambda: keras.optimizers.SGD(), lambda: keras.optimizers.Nadam(),
+], ids=["amsgrad", "sgd", "nadam"])
+def test_other_optimizers_keep_their_own_update(make):
+    optimizer = make()
+    assert "update_step" not in vars(fuse_adam_update(optimizer))
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_accuracy_from_logits_matches_keras_accuracy(one_hot):
+    spec = validate_config({"model": {"type": "linear"}, "train": {"loss": {"name": "categorical_crossentropy" if one_hot else
+                                               "sparse_categorical_crossentropy"}}}, "t").train.loss
+    logits = tf.constant(np.random.default_rng(1).normal(size=(64, 10)).astype("float32"))
+    labels = np.random.default_rng(2).integers(0, 10, 64)
+    y_true = keras.utils.to_categorical(labels, 10) if one_hot else labels
+    probabilities = keras.activations.softmax(logits)  # carries its logits, as in a traced step
+    plain = (keras.metrics.CategoricalAccuracy() if one_hot else keras.metrics.SparseCategoricalAccuracy())
+    plain.update_state(y_true, probabilities)
+    fast = make_metrics(spec)[0]
+    fast.update_state(y_true, probabilities)
+    assert float(fast.result()) == pytest.approx(float(plain.result()))
+    assert fast.name == "accuracy"
+
+
+def _softmax_consumers(model, x, y):
+    softmaxes = [op for op in _op_types(model, x, y) if op.type == "Softmax"]
+    assert softmaxes, "the model's output layer should still define a softmax"
+    return [consumer.type for op in softmaxes for consumer in op.outputs[0].consumers()]
+
+
+def test_training_step_does_not_compute_the_softmax():
+    x, y = _data()
+    plain = _model("adam", [keras.metrics.SparseCategoricalAccuracy()])
+    fast = _model("adam", [accuracy_from_logits(keras.metrics.SparseCategoricalAccuracy())])
+    assert _softmax_consumers(plain, x, y)  # Keras's accuracy reads the probabilities
+    assert _softmax_consumers(fast, x, y) == []  # nothing does: TensorFlow prunes it from the step
+
+
+def test_make_optimizer_fuses_adam():
+    spec = validate_config({"model": {"type": "linear"}, "train": {"optimizer": {"name": "adam"}}}, "t").train.optimizer
+    optimizer = make_optimizer(spec, 0.001)
+    assert type(optimizer) is keras.optimizers.Adam and "update_step" in vars(optimizer)
+
+
+def test_saved_models_load_compiled_in_plain_keras(tmp_path, small_mnist_dir):
+    """A user's plain Keras script (no mnist_zoo import) loads best.keras with its compile state."""
+    config = validate_config({
+        "model": {"type": "mlp", "hidden_units": [16]},
+        "data": {"data_dir": str(small_mnist_dir), "validation_size": 100},
+        "train": {"epochs": 1, "batch_size": 32, "verbose": 0, "optimizer": {"name": "adam"},
+                  "loss": {"name": "categorical_crossentropy"}},
+    }, "t")
+    train_run(config, tmp_path / "run")
+    script = (
+        "import json, sys, keras, numpy as np\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "loss, accuracy = model.evaluate(np.zeros((4, 28, 28, 1), 'float32'), np.eye(10, dtype='float32')[[0, 1, 2, 3]], verbose=0)\n"
+        "print(json.dumps({'optimizer': type(model.optimizer).__name__, 'modules': sorted(m for m in sys.modules"
+        " if m.startswith('mnist_zoo')), 'accuracy': accuracy}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run" / "best.keras")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["optimizer"] == "Adam" and loaded["modules"] == []
+    assert 0.0 <= loaded["accuracy"] <= 1.0
