@@ -141,7 +141,7 @@ def test_profile_script_lists_the_kernels_of_a_training_step(shared_data):
                             capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("mlp: batch 128, 64 steps, oneDNN ") and "ms per step" in lines[0]
+    assert lines[0].startswith("mlp: batch 256, 64 steps, oneDNN ") and "ms per step" in lines[0]
     table = lines[2:]
     assert len(table) == 8 and any("MatMul" in line for line in table)
     shares = [float(line.split()[1].rstrip("%")) for line in table]
