@@ -46,7 +46,7 @@ def main() -> None:
     for round_number in range(args.rounds):
         for setting in (("off", "on") if round_number % 2 == 0 else ("on", "off")):
             result = subprocess.run([sys.executable, "-c", WORKER, args.data_dir, str(args.images), setting],
-                                    capture_output=True, text=True, check=True)
+                                    capture_output=True, text=True, check=True, cwd=REPO_ROOT)  # this checkout's mnist_zoo
             epochs = json.loads(result.stdout.strip().splitlines()[-1])
             seconds[setting] += epochs
             print(f"deterministic {setting}: " + ", ".join(f"{value:.1f}" for value in epochs) + " s", flush=True)

@@ -16,10 +16,12 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # this checkout's mnist_zoo, not an installed one
 ZOO_DEFAULTS = ["linear", "mlp", "cnn"]
 
 

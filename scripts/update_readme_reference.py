@@ -1,14 +1,18 @@
 """Rewrites the config reference in README.md from the config classes (run after changing them)."""
 
+import sys
 from pathlib import Path
 
-from mnist_zoo.config_reference import render_reference
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # this checkout's mnist_zoo, not an installed one
+
+from mnist_zoo.config_reference import render_reference  # noqa: E402
 
 START, END = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
 
 
 def main() -> None:
-    readme = Path(__file__).resolve().parent.parent / "README.md"
+    readme = REPO_ROOT / "README.md"
     text = readme.read_text()
     before, rest = text.split(START)
     _, after = rest.split(END)

@@ -77,11 +77,23 @@ def test_a_saved_run_renders_the_same_report(tmp_path):
     assert shown.stdout == bench.report(results) + "\n"
 
 
-def test_recipe_accuracy_script_reports_every_epoch(small_mnist_dir):
+@pytest.fixture
+def other_installed_mnist_zoo(tmp_path) -> dict:
+    """An environment in which `import mnist_zoo` outside this checkout finds a broken stand-in.
+
+    The scripts measure the checkout they live in, not whatever version is installed.
+    """
+    decoy = tmp_path / "installed" / "mnist_zoo"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('an installed mnist_zoo, not this checkout')\n")
+    return {**os.environ, "PYTHONPATH": str(decoy.parent)}
+
+
+def test_recipe_accuracy_script_reports_every_epoch(small_mnist_dir, other_installed_mnist_zoo):
     script = Path(__file__).resolve().parent.parent / "scripts" / "recipe_accuracy.py"
     overrides = {"train.epochs": 2, "data.validation_size": 200, "train.batch_size": 64}
     # Without this test process's TF_ENABLE_ONEDNN_OPTS: the script must set it as training does.
-    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    env = {key: value for key, value in other_installed_mnist_zoo.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
     result = subprocess.run(
         [sys.executable, str(script), "linear", json.dumps(overrides), "--data-dir", str(small_mnist_dir)],
         capture_output=True, text=True, timeout=300, env=env,
@@ -95,7 +107,7 @@ def test_recipe_accuracy_script_reports_every_epoch(small_mnist_dir):
         assert report["onednn"] is True
 
 
-def test_reproduce_seeds_script_writes_the_table(small_mnist_dir, tmp_path):
+def test_reproduce_seeds_script_writes_the_table(small_mnist_dir, tmp_path, other_installed_mnist_zoo):
     import json
     import subprocess
 
@@ -104,7 +116,7 @@ def test_reproduce_seeds_script_writes_the_table(small_mnist_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, str(script), "--only", "linear", "--data-dir", str(small_mnist_dir),
          "--runs-dir", str(tmp_path / "runs"), "--seed", "3", "--set", "data.validation_size=200", "-o", str(output)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=other_installed_mnist_zoo,
     )
     assert result.returncode == 0, result.stderr
     table = output.read_text().splitlines()
