@@ -67,6 +67,23 @@ def test_report_has_every_measurement():
     assert "6,000" in text and "0.100" in text and "compute floor" in text
 
 
+def test_time_to_target_runs_the_zoo_default_recipe_as_is(monkeypatch):
+    """Overriding the epochs would stretch the default recipe's schedule: it runs its own."""
+    specs = []
+
+    def fake_worker(spec):
+        specs.append(spec)
+        return {"gflops": 100.0} if spec["kind"] == "ceiling" else {}
+
+    monkeypatch.setattr(bench, "run_worker", fake_worker)
+    monkeypatch.setattr(bench, "help_seconds", lambda: 0.1)
+    bench.measure("full", "data", repeats=2, log=lambda message: None)
+    targets = [spec for spec in specs if spec.get("target")]
+    assert {spec["side"]: spec["epochs"] for spec in targets} == {"keras": bench.MODES["full"]["max_epochs"], "zoo": None}
+    timed = [spec for spec in specs if spec["kind"] == "train" and not spec.get("target")]
+    assert timed and all(spec["epochs"] == bench.MODES["full"]["epochs"] for spec in timed)
+
+
 def test_a_saved_run_renders_the_same_report(tmp_path):
     results = _sample_results()
     saved = tmp_path / "bench.json"
