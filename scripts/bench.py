@@ -404,7 +404,7 @@ def main() -> None:
     group.add_argument("--quick", action="store_const", dest="mode", const="quick")
     group.add_argument("--full", action="store_const", dest="mode", const="full")
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
-    parser.add_argument("--repeats", type=int, help="alternating repeats (default: 1 quick, 3 full)")
+    parser.add_argument("--repeats", type=int, help="alternating repeats (default: 2)")
     parser.add_argument("-o", "--output", type=Path, help="also write the Markdown report here (and .json beside it)")
     parser.add_argument("--from-json", type=Path, help="only print the report of an earlier run's .json")
     args = parser.parse_args()
