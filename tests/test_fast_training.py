@@ -31,8 +31,8 @@ def _model(optimizer, metrics=()):
     return model
 
 
-def _op_types(model, x, y):
-    """The operations of one traced training step."""
+def _step_operations(model, x):
+    """The operations of one traced training step on batches shaped like `x`."""
     step = tf.function(model.train_step).get_concrete_function(
         (tf.TensorSpec((None, *x.shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int64))
     )
@@ -57,9 +57,9 @@ def test_fused_adam_trains_like_keras_adam(make):
 
 
 def test_fused_adam_runs_one_kernel_per_variable():
-    x, y = _data()
+    x, _ = _data()
     model = _model(fuse_adam_update(keras.optimizers.Adam()))
-    operations = _op_types(model, x, y)
+    operations = _step_operations(model, x)
     assert sum(op.type == "ResourceApplyAdam" for op in operations) == len(model.trainable_variables)
     assert not any(op.type == "AssignSubVariableOp" for op in operations)  # Keras's own variable update
 
@@ -88,18 +88,18 @@ def test_accuracy_from_logits_matches_keras_accuracy(one_hot):
     assert fast.name == "accuracy"
 
 
-def _softmax_consumers(model, x, y):
-    softmaxes = [op for op in _op_types(model, x, y) if op.type == "Softmax"]
+def _softmax_consumers(model, x):
+    softmaxes = [op for op in _step_operations(model, x) if op.type == "Softmax"]
     assert softmaxes, "the model's output layer should still define a softmax"
     return [consumer.type for op in softmaxes for consumer in op.outputs[0].consumers()]
 
 
 def test_training_step_does_not_compute_the_softmax():
-    x, y = _data()
+    x, _ = _data()
     plain = _model("adam", [keras.metrics.SparseCategoricalAccuracy()])
     fast = _model("adam", [accuracy_from_logits(keras.metrics.SparseCategoricalAccuracy())])
-    assert _softmax_consumers(plain, x, y)  # Keras's accuracy reads the probabilities
-    assert _softmax_consumers(fast, x, y) == []  # nothing does: TensorFlow prunes it from the step
+    assert _softmax_consumers(plain, x)  # Keras's accuracy reads the probabilities
+    assert _softmax_consumers(fast, x) == []  # nothing does: TensorFlow prunes it from the step
 
 
 def test_make_optimizer_fuses_adam():
