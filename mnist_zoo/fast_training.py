@@ -47,16 +47,17 @@ def _fused_adam_update_step(self, gradient, variable, learning_rate):
         return keras.optimizers.Adam.update_step(self, gradient, variable, learning_rate)
     dtype = variable.dtype
     local_step = tf.cast(self.iterations + 1, dtype)
+    beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
     index = self._get_variable_index(variable)
     tf.raw_ops.ResourceApplyAdam(
         var=variable.handle,
         m=self._momentums[index].handle,
         v=self._velocities[index].handle,
-        beta1_power=tf.pow(tf.cast(self.beta_1, dtype), local_step),
-        beta2_power=tf.pow(tf.cast(self.beta_2, dtype), local_step),
+        beta1_power=tf.pow(beta_1, local_step),
+        beta2_power=tf.pow(beta_2, local_step),
         lr=tf.cast(learning_rate, dtype),
-        beta1=tf.cast(self.beta_1, dtype),
-        beta2=tf.cast(self.beta_2, dtype),
+        beta1=beta_1,
+        beta2=beta_2,
         epsilon=tf.cast(self.epsilon, dtype),
         grad=tf.cast(gradient, dtype),
     )
