@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from mnist_zoo.models.common import NUM_CLASSES
+
+PIXEL_SCALE = 1 / 255
+"""uint8 pixels times this are the models' [0, 1] inputs. A multiplication, not a division by 255:
+TensorFlow's graph optimizer may turn a division into a multiplication by the reciprocal in one
+graph and not in another, and then the same batch differs in its last bit between the two."""
 
 
 def _prepare(one_hot: bool):
@@ -12,7 +19,7 @@ def _prepare(one_hot: bool):
 
     def prepare(batch_images, batch_labels):
         # Scaling a whole batch at once is one vectorised op instead of one per image.
-        batch_images = tf.cast(batch_images, tf.float32)[..., tf.newaxis] / 255.0
+        batch_images = tf.cast(batch_images, tf.float32)[..., tf.newaxis] * PIXEL_SCALE
         if one_hot:
             return batch_images, tf.one_hot(tf.cast(batch_labels, tf.int32), NUM_CLASSES)
         return batch_images, tf.cast(batch_labels, tf.int32)
@@ -46,6 +53,10 @@ class EpochShuffledDataset:
     this process has iterated), so the order of epoch k is a stateless shuffle seeded with
     (seed, k). Call `set_epoch` before each epoch starts (`callbacks.EpochCommitter` does); the dataset
     reads it when Keras opens the epoch's iterator.
+
+    Two views of the same batches: `dataset` yields (images, labels); `index_dataset` yields only
+    each batch's indices, for a training step that gathers its own batch (`batch_for`, see
+    `gathered_in_train_step`).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, one_hot: bool,
@@ -54,10 +65,10 @@ class EpochShuffledDataset:
 
         self.epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="data_epoch")
         self.steps_per_epoch = -(-len(images) // batch_size)
-        all_images, all_labels = tf.constant(images), tf.constant(labels)
+        self._images, self._labels = tf.constant(images), tf.constant(labels)
+        self._prepare = _prepare(one_hot)
         count = len(images)
         full_batches = count // batch_size
-        prepare = _prepare(one_hot)
 
         def epoch_batches(_):
             order = tf.range(count, dtype=tf.int64)
@@ -74,14 +85,45 @@ class EpochShuffledDataset:
                 batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full_batches * batch_size:]))
             return batches
 
-        def gather(indices):
-            # One gather per batch: cheaper than slicing and shuffling single images.
-            return prepare(tf.gather(all_images, indices), tf.gather(all_labels, indices))
+        index_dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
+        self.index_dataset = index_dataset.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
+        self.dataset = self.index_dataset.map(self.batch_for, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE
+        )
 
-        dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
-        self.dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    def batch_for(self, indices):
+        """The (images, labels) batch of `indices`: one gather each, then scaled like `make_dataset`'s."""
+        import tensorflow as tf
+
+        return self._prepare(tf.gather(self._images, indices), tf.gather(self._labels, indices))
 
     def set_epoch(self, epoch: int) -> None:
         """Selects the order of `epoch` (0-based) for the next pass over the data."""
         self.epoch.assign(epoch)
+
+
+@contextlib.contextmanager
+def gathered_in_train_step(model, data: EpochShuffledDataset):
+    """Makes `model`'s training step take `data.index_dataset`'s index batches and gather its own batch.
+
+    On two cores a tf.data map that gathers and scales each batch runs on threads of its own
+    beside the training step, and per batch its work is as large as the whole linear model's
+    step. Done inside the step, the same ops run in the step's own graph. The batches are the
+    same, so training is too. Only this model instance changes, and only inside the `with`.
+
+    Args:
+        model: a compiled Keras model; fit it on `data.index_dataset` inside the `with`.
+        data: the `EpochShuffledDataset` whose indices the step receives.
+    """
+    plain_train_step = model.train_step
+
+    def train_step(indices):
+        return plain_train_step(data.batch_for(indices))
+
+    model.train_step = train_step
+    model.train_function = None  # Keras builds it from train_step at the next fit
+    try:
+        yield model
+    finally:
+        del model.train_step
+        model.train_function = None

@@ -53,7 +53,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         interrupts: the `GracefulInterrupts` that turns a signal into a stop after this step.
     """
     from mnist_zoo.callbacks import EpochCommitter, StoppingRule
-    from mnist_zoo.pipeline import EpochShuffledDataset, make_dataset
+    from mnist_zoo.pipeline import EpochShuffledDataset, gathered_in_train_step, make_dataset
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
     train_data = EpochShuffledDataset(
@@ -67,15 +67,16 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
     committer = EpochCommitter(run_dir, state, train_data.steps_per_epoch, stopping, train_data, interrupts)
     interrupts.watch(model)
     try:
-        model.fit(
-            train_data.dataset,
-            validation_data=val_data,
-            epochs=train.epochs,
-            initial_epoch=state.epochs_completed,
-            shuffle=False,  # EpochShuffledDataset orders each epoch itself
-            callbacks=[committer, *extra_callbacks],
-            verbose=keras_verbosity(train.verbose),
-        )
+        with gathered_in_train_step(model, train_data):
+            model.fit(
+                train_data.index_dataset,
+                validation_data=val_data,
+                epochs=train.epochs,
+                initial_epoch=state.epochs_completed,
+                shuffle=False,  # EpochShuffledDataset orders each epoch itself
+                callbacks=[committer, *extra_callbacks],
+                verbose=keras_verbosity(train.verbose),
+            )
     finally:
         interrupts.watch(None)
     interrupts.raise_if_interrupted()

@@ -60,7 +60,7 @@ def main() -> None:
     from mnist_zoo.config import bundled_config_path, load_config
     from mnist_zoo.datasets import load_dataset
     from mnist_zoo.environment import onednn_enabled
-    from mnist_zoo.pipeline import EpochShuffledDataset
+    from mnist_zoo.pipeline import EpochShuffledDataset, gathered_in_train_step
     from mnist_zoo.registry import build_model
     from mnist_zoo.training import compile_model
 
@@ -72,12 +72,13 @@ def main() -> None:
                                     config.train.loss.one_hot_labels, seed=0)
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=args.steps)
-    model.fit(pipeline.dataset, epochs=1, verbose=0, shuffle=False)  # tracing and first allocations
-    logdir = tempfile.mkdtemp(prefix="mnist-zoo-profile-")
-    tf.profiler.experimental.start(logdir)
-    start = time.perf_counter()
-    model.fit(pipeline.dataset, epochs=1, verbose=0, shuffle=False)
-    wall = time.perf_counter() - start
+    with gathered_in_train_step(model, pipeline):  # the batches reach the step as in `mnist-zoo train`
+        model.fit(pipeline.index_dataset, epochs=1, verbose=0, shuffle=False)  # tracing and first allocations
+        logdir = tempfile.mkdtemp(prefix="mnist-zoo-profile-")
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        model.fit(pipeline.index_dataset, epochs=1, verbose=0, shuffle=False)
+        wall = time.perf_counter() - start
     tf.profiler.experimental.stop()
 
     totals = op_times(logdir)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_zoo.pipeline import EpochShuffledDataset, make_dataset
+from mnist_zoo.pipeline import EpochShuffledDataset, gathered_in_train_step, make_dataset
+from mnist_zoo.registry import MODELS
 
 
 def _numbered(count: int):
@@ -65,3 +66,58 @@ def test_batches_are_scaled_float32_images_with_a_channel(one_hot):
             assert batch_labels.shape == (16, 10) and np.allclose(batch_labels.numpy().sum(axis=1), 1)
         else:
             assert batch_labels.shape == (16,) and batch_labels.dtype.name == "int32"
+
+
+def test_the_index_view_holds_the_same_batches():
+    images, labels = _numbered(100)
+    data = EpochShuffledDataset(images, labels, 32, one_hot=True, seed=2)
+    data.set_epoch(1)
+    for indices, (batch_images, batch_labels) in zip(data.index_dataset, data.dataset):
+        gathered_images, gathered_labels = data.batch_for(indices)
+        assert np.array_equal(gathered_images.numpy(), batch_images.numpy())
+        assert np.array_equal(gathered_labels.numpy(), batch_labels.numpy())
+
+
+def _compiled(model_type: str):
+    import keras
+
+    from mnist_zoo.config import validate_config
+    from mnist_zoo.registry import build_model
+    from mnist_zoo.training import compile_model
+
+    config = validate_config({"model": {"type": model_type}, "train": {"batch_size": 16, "epochs": 2}}, "test")
+    keras.utils.set_random_seed(3)
+    model = build_model(config.model)
+    compile_model(model, config, steps_per_epoch=4)
+    return model
+
+
+@pytest.mark.parametrize("model_type", sorted(MODELS))
+def test_gathering_in_the_training_step_trains_exactly_like_the_mapped_dataset(model_type):
+    images, labels = _numbered(64)
+    images = (images * 37 % 251).astype(np.uint8)  # pixels that vary, so the weights do too
+    results = []
+    for gathered in (False, True):
+        model = _compiled(model_type)
+        data = EpochShuffledDataset(images, labels, 16, one_hot=True, seed=4)
+        if gathered:
+            with gathered_in_train_step(model, data):
+                history = model.fit(data.index_dataset, epochs=2, verbose=0)
+        else:
+            history = model.fit(data.dataset, epochs=2, verbose=0)
+        results.append((history.history, [w.copy() for w in model.get_weights()]))
+    (plain_history, plain_weights), (gathered_history, gathered_weights) = results
+    assert gathered_history == plain_history
+    for plain, gathered in zip(plain_weights, gathered_weights):
+        np.testing.assert_array_equal(gathered, plain)
+
+
+def test_the_model_takes_image_batches_again_after_the_with():
+    images, labels = _numbered(32)
+    model = _compiled("linear")
+    data = EpochShuffledDataset(images, labels, 16, one_hot=True)
+    with gathered_in_train_step(model, data):
+        model.fit(data.index_dataset, epochs=1, verbose=0)
+    assert "train_step" not in vars(model)
+    model.fit(data.dataset, epochs=1, verbose=0)  # an index-taking step would fail on images
+    model.evaluate(data.dataset, verbose=0)
