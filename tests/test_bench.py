@@ -84,6 +84,17 @@ def test_time_to_target_runs_the_zoo_default_recipe_as_is(monkeypatch):
     assert timed and all(spec["epochs"] == bench.MODES["full"]["epochs"] for spec in timed)
 
 
+def test_the_small_models_get_twice_the_repeats(monkeypatch):
+    specs = []
+    monkeypatch.setattr(bench, "run_worker", lambda spec: specs.append(spec) or {"gflops": 100.0})
+    monkeypatch.setattr(bench, "help_seconds", lambda: 0.1)
+    results = bench.measure("quick", "data", repeats=2, log=lambda message: None)
+    timed = Counter((spec["model"], spec["side"]) for spec in specs if spec["kind"] == "train" and not spec.get("target"))
+    assert timed == {("linear", "keras"): 4, ("linear", "zoo"): 4, ("mlp", "keras"): 4, ("mlp", "zoo"): 4,
+                     ("cnn", "keras"): 2, ("cnn", "zoo"): 2}
+    assert "(linear and mlp: 4)" in bench.report({**_sample_results(), "settings": results["settings"]})
+
+
 def test_a_saved_run_renders_the_same_report(tmp_path):
     results = _sample_results()
     saved = tmp_path / "bench.json"
