@@ -186,3 +186,20 @@ def test_profile_script_lists_the_kernels_of_a_training_step(shared_data):
     assert len(table) == 8 and any("MatMul" in line for line in table)
     shares = [float(line.split()[1].rstrip("%")) for line in table]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.5
+
+
+def test_layer_profile_times_every_layer_and_the_whole_step():
+    script = Path(__file__).resolve().parent.parent / "scripts" / "profile_layers.py"
+    result = subprocess.run([sys.executable, str(script), "mlp", "--rounds", "2"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("mlp: batch 256, oneDNN ")
+    rows = {line.split()[-1]: line.split()[:-1] for line in lines[2:-2]}
+    assert list(rows) == ["flatten", "dense_1", "dense_2", "output"]
+    # Weighted layers carry a rate; the flatten moves data only.
+    assert len(rows["flatten"]) == 1 and all(len(rows[name]) == 2 and float(rows[name][1]) > 0
+                                             for name in ("dense_1", "dense_2", "output"))
+    layers_ms = sum(float(values[0]) for values in rows.values())
+    assert abs(float(lines[-2].split()[0]) - layers_ms) < 0.05 and lines[-2].endswith("sum of the layers")
+    assert lines[-1].split()[1:4] == ["whole", "training", "step"] and float(lines[-1].split()[0]) > 0
