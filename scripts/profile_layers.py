@@ -13,7 +13,6 @@ milliseconds and GFLOP/s per layer beside the sum and a real training step of th
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
