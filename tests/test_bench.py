@@ -84,7 +84,7 @@ def test_time_to_target_runs_the_zoo_default_recipe_as_is(monkeypatch):
     assert timed and all(spec["epochs"] == bench.MODES["full"]["epochs"] for spec in timed)
 
 
-def test_the_small_models_get_twice_the_repeats(monkeypatch):
+def test_small_models_and_inference_get_more_runs(monkeypatch):
     specs = []
     monkeypatch.setattr(bench, "run_worker", lambda spec: specs.append(spec) or {"gflops": 100.0})
     monkeypatch.setattr(bench, "help_seconds", lambda: 0.1)
@@ -92,6 +92,12 @@ def test_the_small_models_get_twice_the_repeats(monkeypatch):
     timed = Counter((spec["model"], spec["side"]) for spec in specs if spec["kind"] == "train" and not spec.get("target"))
     assert timed == {("linear", "keras"): 4, ("linear", "zoo"): 4, ("mlp", "keras"): 4, ("mlp", "zoo"): 4,
                      ("cnn", "keras"): 2, ("cnn", "zoo"): 2}
+    inference = Counter(spec["side"] for spec in specs if spec["kind"] == "inference")
+    assert inference == {"keras": 2, "zoo": 2}
+    results["inference"] = {"keras": [{"images_per_second": 3000, "single_image_ms": 50}],
+                            "zoo": [{"images_per_second": rate, "single_image_ms": ms} for rate, ms in ((6000, 2), (9000, 4))]}
+    assert "| cnn: 10k-image evaluation, images/s | 3,000 | 7,500 | 2.50 |" in bench.report({**_sample_results(), **{
+        key: results[key] for key in ("settings", "inference")}})
     assert "(linear and mlp: 4)" in bench.report({**_sample_results(), "settings": results["settings"]})
 
 
