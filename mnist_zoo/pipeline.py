@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -87,9 +88,13 @@ class EpochShuffledDataset:
 
         index_dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
         self.index_dataset = index_dataset.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
-        self.dataset = self.index_dataset.map(self.batch_for, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-            tf.data.AUTOTUNE
-        )
+
+    @functools.cached_property
+    def dataset(self):
+        """The batches as (images, labels), from a tf.data map; built on first use (training gathers in its step)."""
+        import tensorflow as tf
+
+        return self.index_dataset.map(self.batch_for, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def batch_for(self, indices):
         """The (images, labels) batch of `indices`: one gather each, then scaled like `make_dataset`'s."""
