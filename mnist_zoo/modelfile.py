@@ -77,7 +77,7 @@ class Predictor:
     def __init__(self, model, batch_size: int = 256):
         import tensorflow as tf
 
-        from mnist_zoo.pipeline import PIXEL_SCALE
+        from mnist_zoo.pipeline import scale_pixels
 
         self.model = model
         self.batch_size = batch_size
@@ -85,7 +85,7 @@ class Predictor:
 
         def forward(images):
             # Scaling and reshaping inside the graph: the uint8 batch is the only copy made.
-            scaled = tf.reshape(tf.cast(images, tf.float32) * PIXEL_SCALE, (-1, *input_shape))
+            scaled = tf.reshape(scale_pixels(images), (-1, *input_shape))
             return tf.cast(model(scaled, training=False), tf.float32)
 
         self._forward = tf.function(forward, input_signature=[tf.TensorSpec((None, 28, 28), tf.uint8)])

@@ -15,12 +15,22 @@ TensorFlow's graph optimizer may turn a division into a multiplication by the re
 graph and not in another, and then the same batch differs in its last bit between the two."""
 
 
+def scale_pixels(images):
+    """uint8 pixel values as the models' float32 inputs in [0, 1]: the one place that converts them.
+
+    Training, evaluation and prediction all call it, so every path feeds a model the same values.
+    """
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) * PIXEL_SCALE
+
+
 def _prepare(one_hot: bool):
     import tensorflow as tf
 
     def prepare(batch_images, batch_labels):
         # Scaling a whole batch at once is one vectorised op instead of one per image.
-        batch_images = tf.cast(batch_images, tf.float32)[..., tf.newaxis] * PIXEL_SCALE
+        batch_images = scale_pixels(batch_images)[..., tf.newaxis]
         if one_hot:
             return batch_images, tf.one_hot(tf.cast(batch_labels, tf.int32), NUM_CLASSES)
         return batch_images, tf.cast(batch_labels, tf.int32)
