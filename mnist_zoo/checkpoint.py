@@ -129,7 +129,7 @@ def restore(model, run_dir: Path, state: TrainingState) -> None:
     if not state.model_file:
         return
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(checkpoint_dir(run_dir) / state.model_file)
+    load_all_weights(model, checkpoint_dir(run_dir) / state.model_file)
     variables = _seed_variables(model)
     if len(variables) != len(state.seed_states):
         raise RunDirError(
@@ -138,6 +138,31 @@ def restore(model, run_dir: Path, state: TrainingState) -> None:
         )
     for variable, values in zip(variables, state.seed_states):
         variable.assign(keras.ops.convert_to_tensor(values, dtype=variable.dtype))
+
+
+def load_all_weights(model, path: Path) -> None:
+    """Loads a `.keras` file's model and optimizer variables into `model`, or fails.
+
+    Keras only warns when the saved optimizer has a different number of variables (another
+    optimizer, or a loss-scaled mixed_float16 run resumed in another precision) and then skips
+    them: the step count, the schedule and Adam's moments would silently start again from zero.
+
+    Raises:
+        RunDirError: the optimizer variables in `path` do not fit `model`'s optimizer.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path)
+    for warning in caught:
+        message = str(warning.message)
+        if "Skipping variable loading for optimizer" in message:
+            raise RunDirError(
+                f"{path}: the saved optimizer state does not fit this run's optimizer ({message.strip()}); "
+                "was the run's config.yaml or environment.json edited after it started?"
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def restore_stopping_weights(model, run_dir: Path, state: TrainingState) -> bool:

@@ -255,8 +255,9 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 @click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Write the 28x28 images the model saw, as PNG files.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
-def predict(model_path, inputs, top_k, as_json, save_preprocessed, unsafe):
+def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsafe):
     """Predict the digit in your own images (PNG, JPEG, BMP, GIF, ...) or .npy arrays.
 
     MODEL is a .keras file or a run directory. Pictures are prepared the way MNIST was made:
@@ -280,6 +281,9 @@ def predict(model_path, inputs, top_k, as_json, save_preprocessed, unsafe):
     prepared = prepare(expand_paths(list(inputs)))
     if not prepared:
         raise UserError("no images or .npy files found in the given folders")
+    from mnist_zoo.device import select_device
+
+    select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     predict_top_k(load_classifier(model_file, unsafe=unsafe), prepared, top_k)
     written = save_images(prepared, save_preprocessed) if save_preprocessed else []
     if as_json:
@@ -345,9 +349,11 @@ def plot_history(run_dirs, output, runs_dir):
 @cli.command()
 def models():
     """List the registered models with their parameter counts."""
+    from mnist_zoo.device import select_device
     from mnist_zoo.registry import MODELS, build_model
     from mnist_zoo.reporting import table
 
+    select_device("auto")  # memory growth before building: a GPU is not reserved whole
     rows = []
     for name, entry in MODELS.items():
         parameters = build_model(entry.config_class()).count_params()
@@ -359,7 +365,8 @@ def models():
 @click.argument("target", metavar="MODEL_OR_CONFIG")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--unsafe", is_flag=True, help="Allow .keras models with Lambda layers (runs their code).")
-def summary(target, as_json, unsafe):
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+def summary(target, as_json, unsafe, device):
     """Layer table with parameters and multiply-accumulates (MACs) of one forward pass.
 
     MODEL_OR_CONFIG is a .keras file, a run directory, a YAML config, or a bundled config name
@@ -374,6 +381,9 @@ def summary(target, as_json, unsafe):
     from mnist_zoo.reporting import table
     from mnist_zoo.summary import summarize, totals
 
+    from mnist_zoo.device import select_device
+
+    select_device(device)  # building or loading a model starts TensorFlow on a device
     model, source = _model_for_summary(target, unsafe)
     rows = summarize(model)
     total = totals(rows)

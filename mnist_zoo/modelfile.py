@@ -81,6 +81,8 @@ class Predictor:
 
         self.model = model
         self.batch_size = batch_size
+        self.output_kind = output_kind(model)
+        self.output_dtype = str(getattr(model.outputs[0], "dtype", "float32"))
         input_shape = tuple(model.inputs[0].shape[1:])
 
         def forward(images):
@@ -98,15 +100,52 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (n, 10); softmax applied to logits."""
-        return to_probabilities(self.scores(images))
+        return to_probabilities(self.scores(images), self.output_kind, self.output_dtype)
 
 
-def to_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Class probabilities from a model's outputs: softmax applied when they look like logits."""
+def output_kind(model) -> str | None:
+    """What the model's output layer declares it outputs: 'probabilities', 'logits', or None.
+
+    A softmax output (a Dense or Activation layer with softmax, or a Softmax layer) gives
+    probabilities; a linear one gives logits. Any other activation declares neither.
+    """
+    layer = model.layers[-1] if model.layers else None
+    if layer is None:
+        return None
+    if type(layer).__name__ == "Softmax":
+        return "probabilities"
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    return {"softmax": "probabilities", "linear": "logits"}.get(activation)
+
+
+# How far from 1 the rows of a softmax computed in each dtype may sum: float32 rounds each of the
+# 10 values to 2^-24, bf16 to 2^-8 and float16 to 2^-11, relative, and the softmax's own sum is
+# rounded too. Used only where the output layer does not declare what it outputs.
+_SUM_TOLERANCE = {"float32": 1e-3, "float64": 1e-3, "float16": 1e-2, "bfloat16": 3e-2}
+
+
+def to_probabilities(scores: np.ndarray, kind: str | None = None, dtype: str = "float32") -> np.ndarray:
+    """Class probabilities from a model's outputs.
+
+    Args:
+        scores: the outputs (n, 10).
+        kind: 'probabilities' or 'logits' where the model declares it (`output_kind`); None:
+            rows that are non-negative and sum to 1 within the rounding of `dtype` are taken
+            as probabilities, anything else as logits.
+        dtype: the dtype the model computed its outputs in.
+
+    Returns:
+        Rows that sum to 1: probabilities renormalized (as Keras's cross-entropy does, so that
+        bf16-rounded rows give Keras's loss), or the softmax of logits.
+    """
     scores = scores.astype(np.float64)
-    looks_like_probabilities = (scores >= 0).all() and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
-    if looks_like_probabilities:
-        return scores
+    if kind is None:
+        tolerance = _SUM_TOLERANCE.get(dtype, 1e-3)
+        sums_to_one = np.allclose(scores.sum(axis=1), 1.0, atol=tolerance)
+        kind = "probabilities" if (scores >= 0).all() and sums_to_one else "logits"
+    if kind == "probabilities":
+        sums = scores.sum(axis=1, keepdims=True)
+        return np.divide(scores, sums, out=np.full_like(scores, 1 / scores.shape[1]), where=sums > 0)
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 

@@ -9,6 +9,9 @@ import numpy as np
 
 from mnist_zoo.models.common import NUM_CLASSES
 
+HOST_DEVICE = "/device:CPU:0"
+"""Where the training images live in memory and are gathered into batches."""
+
 PIXEL_SCALE = 1 / 255
 """uint8 pixels times this are the models' [0, 1] inputs. A multiplication, not a division by 255:
 TensorFlow's graph optimizer may turn a division into a multiplication by the reciprocal in one
@@ -76,7 +79,11 @@ class EpochShuffledDataset:
 
         self.epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="data_epoch")
         self.steps_per_epoch = -(-len(images) // batch_size)
-        self._images, self._labels = tf.constant(images), tf.constant(labels)
+        # The uint8 table and its gathers stay in host memory: TensorFlow has no GPU gather kernel
+        # for uint8, so on a GPU they would be placed on the CPU anyway, op by op, with a copy of
+        # the table; pinned, only each gathered batch goes to the GPU.
+        with tf.device(HOST_DEVICE):
+            self._images, self._labels = tf.constant(images), tf.constant(labels)
         self._prepare = _prepare(one_hot)
         count = len(images)
         full_batches = count // batch_size
@@ -110,7 +117,9 @@ class EpochShuffledDataset:
         """The (images, labels) batch of `indices`: one gather each, then scaled like `make_dataset`'s."""
         import tensorflow as tf
 
-        return self._prepare(tf.gather(self._images, indices), tf.gather(self._labels, indices))
+        with tf.device(HOST_DEVICE):
+            images, labels = tf.gather(self._images, indices), tf.gather(self._labels, indices)
+        return self._prepare(images, labels)
 
     def set_epoch(self, epoch: int) -> None:
         """Selects the order of `epoch` (0-based) for the next pass over the data."""

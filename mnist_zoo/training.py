@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
         loss=make_loss(train.loss, config.model.output_activation),
         metrics=make_metrics(train.loss),
         steps_per_execution=train.steps_per_execution,
+        # Keras's default ("auto") compiles with XLA when a GPU is present: GPU runs would take a
+        # path that CPU runs, and so the tests, never take.
+        jit_compile=False,
     )
 
 
@@ -209,22 +213,88 @@ def _committed_epochs(run_dir: Path) -> int:
 
 def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts):
     from mnist_zoo.device import select_device
-    from mnist_zoo.precision import apply_precision
+    from mnist_zoo.precision import precision_scope
 
     device = select_device(config.train.device)
-    precision = apply_precision(config.train.precision, device)
+    precision = run_precision(config, device, run_dir if resume else None, report)
     report(f"device: {device.description}, precision: {precision}")
-    import keras
+    if config.train.deterministic:
+        import tensorflow as tf
 
+        # Process-wide and final: TensorFlow has no public switch to turn it off again.
+        tf.config.experimental.enable_op_determinism()
+    with precision_scope(precision), seeded(config.train.seed):
+        return _train_in_scope(config, run_dir, report, extra_callbacks, resume, interrupts, device, precision)
+
+
+def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, report=lambda message: None) -> str:
+    """The precision this run trains in: the one it started with when resumed, else the config's.
+
+    Args:
+        config: the run config (`train.precision`, and the model for 'auto').
+        device: the `DeviceInfo` training runs on.
+        resumed_run_dir: the run directory being resumed, or None for a new run.
+        report: receives a warning when the precision is emulated on this device.
+    """
+    from mnist_zoo.precision import auto_precision, is_native, resolve_precision
+
+    recorded = recorded_precision(resumed_run_dir) if resumed_run_dir is not None else None
+    macs = None
+    if recorded is None and config.train.precision == "auto" and not device.is_gpu:
+        if auto_precision(False) != "float32":  # only then does the model's size matter
+            macs = macs_per_image(config)
+    precision = resolve_precision(config.train.precision, device, macs, recorded)
+    if not is_native(precision, device):
+        report(f"warning: {device.description} has no native {precision.removeprefix('mixed_')} arithmetic; "
+               f"{'the run started in it and keeps it, ' if recorded else ''}expect several times slower steps")
+    return precision
+
+
+def macs_per_image(config: RunConfig) -> int | None:
+    """Forward multiply-accumulates of one image through the config's model (None: not countable)."""
+    from mnist_zoo.registry import build_model
+    from mnist_zoo.summary import summarize, totals
+
+    return totals(summarize(build_model(config.model)))["macs"]
+
+
+def recorded_precision(run_dir: Path) -> str | None:
+    """The precision recorded in a run's environment.json (None: not recorded)."""
+    import json
+
+    try:
+        return json.loads((Path(run_dir) / rundir.ENVIRONMENT_FILE).read_text(encoding="utf-8"))["precision"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Seeds Python, NumPy, TensorFlow and Keras with `seed`; Python's and NumPy's global states come back after.
+
+    A library user's own `random` and `np.random` draws after training are not replayed from
+    our seed. TensorFlow's global seed stays set: TensorFlow cannot read it back to restore it.
+    """
+    import random
+
+    import keras
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts,
+                    device, precision: str):
     from mnist_zoo import checkpoint
     from mnist_zoo.environment import environment_record
     from mnist_zoo.registry import build_model
 
-    if config.train.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.train.seed)
     dataset = load_dataset(config.data.dataset, config.data.data_dir, report)
     splits = split_dataset(
         dataset, config.data.validation_size, config.train.seed, config.data.train_limit, config.data.test_limit

@@ -59,6 +59,10 @@ def test_evaluates_a_foreign_keras_model(tmp_path, small_mnist_dir, real_mnist, 
     result = run_evaluation(path, data_dir=str(small_mnist_dir), device="cpu", plots=True)
     assert result.report["num_examples"] == 500
     assert result.report["accuracy"] > 0.75  # 3 epochs of softmax regression on 2,000 images
+    # The loss too: a softmax applied twice keeps the accuracy but not the loss.
+    x_test = (real_mnist.test_images[:500].astype("float32") / 255).reshape((-1, *input_shape))
+    keras_loss = model.evaluate(x_test, real_mnist.test_labels[:500], verbose=0)
+    assert result.report["loss"] == pytest.approx(keras_loss, rel=1e-4)
     saved = json.loads((tmp_path / "foreign.evaluation.json").read_text())
     assert saved["accuracy"] == result.report["accuracy"]
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
@@ -99,3 +103,38 @@ def test_broken_model_files(tmp_path):
                            (text, "not a .keras archive"), (truncated, "not a .keras archive")]:
         with pytest.raises(ModelFileError, match=fragment):
             load_classifier(path)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_low_precision_softmax_outputs_are_probabilities(tmp_path, small_mnist_dir, real_mnist, policy):
+    # A plain Keras script under a mixed policy computes its softmax in bf16/fp16 unless told
+    # otherwise: its rows sum to 1 only within that dtype's rounding.
+    from mnist_zoo.modelfile import Predictor
+    from mnist_zoo.precision import precision_scope
+    from mnist_zoo.prediction import PreparedInput, predict_top_k
+
+    with precision_scope(policy):
+        model = _trained_foreign_model((28, 28, 1), False, real_mnist.train_images[:2000],
+                                       real_mnist.train_labels[:2000])
+    assert model.outputs[0].dtype == policy.removeprefix("mixed_")
+    path = tmp_path / "low.keras"
+    model.save(path)
+    images, labels = real_mnist.test_images[:500], real_mnist.test_labels[:500]
+    x_test = (images.astype("float32") / 255)[..., None]
+    keras_loss = model.evaluate(x_test, labels, verbose=0)
+    keras_probabilities = model.predict(x_test, verbose=0).astype(np.float64)
+
+    report = run_evaluation(path, data_dir=str(small_mnist_dir), device="cpu").report
+    assert report["loss"] == pytest.approx(keras_loss, rel=1e-3)
+    assert report["accuracy"] == pytest.approx((keras_probabilities.argmax(1) == labels).mean())
+
+    loaded = load_classifier(path)
+    probabilities = Predictor(loaded).probabilities(images)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    expected = keras_probabilities / keras_probabilities.sum(axis=1, keepdims=True)
+    assert np.abs(probabilities - expected).max() < 0.02  # one rounding step of the low-precision output
+    inputs = [PreparedInput(tmp_path / "digit.npy", image=images[0] / 255)]
+    predict_top_k(loaded, inputs, 3)
+    best_class, best_probability = inputs[0].top_k[0]
+    assert best_class == keras_probabilities[0].argmax()
+    assert best_probability == pytest.approx(expected[0].max(), abs=0.02)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -44,7 +45,7 @@ def history_without_times(run_dir):
 
 
 def weights(path):
-    return keras.saving.load_model(path).get_weights()
+    return keras.saving.load_model(path, compile=False).get_weights()
 
 
 class SignalAt(keras.callbacks.Callback):
@@ -196,8 +197,11 @@ def test_crash_between_commit_and_best_copy_is_repaired_on_resume(tmp_path, smal
     assert state.best_epoch == 1
     (run_dir / "best.keras").unlink()  # as if killed right after the state commit
     (run_dir / "checkpoint" / ".epoch-0002.keras.tmp").write_bytes(b"half-written")
-    train_run(config, run_dir, resume=True)
-    assert (run_dir / "best.keras").is_file()
+    # Stopped again at the first step after the resume, so no later commit can write best.keras:
+    # only the repair at resume time can have.
+    with pytest.raises(TrainingInterrupted):
+        train_run(config, run_dir, resume=True, extra_callbacks=[SignalAt(epoch=1, step=0)])
+    assert (run_dir / "best.keras").read_bytes() == (run_dir / "checkpoint" / state.model_file).read_bytes()
 
 
 def test_unreadable_checkpoint_is_a_clear_error(tmp_path, small_mnist_dir):
@@ -235,12 +239,41 @@ def test_a_run_directory_in_use_is_refused(tmp_path, small_mnist_dir):
 # ----------------------------------------------------------------------------- repeatability
 
 
-def test_deterministic_runs_repeat_exactly(tmp_path, small_mnist_dir):
-    config = make_config(small_mnist_dir, "cnn", {"deterministic": True, "epochs": 2})
-    first, second = fresh_run_dir(tmp_path, "first"), fresh_run_dir(tmp_path, "second")
-    train_run(config, first)
-    train_run(config, second)
-    assert history_without_times(first) == history_without_times(second)
+def _op_determinism_enabled() -> bool:
+    from tensorflow.python.framework import config as tf_config  # TensorFlow exports no reader
+
+    return tf_config.is_op_determinism_enabled()
+
+
+def test_deterministic_turns_on_op_determinism_and_runs_repeat(tmp_path, small_mnist_dir):
+    # Op determinism is process-wide and cannot be undone: this run gets a process of its own.
+    script = f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+from tests.test_resume import _op_determinism_enabled, history_without_times, make_config
+from mnist_zoo.training import train_run
+config = make_config(Path({str(small_mnist_dir)!r}), "cnn", {{"deterministic": True, "epochs": 2}})
+histories = []
+for name in ("first", "second"):
+    run_dir = Path({str(tmp_path)!r}) / name
+    run_dir.mkdir()
+    train_run(config, run_dir)
+    histories.append(history_without_times(run_dir))
+print(json.dumps({{"same": histories[0] == histories[1], "enabled": _op_determinism_enabled()}}))
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "enabled": True}
+
+
+def test_a_default_run_leaves_op_determinism_off(tmp_path, small_mnist_dir):
+    train_run(make_config(small_mnist_dir, "linear", {"epochs": 1}), fresh_run_dir(tmp_path, "run"))
+    assert not _op_determinism_enabled()
 
 
 def test_a_failing_status_write_does_not_hide_the_real_error(tmp_path, small_mnist_dir, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 from mnist_zoo.config import bundled_config_path, load_config, validate_config
 from mnist_zoo.device import DeviceInfo
 from mnist_zoo.modelfile import Predictor
-from mnist_zoo.precision import apply_precision, auto_precision
+from mnist_zoo.precision import auto_precision, precision_scope
 from mnist_zoo.registry import build_model
 from mnist_zoo.training import train_run
 
@@ -35,15 +35,16 @@ def test_auto_precision(on_gpu, capability, flags, expected):
     assert auto_precision(on_gpu, capability, flags) == expected
 
 
-@pytest.fixture
-def restore_policy():
-    yield
-    keras.mixed_precision.set_global_policy("float32")
+@pytest.mark.parametrize("macs, expected", [(None, "mixed_bfloat16"), (4_796_416, "mixed_bfloat16"),
+                                            (689_304, "float32"), (217_728, "float32")])
+def test_auto_keeps_small_models_in_float32_on_bf16_cpus(macs, expected):
+    assert auto_precision(False, None, {"avx512_bf16"}, macs_per_image=macs) == expected
+    assert auto_precision(False, None, {"avx2"}, macs_per_image=macs) == "float32"
 
 
-def test_explicit_precision_is_applied(restore_policy):
-    assert apply_precision("mixed_bfloat16", DeviceInfo("CPU")) == "mixed_bfloat16"
-    model = build_model(validate_config({"model": {"type": "mlp", "hidden_units": [8]}}, "t").model)
+def test_explicit_precision_is_applied_inside_its_scope():
+    with precision_scope("mixed_bfloat16"):
+        model = build_model(validate_config({"model": {"type": "mlp", "hidden_units": [8]}}, "t").model)
     assert model.get_layer("dense_1").compute_dtype == "bfloat16"
     assert model.get_layer("output").compute_dtype == "float32"  # a stable loss
     assert model(np.zeros((1, 28, 28, 1), np.float32)).dtype == "float32"
@@ -64,9 +65,8 @@ def _train_small_cnn(tmp_path, small_mnist_dir, precision: str) -> dict:
     return metrics
 
 
-def test_bf16_training_learns_as_well_as_float32(tmp_path, small_mnist_dir, restore_policy):
+def test_bf16_training_learns_as_well_as_float32(tmp_path, small_mnist_dir):
     bf16 = _train_small_cnn(tmp_path, small_mnist_dir, "mixed_bfloat16")
-    keras.mixed_precision.set_global_policy("float32")
     float32 = _train_small_cnn(tmp_path, small_mnist_dir, "float32")
     assert bf16["precision"] == "mixed_bfloat16" and float32["precision"] == "float32"
     assert float32["test_accuracy"] > 0.85

@@ -107,6 +107,41 @@ def test_best_checkpoint_is_the_best_validation_epoch(tmp_path, small_mnist_dir)
     assert metrics["best_val_accuracy"] == pytest.approx(history[best]["val_accuracy"])
 
 
+def test_best_keras_scores_the_best_validation_accuracy_of_the_history(tmp_path, small_mnist_dir):
+    import keras
+
+    from mnist_zoo.datasets import load_dataset, split_dataset
+    from mnist_zoo.modelfile import Predictor, load_classifier
+
+    class RuinTheLastEpoch(keras.callbacks.Callback):
+        """A learning rate of 5 in the last epoch: its validation accuracy is surely not the best."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                self.model.optimizer.learning_rate.assign(5.0)
+
+    config = validate_config({
+        "model": {"type": "mlp", "hidden_units": [32]},
+        "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+        "train": {"epochs": 3, "batch_size": 64, "verbose": 0, "precision": "float32",
+                  "optimizer": {"name": "adam", "learning_rate": 0.003}},
+    }, "test")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    metrics = train_run(config, run_dir, extra_callbacks=[RuinTheLastEpoch()]).metrics
+    history = json.loads((run_dir / "history.json").read_text())["epochs"]
+    assert metrics["best_epoch"] < 3 and history[2]["val_accuracy"] < max(r["val_accuracy"] for r in history)
+
+    splits = split_dataset(load_dataset("mnist", str(small_mnist_dir)), 200, config.train.seed)
+
+    def val_accuracy(path):
+        predicted = Predictor(load_classifier(path)).probabilities(splits.val_images).argmax(axis=1)
+        return float((predicted == splits.val_labels).mean())
+
+    assert val_accuracy(run_dir / "best.keras") == pytest.approx(max(r["val_accuracy"] for r in history), abs=1e-6)
+    assert val_accuracy(run_dir / "last.keras") == pytest.approx(history[2]["val_accuracy"], abs=1e-6)
+
+
 def test_fashion_mnist_trains(tmp_path, shared_data):
     metrics, _ = run(tmp_path, shared_data, {"epochs": 1}, data={"dataset": "fashion_mnist", "train_limit": 3000, "test_limit": 1000})
     assert metrics["dataset"] == "fashion_mnist" and metrics["test_accuracy"] > 0.6

@@ -1,0 +1,50 @@
+"""Atomic writes: a write cut short never replaces a file's old bytes or leaves a partial file behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mnist_zoo import rundir
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_write_over_an_existing_file_leaves_the_old_bytes(tmp_path, stop):
+    path = tmp_path / "metrics.json"
+    rundir.write_json(path, {"test_accuracy": 0.99})
+    before = path.read_bytes()
+    with pytest.raises(stop):
+        with rundir.atomic_path(path) as temporary:
+            temporary.write_text('{"test_accuracy": 0.')  # half of the new content
+            raise stop()
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == [path]  # the temporary is gone too
+
+
+class HalfSavingModel:
+    """A model whose save writes the start of a zip, then the disk is full."""
+
+    def save(self, path):
+        Path(path).write_bytes(b"PK\x03\x04 the first bytes of a zip")
+        raise OSError(28, "No space left on device", str(path))
+
+
+def test_a_failed_model_save_keeps_the_previous_model_file(tmp_path):
+    path = tmp_path / "best.keras"
+    path.write_bytes(b"the previous best model")
+    with pytest.raises(OSError) as caught:
+        rundir.save_model(HalfSavingModel(), path)
+    assert caught.value.filename == str(path)  # named as the user knows it, not our temporary
+    assert path.read_bytes() == b"the previous best model"
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_a_completed_write_replaces_the_file_with_normal_permissions(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("old")
+    rundir.write_csv(path, [{"epoch": 1, "loss": 0.5}])
+    assert path.read_text() == "epoch,loss\n1,0.5\n"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("made by open()")
+    assert path.stat().st_mode == plain.stat().st_mode  # not mkstemp's private 0600
