@@ -97,7 +97,7 @@ def _config_options(function):
 
 def _load_selected_config(model_name: str | None, config_path: Path | None, overrides: list[str], values=None):
     """The config from --model/--config, with --set strings, then typed flag values, applied."""
-    from mnist_zoo.config import bundled_config_path, load_config, parse_overrides
+    from mnist_zoo.config.loading import bundled_config_path, load_config, parse_overrides
 
     if model_name and config_path:
         raise click.UsageError("give either --model or --config, not both")
@@ -138,7 +138,7 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
       mnist-zoo train --config my.yaml --data-dir ~/data/mnist
       mnist-zoo train --resume runs/20261122-101500-cnn
     """
-    from mnist_zoo.training import train_run
+    from mnist_zoo.train.stage import train_run
 
     machine = {"data.data_dir": data_dir and str(data_dir.resolve()), "train.device": device}
     if resume_dir:
@@ -195,7 +195,7 @@ def _new_run_dir(config, output_dir: Path, run_dir: Path | None, force: bool) ->
 
 def _resumable_config(run_dir: Path, machine: dict):
     """The config a run started with, checked that the run can be resumed."""
-    from mnist_zoo.config import load_config
+    from mnist_zoo.config.loading import load_config
     from mnist_zoo.errors import RunDirError
     from mnist_zoo.rundir import CONFIG_FILE, read_status
 
@@ -231,13 +231,13 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
       mnist-zoo evaluate my_model.keras --json
       mnist-zoo evaluate runs/20261122-120000-cnn --plots
     """
-    from mnist_zoo.evaluation import run_evaluation
+    from mnist_zoo.inference.evaluation import run_evaluation
 
     result = run_evaluation(path, dataset, data_dir and str(data_dir), output_dir, device, unsafe, plots)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return
-    from mnist_zoo.reporting import format_evaluation
+    from mnist_zoo.report.tables import format_evaluation
 
     click.echo(f"model: {result.model_path}\ndata: {result.dataset_source}\n")
     click.echo(format_evaluation(result.report, result.class_names))
@@ -270,10 +270,10 @@ def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsaf
       mnist-zoo predict runs/20261122-120000-cnn my_digit.jpg
       mnist-zoo predict best.keras photos/ --top-k 1 --json
     """
-    from mnist_zoo.datasets import CLASS_NAMES
-    from mnist_zoo.evaluation import run_data_settings
-    from mnist_zoo.modelfile import load_classifier
-    from mnist_zoo.prediction import expand_paths, predict_top_k, prepare, save_preprocessed as save_images
+    from mnist_zoo.data.datasets import CLASS_NAMES
+    from mnist_zoo.inference.evaluation import run_data_settings
+    from mnist_zoo.inference.modelfile import load_classifier
+    from mnist_zoo.inference.prediction import expand_paths, predict_top_k, prepare, save_preprocessed as save_images
     from mnist_zoo.rundir import resolve_model_path
 
     model_file, run_dir = resolve_model_path(model_path)
@@ -281,7 +281,7 @@ def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsaf
     prepared = prepare(expand_paths(list(inputs)))
     if not prepared:
         raise UserError("no images or .npy files found in the given folders")
-    from mnist_zoo.device import select_device
+    from mnist_zoo.runtime.device import select_device
 
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     predict_top_k(load_classifier(model_file, unsafe=unsafe), prepared, top_k)
@@ -334,7 +334,7 @@ def plot_history(run_dirs, output, runs_dir):
       mnist-zoo plot-history runs/A runs/B -o compare.png
     """
     from mnist_zoo import rundir
-    from mnist_zoo.plots import plot_history as draw
+    from mnist_zoo.report.plots import plot_history as draw
 
     run_dirs = list(run_dirs) or [rundir.latest_run(runs_dir)]
     runs = [(path.resolve().name, rundir.read_history(path)) for path in run_dirs]
@@ -349,9 +349,9 @@ def plot_history(run_dirs, output, runs_dir):
 @cli.command()
 def models():
     """List the registered models with their parameter counts."""
-    from mnist_zoo.device import select_device
-    from mnist_zoo.registry import MODELS, build_model
-    from mnist_zoo.reporting import table
+    from mnist_zoo.runtime.device import select_device
+    from mnist_zoo.models.registry import MODELS, build_model
+    from mnist_zoo.report.tables import table
 
     select_device("auto")  # memory growth before building: a GPU is not reserved whole
     rows = []
@@ -378,10 +378,10 @@ def summary(target, as_json, unsafe, device):
       mnist-zoo summary cnn
       mnist-zoo summary runs/20261122-160303-mlp --json
     """
-    from mnist_zoo.reporting import table
-    from mnist_zoo.summary import summarize, totals
+    from mnist_zoo.report.tables import table
+    from mnist_zoo.models.summary import summarize, totals
 
-    from mnist_zoo.device import select_device
+    from mnist_zoo.runtime.device import select_device
 
     select_device(device)  # building or loading a model starts TensorFlow on a device
     model, source = _model_for_summary(target, unsafe)
@@ -409,13 +409,13 @@ def _model_for_summary(target: str, unsafe: bool):
     """(built Keras model, description) for a .keras file, run directory, YAML file or config name."""
     path = Path(target)
     if path.is_dir() or path.suffix == ".keras":
-        from mnist_zoo.modelfile import load_classifier
+        from mnist_zoo.inference.modelfile import load_classifier
         from mnist_zoo.rundir import resolve_model_path
 
         model_path, _ = resolve_model_path(path)
         return load_classifier(model_path, unsafe=unsafe), f"model file {model_path}"
-    from mnist_zoo.config import bundled_config_path, load_config
-    from mnist_zoo.registry import build_model
+    from mnist_zoo.config.loading import bundled_config_path, load_config
+    from mnist_zoo.models.registry import build_model
 
     config_path = path if path.suffix in (".yaml", ".yml") else bundled_config_path(target)
     config = load_config(config_path)
@@ -443,7 +443,7 @@ def compare(paths, sort_key, output_format, output):
       mnist-zoo compare runs/
       mnist-zoo compare runs/*-cnn runs/*-mlp --format md -o compare.png
     """
-    from mnist_zoo.comparison import find_runs, read_row, sort_rows
+    from mnist_zoo.report.compare import find_runs, read_row, sort_rows
     from mnist_zoo.errors import RunDirError
 
     rows, skipped = [], []
@@ -462,14 +462,14 @@ def compare(paths, sort_key, output_format, output):
     for message in skipped:
         _echo_err(f"skipped {message}")
     if output:
-        from mnist_zoo.plots import plot_comparison
+        from mnist_zoo.report.plots import plot_comparison
 
         plot_comparison(rows, output)
         _echo_err(f"wrote {output}")
 
 
 def _leaderboard(rows, markdown: bool) -> str:
-    from mnist_zoo.reporting import markdown_table, table
+    from mnist_zoo.report.tables import markdown_table, table
 
     def percent(value):
         return "-" if value is None else f"{value:.2%}"
@@ -493,7 +493,7 @@ def config_group():
 @_config_options
 def config_show(model_name, config_path, overrides):
     """Print the fully resolved config (defaults filled in, overrides applied)."""
-    from mnist_zoo.config import config_to_yaml
+    from mnist_zoo.config.loading import config_to_yaml
 
     click.echo(config_to_yaml(_load_selected_config(model_name, config_path, overrides)), nl=False)
 
@@ -501,8 +501,8 @@ def config_show(model_name, config_path, overrides):
 @config_group.command("list")
 def config_list():
     """List the bundled configs usable with --model."""
-    from mnist_zoo.config import bundled_config_names, bundled_config_path, load_config
-    from mnist_zoo.reporting import table
+    from mnist_zoo.config.loading import bundled_config_names, bundled_config_path, load_config
+    from mnist_zoo.report.tables import table
 
     rows = [[name, load_config(bundled_config_path(name)).description] for name in bundled_config_names()]
     click.echo(table(["name", "description"], rows, align="ll"))
@@ -511,7 +511,7 @@ def config_list():
 @config_group.command("reference")
 def config_reference():
     """Print the config reference (every key, type, default) as Markdown."""
-    from mnist_zoo.config_reference import render_reference
+    from mnist_zoo.config.reference import render_reference
 
     click.echo(render_reference(), nl=False)
 
@@ -520,7 +520,7 @@ def config_reference():
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def config_check(files):
     """Validate config files; exit status 2 if any is invalid."""
-    from mnist_zoo.config import load_config
+    from mnist_zoo.config.loading import load_config
 
     failed = 0
     for path in files:

@@ -56,7 +56,7 @@ def keras_arrays(spec):
     import keras
     import numpy as np
 
-    from mnist_zoo.datasets import load_dataset
+    from mnist_zoo.data.datasets import load_dataset
 
     data = load_dataset("mnist", spec["data_dir"])
     limit = spec["train_limit"]
@@ -123,10 +123,10 @@ def work_train(spec) -> dict:
                   callbacks=[timer] + ([stopper] if stopper else []))
         final = accuracy(model)
     else:
-        from mnist_zoo.config import bundled_config_path, load_config
-        from mnist_zoo.datasets import load_dataset
-        from mnist_zoo.modelfile import Predictor
-        from mnist_zoo.training import train_run
+        from mnist_zoo.config.loading import bundled_config_path, load_config
+        from mnist_zoo.data.datasets import load_dataset
+        from mnist_zoo.inference.modelfile import Predictor
+        from mnist_zoo.train.stage import train_run
 
         limit = spec["train_limit"]
         overrides = {"train.verbose": 0, "data.data_dir": spec["data_dir"], "data.validation_size": 0.1,
@@ -155,7 +155,7 @@ def work_inference(spec) -> dict:
     """10k-image evaluation throughput and single-image latency of the (untrained) CNN."""
     import numpy as np
 
-    from mnist_zoo.datasets import load_dataset
+    from mnist_zoo.data.datasets import load_dataset
 
     data = load_dataset("mnist", spec["data_dir"])
     images, labels = data.test_images, data.test_labels
@@ -168,10 +168,10 @@ def work_inference(spec) -> dict:
         evaluate = lambda: model.evaluate(x, y, verbose=0)  # noqa: E731
         single = lambda: model.predict(x[:1], verbose=0)  # noqa: E731
     else:
-        from mnist_zoo.config import bundled_config_path, load_config
-        from mnist_zoo.evaluation import classification_report
-        from mnist_zoo.modelfile import Predictor
-        from mnist_zoo.registry import build_model
+        from mnist_zoo.config.loading import bundled_config_path, load_config
+        from mnist_zoo.inference.evaluation import classification_report
+        from mnist_zoo.inference.modelfile import Predictor
+        from mnist_zoo.models.registry import build_model
 
         predictor = Predictor(build_model(load_config(bundled_config_path("cnn")).model))
         evaluate = lambda: classification_report(labels, predictor.probabilities(images), data.class_names)  # noqa: E731
@@ -425,7 +425,7 @@ def main() -> None:
         # script has it (the keras side, whose data loading imports mnist_zoo later).
         if spec.get("side", "").startswith("keras"):
             import tensorflow  # noqa: F401
-        from mnist_zoo.environment import onednn_enabled
+        from mnist_zoo.runtime.environment import onednn_enabled
 
         print(json.dumps({**WORKERS[spec["kind"]](spec), "onednn": onednn_enabled()}))
         return

@@ -9,7 +9,7 @@ Each run is a real `mnist-zoo train` process (so no run inherits another's state
 accuracy of each precision, the difference, and the median seconds per epoch (first epoch left
 out: it includes tracing) with their ratio. The CPU model and its bf16/AMX flags head the report:
 the figures hold for that CPU only. `train.precision: auto` is decided from such tables
-(mnist_zoo/precision.py says how).
+(mnist_zoo/runtime/precision.py says how).
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from mnist_zoo.config import bundled_config_names
-    from mnist_zoo.device import cpu_name
-    from mnist_zoo.precision import BF16_CPU_FLAGS, cpu_flags
+    from mnist_zoo.config.loading import bundled_config_names
+    from mnist_zoo.runtime.device import cpu_name
+    from mnist_zoo.runtime.precision import BF16_CPU_FLAGS, cpu_flags
 
     study = {"cpu": cpu_name(), "bf16_flags": sorted(cpu_flags() & BF16_CPU_FLAGS), "seeds": args.seeds,
              "tensorflow": tf.__version__, "keras": keras.__version__, "runs": []}

@@ -77,11 +77,11 @@ def main() -> None:
 
     import numpy as np
 
-    from mnist_zoo.config import bundled_config_path, load_config
-    from mnist_zoo.environment import onednn_enabled
-    from mnist_zoo.registry import build_model
-    from mnist_zoo.summary import layer_macs
-    from mnist_zoo.training import compile_model
+    from mnist_zoo.config.loading import bundled_config_path, load_config
+    from mnist_zoo.runtime.environment import onednn_enabled
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.models.summary import layer_macs
+    from mnist_zoo.train.stage import compile_model
 
     config = load_config(bundled_config_path(args.config))
     batch_size = args.batch_size or config.train.batch_size

@@ -57,12 +57,12 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from mnist_zoo.config import bundled_config_path, load_config
-    from mnist_zoo.datasets import load_dataset
-    from mnist_zoo.environment import onednn_enabled
-    from mnist_zoo.pipeline import EpochShuffledDataset, gathered_in_train_step
-    from mnist_zoo.registry import build_model
-    from mnist_zoo.training import compile_model
+    from mnist_zoo.config.loading import bundled_config_path, load_config
+    from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.runtime.environment import onednn_enabled
+    from mnist_zoo.data.batches import EpochShuffledDataset, gathered_in_train_step
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.train.stage import compile_model
 
     config = load_config(bundled_config_path(args.config))
     data = load_dataset("mnist", args.data_dir)

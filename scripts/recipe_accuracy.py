@@ -30,11 +30,11 @@ def main() -> None:
     args = parser.parse_args()
 
     # mnist_zoo before Keras: importing it sets the oneDNN default that `mnist-zoo train` runs with.
-    from mnist_zoo.config import bundled_config_path, load_config
-    from mnist_zoo.datasets import load_dataset
-    from mnist_zoo.environment import onednn_enabled
-    from mnist_zoo.modelfile import Predictor
-    from mnist_zoo.training import train_run
+    from mnist_zoo.config.loading import bundled_config_path, load_config
+    from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.runtime.environment import onednn_enabled
+    from mnist_zoo.inference.modelfile import Predictor
+    from mnist_zoo.train.stage import train_run
 
     import keras
 

@@ -26,16 +26,16 @@ ZOO_DEFAULTS = ["linear", "mlp", "cnn"]
 
 
 def networks() -> list[str]:
-    from mnist_zoo.config import bundled_config_names
+    from mnist_zoo.config.loading import bundled_config_names
 
     return ZOO_DEFAULTS + [name for name in bundled_config_names() if name.startswith("seeds/")]
 
 
 def reproduce(name: str, data_dir: str, runs_dir: Path, seed: int | None = None, extra: dict | None = None) -> dict:
     """Trains the bundled config `name` (with its own seed, or `seed`; `extra` overrides) and returns its row."""
-    from mnist_zoo.config import bundled_config_path, load_config
+    from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.rundir import create_run_dir
-    from mnist_zoo.training import train_run
+    from mnist_zoo.train.stage import train_run
 
     overrides = {"data.data_dir": data_dir, "train.verbose": 0, **(extra or {})}
     if seed is not None:
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, help="also write the Markdown table here (and .json beside it)")
     args = parser.parse_args()
 
-    from mnist_zoo.config import parse_overrides
+    from mnist_zoo.config.loading import parse_overrides
 
     extra = parse_overrides(args.overrides)
     rows = []

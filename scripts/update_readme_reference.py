@@ -6,7 +6,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # this checkout's mnist_zoo, not an installed one
 
-from mnist_zoo.config_reference import render_reference  # noqa: E402
+from mnist_zoo.config.reference import render_reference  # noqa: E402
 
 START, END = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
 

@@ -62,7 +62,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def real_mnist(shared_data):
-    from mnist_zoo.datasets import load_dataset
+    from mnist_zoo.data.datasets import load_dataset
 
     return load_dataset("mnist", str(shared_data))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_zoo.idx import IMAGES_MAGIC, LABELS_MAGIC
+from mnist_zoo.data.idx import IMAGES_MAGIC, LABELS_MAGIC
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:

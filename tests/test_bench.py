@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import bench  # noqa: E402
 
-from mnist_zoo.registry import MODELS, build_model  # noqa: E402
+from mnist_zoo.models.registry import MODELS, build_model  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
-from mnist_zoo.registry import MODELS
+from mnist_zoo.models.registry import MODELS
 
 RUN_FILES = {
     "config.yaml", "history.json", "history.csv", "best.keras", "last.keras", "metrics.json", "environment.json",
@@ -224,7 +224,7 @@ def test_installed_console_script(tmp_path):
 
 def test_readme_config_reference_is_current():
     """README's config reference is the generated one (regenerate: python scripts/update_readme_reference.py)."""
-    from mnist_zoo.config_reference import render_reference
+    from mnist_zoo.config.reference import render_reference
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"

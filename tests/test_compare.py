@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from mnist_zoo import rundir
 from mnist_zoo.cli import cli
-from mnist_zoo.comparison import RunRow, sort_rows
+from mnist_zoo.report.compare import RunRow, sort_rows
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_zoo.config import (
-    RunConfig,
-    apply_overrides,
-    bundled_config_names,
-    bundled_config_path,
-    config_to_yaml,
-    load_config,
-    validate_config,
-)
+from mnist_zoo.config.loading import apply_overrides, bundled_config_names, bundled_config_path, config_to_yaml, load_config, validate_config
+from mnist_zoo.config.run import RunConfig
 from mnist_zoo.errors import ConfigError
-from mnist_zoo.registry import MODELS
+from mnist_zoo.models.registry import MODELS
 
 
 def write(tmp_path, text: str, name: str = "config.yaml"):

@@ -7,8 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
-from mnist_zoo import idx
-from mnist_zoo.datasets import load_dataset, split_dataset
+from mnist_zoo.data import idx
+from mnist_zoo.data.datasets import load_dataset, split_dataset
 from mnist_zoo.errors import DataError
 from tests.helpers import idx_bytes, random_mnist_folder, write_idx
 

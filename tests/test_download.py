@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from mnist_zoo import download
-from mnist_zoo.datasets import load_dataset
+from mnist_zoo.data import download
+from mnist_zoo.data.datasets import load_dataset
 from mnist_zoo.errors import DataError
 
 

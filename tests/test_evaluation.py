@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mnist_zoo.errors import ModelFileError
-from mnist_zoo.evaluation import classification_report, confusion_matrix, run_evaluation
-from mnist_zoo.modelfile import load_classifier, to_probabilities
+from mnist_zoo.inference.evaluation import classification_report, confusion_matrix, run_evaluation
+from mnist_zoo.inference.modelfile import load_classifier, to_probabilities
 
 
 def test_confusion_matrix_and_report_on_known_values():
@@ -109,9 +109,9 @@ def test_broken_model_files(tmp_path):
 def test_low_precision_softmax_outputs_are_probabilities(tmp_path, small_mnist_dir, real_mnist, policy):
     # A plain Keras script under a mixed policy computes its softmax in bf16/fp16 unless told
     # otherwise: its rows sum to 1 only within that dtype's rounding.
-    from mnist_zoo.modelfile import Predictor
-    from mnist_zoo.precision import precision_scope
-    from mnist_zoo.prediction import PreparedInput, predict_top_k
+    from mnist_zoo.inference.modelfile import Predictor
+    from mnist_zoo.runtime.precision import precision_scope
+    from mnist_zoo.inference.prediction import PreparedInput, predict_top_k
 
     with precision_scope(policy):
         model = _trained_foreign_model((28, 28, 1), False, real_mnist.train_images[:2000],

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_zoo.config import validate_config
-from mnist_zoo.fast_training import accuracy_from_logits, fuse_adam_update
-from mnist_zoo.optimization import make_metrics, make_optimizer
-from mnist_zoo.training import train_run
+from mnist_zoo.config.loading import validate_config
+from mnist_zoo.train.fast_paths import accuracy_from_logits, fuse_adam_update
+from mnist_zoo.train.optimization import make_metrics, make_optimizer
+from mnist_zoo.train.stage import train_run
 
 
 def _data(count=96, seed=0):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_zoo.config import bundled_config_names, bundled_config_path, load_config, validate_config
-from mnist_zoo.registry import MODELS, build_model
-from mnist_zoo.schema import InitializerSpec, ConstraintSpec
+from mnist_zoo.config.loading import bundled_config_names, bundled_config_path, load_config, validate_config
+from mnist_zoo.models.registry import MODELS, build_model
+from mnist_zoo.fields import InitializerSpec, ConstraintSpec
 
 # Parameter counts stated in the issue and in ../shared/SEEDS.md.
 EXPECTED_PARAMETERS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_zoo.pipeline import EpochShuffledDataset, gathered_in_train_step, make_dataset
-from mnist_zoo.registry import MODELS
+from mnist_zoo.data.batches import EpochShuffledDataset, gathered_in_train_step, make_dataset
+from mnist_zoo.models.registry import MODELS
 
 
 def _numbered(count: int):
@@ -81,9 +81,9 @@ def test_the_index_view_holds_the_same_batches():
 def _compiled(model_type: str):
     import keras
 
-    from mnist_zoo.config import validate_config
-    from mnist_zoo.registry import build_model
-    from mnist_zoo.training import compile_model
+    from mnist_zoo.config.loading import validate_config
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.train.stage import compile_model
 
     config = validate_config({"model": {"type": model_type}, "train": {"batch_size": 16, "epochs": 2}}, "test")
     keras.utils.set_random_seed(3)

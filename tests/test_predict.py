@@ -11,7 +11,7 @@ from PIL import Image
 
 from mnist_zoo.cli import cli
 from mnist_zoo.errors import DataError
-from mnist_zoo.preprocess import mnist_style, read_array, read_grayscale
+from mnist_zoo.inference.pictures import mnist_style, read_array, read_grayscale
 
 
 def invoke(*args):

@@ -11,13 +11,14 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_zoo import checkpoint, rundir
-from mnist_zoo.callbacks import EpochCommitter
-from mnist_zoo.config import validate_config
+from mnist_zoo import rundir
+from mnist_zoo.train import checkpoint
+from mnist_zoo.train.callbacks import EpochCommitter
+from mnist_zoo.config.loading import validate_config
 from mnist_zoo.errors import RunDirError, TrainingInterrupted
-from mnist_zoo.interrupts import GracefulInterrupts
-from mnist_zoo.registry import MODELS
-from mnist_zoo.training import train_run
+from mnist_zoo.train.interrupts import GracefulInterrupts
+from mnist_zoo.models.registry import MODELS
+from mnist_zoo.train.stage import train_run
 
 SMALL_MODELS = {
     "linear": {"type": "linear"},
@@ -121,7 +122,7 @@ def test_resume_keeps_early_stopping_state(tmp_path, small_mnist_dir):
 
 
 def test_signal_during_data_loading_raises_at_once(tmp_path, small_mnist_dir, monkeypatch):
-    import mnist_zoo.training as training
+    import mnist_zoo.train.stage as training
 
     def load_and_interrupt(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -252,7 +253,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
 from tests.test_resume import _op_determinism_enabled, history_without_times, make_config
-from mnist_zoo.training import train_run
+from mnist_zoo.train.stage import train_run
 config = make_config(Path({str(small_mnist_dir)!r}), "cnn", {{"deterministic": True, "epochs": 2}})
 histories = []
 for name in ("first", "second"):
@@ -277,7 +278,7 @@ def test_a_default_run_leaves_op_determinism_off(tmp_path, small_mnist_dir):
 
 
 def test_a_failing_status_write_does_not_hide_the_real_error(tmp_path, small_mnist_dir, monkeypatch):
-    import mnist_zoo.training as training
+    import mnist_zoo.train.stage as training
 
     def broken_load(*args, **kwargs):
         raise RunDirError("the real problem")

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_zoo import checkpoint, rundir
+from mnist_zoo import rundir
+from mnist_zoo.train import checkpoint
 
 EPOCHS = 8
 

@@ -12,12 +12,11 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_zoo.config import bundled_config_path, load_config, validate_config
-from mnist_zoo.device import DeviceInfo
-from mnist_zoo.modelfile import Predictor
-from mnist_zoo.precision import auto_precision, precision_scope
-from mnist_zoo.registry import build_model
-from mnist_zoo.training import train_run
+from mnist_zoo.config.loading import bundled_config_path, load_config, validate_config
+from mnist_zoo.inference.modelfile import Predictor
+from mnist_zoo.runtime.precision import auto_precision, precision_scope
+from mnist_zoo.models.registry import build_model
+from mnist_zoo.train.stage import train_run
 
 
 @pytest.mark.parametrize(
@@ -119,7 +118,7 @@ def test_onednn_kernels_are_on_unless_the_user_turns_them_off(setting, expected)
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
     if setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
-    code = "import mnist_zoo.environment as e; print(e.onednn_enabled())"
+    code = "import mnist_zoo.runtime.environment as e; print(e.onednn_enabled())"
     result = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

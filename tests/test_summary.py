@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
-from mnist_zoo.registry import MODELS, build_model
-from mnist_zoo.summary import summarize, totals
+from mnist_zoo.models.registry import MODELS, build_model
+from mnist_zoo.models.summary import summarize, totals
 
 
 def invoke(*args):

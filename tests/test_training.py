@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from mnist_zoo.config import LossSpec, OptimizerSpec, validate_config
-from mnist_zoo.training import train_run
+from mnist_zoo.config.loading import validate_config
+from mnist_zoo.config.run import LossSpec, OptimizerSpec
+from mnist_zoo.train.stage import train_run
 
 
 def run(tmp_path, small_mnist_dir, train=None, model=None, data=None):
@@ -110,8 +111,8 @@ def test_best_checkpoint_is_the_best_validation_epoch(tmp_path, small_mnist_dir)
 def test_best_keras_scores_the_best_validation_accuracy_of_the_history(tmp_path, small_mnist_dir):
     import keras
 
-    from mnist_zoo.datasets import load_dataset, split_dataset
-    from mnist_zoo.modelfile import Predictor, load_classifier
+    from mnist_zoo.data.datasets import load_dataset, split_dataset
+    from mnist_zoo.inference.modelfile import Predictor, load_classifier
 
     class RuinTheLastEpoch(keras.callbacks.Callback):
         """A learning rate of 5 in the last epoch: its validation accuracy is surely not the best."""

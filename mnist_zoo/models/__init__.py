@@ -1,1 +1,1 @@
-"""Model builders: each module holds one model's config class and its `build` function."""
+"""The model registry, the builders, their shared layer options, and the layer summary (parameters, MACs)."""

@@ -14,7 +14,7 @@ from mnist_zoo.models.common import (
     output_layer,
     weight_kwargs,
 )
-from mnist_zoo.schema import Activation, Fraction, Frozen, PositiveInt
+from mnist_zoo.fields import Activation, Fraction, Frozen, PositiveInt
 
 
 class ConvLayerConfig(Frozen):

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from mnist_zoo.schema import (
+from mnist_zoo.data.datasets import NUM_CLASSES
+from mnist_zoo.fields import (
     Activation,
     ConstraintSpec,
     Fraction,
@@ -18,7 +19,6 @@ from mnist_zoo.schema import (
 )
 
 IMAGE_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
 
 
 class ModelConfigBase(LayerOptions):

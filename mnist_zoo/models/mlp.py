@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from mnist_zoo.models.common import DenseHeadConfig, dense_stack, image_input, output_layer
-from mnist_zoo.schema import PositiveInt
+from mnist_zoo.fields import PositiveInt
 
 
 class MLPConfig(DenseHeadConfig):

@@ -56,9 +56,9 @@ def read_row(run_dir: Path) -> RunRow:
     Raises:
         RunDirError: the run has no (readable) metrics.json, i.e. it did not finish.
     """
-    from mnist_zoo.config import load_config
-    from mnist_zoo.registry import build_model
-    from mnist_zoo.summary import summarize, totals
+    from mnist_zoo.config.loading import load_config
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.models.summary import summarize, totals
 
     path = run_dir / rundir.METRICS_FILE
     if not path.is_file():

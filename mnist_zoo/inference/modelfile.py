@@ -77,7 +77,7 @@ class Predictor:
     def __init__(self, model, batch_size: int = 256):
         import tensorflow as tf
 
-        from mnist_zoo.pipeline import scale_pixels
+        from mnist_zoo.data.batches import scale_pixels
 
         self.model = model
         self.batch_size = batch_size

@@ -1,4 +1,4 @@
-"""The tf.data input pipeline: uint8 images in memory, scaled to [0, 1] per batch."""
+"""Batches for training and validation: uint8 images in memory, scaled to [0, 1] per batch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 
-from mnist_zoo.models.common import NUM_CLASSES
+from mnist_zoo.data.datasets import NUM_CLASSES
 
 HOST_DEVICE = "/device:CPU:0"
 """Where the training images live in memory and are gathered into batches."""
@@ -65,7 +65,7 @@ class EpochShuffledDataset:
     A resumed run must see, in epoch k, exactly the batches an uninterrupted run saw. A
     `reshuffle_each_iteration` shuffle cannot promise that (its order depends on how many epochs
     this process has iterated), so the order of epoch k is a stateless shuffle seeded with
-    (seed, k). Call `set_epoch` before each epoch starts (`callbacks.EpochCommitter` does); the dataset
+    (seed, k). Call `set_epoch` before each epoch starts (`train.callbacks.EpochCommitter` does); the dataset
     reads it when Keras opens the epoch's iterator.
 
     Two views of the same batches: `dataset` yields (images, labels); `index_dataset` yields only

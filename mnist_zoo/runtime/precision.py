@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from mnist_zoo.device import cpuinfo_field
+from mnist_zoo.runtime.device import cpuinfo_field
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 """The Keras dtype policies a run may train in."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_zoo import preprocess, rundir
+from mnist_zoo import rundir
+from mnist_zoo.inference import pictures
 from mnist_zoo.errors import DataError
 
 
@@ -30,7 +31,7 @@ class PreparedInput:
 
 def expand_paths(paths: list[Path]) -> list[Path]:
     """Files to read: each path itself, or a folder's images and .npy files (sorted, not recursive)."""
-    suffixes = preprocess.IMAGE_SUFFIXES + preprocess.ARRAY_SUFFIXES
+    suffixes = pictures.IMAGE_SUFFIXES + pictures.ARRAY_SUFFIXES
     files = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -47,12 +48,12 @@ def prepare(files: list[Path]) -> list[PreparedInput]:
         try:
             if not path.exists():
                 raise DataError(f"{path}: no such file")
-            if path.suffix.lower() in preprocess.ARRAY_SUFFIXES:
-                array = preprocess.read_array(path)
+            if path.suffix.lower() in pictures.ARRAY_SUFFIXES:
+                array = pictures.read_array(path)
                 indices = [None] if len(array) == 1 else range(len(array))
                 inputs += [PreparedInput(path, index, image) for index, image in zip(indices, array)]
             else:
-                image = preprocess.mnist_style(preprocess.read_grayscale(path), str(path))
+                image = pictures.mnist_style(pictures.read_grayscale(path), str(path))
                 inputs.append(PreparedInput(path, image=image))
         except DataError as error:
             inputs.append(PreparedInput(path, error=str(error)))
@@ -61,7 +62,7 @@ def prepare(files: list[Path]) -> list[PreparedInput]:
 
 def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
     """Fills each readable input's `top_k` with (class index, probability), most likely first."""
-    from mnist_zoo.modelfile import Predictor
+    from mnist_zoo.inference.modelfile import Predictor
 
     readable = [item for item in inputs if item.image is not None]
     if not readable:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mnist_zoo.config import LossSpec, OptimizerSpec, ScheduleSpec
+from mnist_zoo.config.run import LossSpec, OptimizerSpec, ScheduleSpec
 
 _OPTIMIZER_CLASSES = {
     "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta",
@@ -56,11 +56,11 @@ def make_learning_rate(base_rate: float, schedule: ScheduleSpec, steps_per_epoch
 def make_optimizer(spec: OptimizerSpec, learning_rate):
     """The Keras optimizer `spec` names, with its parameters and the given learning rate.
 
-    Adam and AdamW update with TensorFlow's fused kernel (`fast_training.fuse_adam_update`).
+    Adam and AdamW update with TensorFlow's fused kernel (`fast_paths.fuse_adam_update`).
     """
     import keras
 
-    from mnist_zoo.fast_training import fuse_adam_update
+    from mnist_zoo.train.fast_paths import fuse_adam_update
 
     params = {key: value for key, value in spec.params.items() if key != "learning_rate"}
     optimizer_class = getattr(keras.optimizers, _OPTIMIZER_CLASSES[spec.name])
@@ -88,11 +88,11 @@ def make_loss(spec: LossSpec, output_activation: str):
 def make_metrics(spec: LossSpec) -> list:
     """Accuracy matching the label encoding, always reported under the name 'accuracy'.
 
-    It reads the output layer's logits (`fast_training.accuracy_from_logits`).
+    It reads the output layer's logits (`fast_paths.accuracy_from_logits`).
     """
     import keras
 
-    from mnist_zoo.fast_training import accuracy_from_logits
+    from mnist_zoo.train.fast_paths import accuracy_from_logits
 
     if spec.one_hot_labels:
         return [accuracy_from_logits(keras.metrics.CategoricalAccuracy(name="accuracy"))]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import keras
 
-from mnist_zoo import checkpoint, rundir
-from mnist_zoo.checkpoint import TrainingState
-from mnist_zoo.config import EarlyStoppingConfig
+from mnist_zoo import rundir
+from mnist_zoo.train import checkpoint
+from mnist_zoo.train.checkpoint import TrainingState
+from mnist_zoo.config.run import EarlyStoppingConfig
 from mnist_zoo.errors import TrainingInterrupted
 
 
@@ -70,7 +71,7 @@ class EpochCommitter(keras.callbacks.Callback):
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.stopping = stopping
-        self.data = data  # a pipeline.EpochShuffledDataset, or None
+        self.data = data  # a data.batches.EpochShuffledDataset, or None
         self._epoch_start = 0.0
         self._steps_done = 0
 

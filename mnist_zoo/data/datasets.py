@@ -11,10 +11,12 @@ from typing import Callable
 
 import numpy as np
 
-from mnist_zoo import download, idx
+from mnist_zoo.data import download, idx
 from mnist_zoo.errors import DataError
 
 DATA_DIR_ENV = "MNIST_ZOO_DATA_DIR"
+NUM_CLASSES = 10
+"""Both data sets have ten classes."""
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "fashion_mnist": (

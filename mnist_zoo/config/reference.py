@@ -9,19 +9,10 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from mnist_zoo.config import (
-    DataConfig,
-    EarlyStoppingConfig,
-    LossSpec,
-    OptimizerSpec,
-    ReferenceConfig,
-    RunConfig,
-    ScheduleSpec,
-    TrainConfig,
-)
+from mnist_zoo.config.run import DataConfig, EarlyStoppingConfig, LossSpec, OptimizerSpec, ReferenceConfig, RunConfig, ScheduleSpec, TrainConfig
 from mnist_zoo.models.cnn import ConvLayerConfig
-from mnist_zoo.registry import MODELS
-from mnist_zoo.schema import ConstraintSpec, InitializerSpec, NamedSpec
+from mnist_zoo.models.registry import MODELS
+from mnist_zoo.fields import ConstraintSpec, InitializerSpec, NamedSpec
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
            (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from mnist_zoo import rundir
-from mnist_zoo.config import RunConfig, config_to_yaml
-from mnist_zoo.datasets import Splits, load_dataset, split_dataset
+from mnist_zoo.config.loading import config_to_yaml
+from mnist_zoo.config.run import RunConfig
+from mnist_zoo.data.datasets import Splits, load_dataset, split_dataset
 from mnist_zoo.errors import RunDirError, TrainingInterrupted
 
 
@@ -25,7 +26,7 @@ class TrainResult:
 
 def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
     """Compiles `model` with the optimizer, schedule, loss and accuracy metric of `config`."""
-    from mnist_zoo.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
+    from mnist_zoo.train.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
 
     train = config.train
     learning_rate = make_learning_rate(
@@ -56,8 +57,8 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         state: the `checkpoint.TrainingState` to continue; updated in place.
         interrupts: the `GracefulInterrupts` that turns a signal into a stop after this step.
     """
-    from mnist_zoo.callbacks import EpochCommitter, StoppingRule
-    from mnist_zoo.pipeline import EpochShuffledDataset, gathered_in_train_step, make_dataset
+    from mnist_zoo.train.callbacks import EpochCommitter, StoppingRule
+    from mnist_zoo.data.batches import EpochShuffledDataset, gathered_in_train_step, make_dataset
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
     train_data = EpochShuffledDataset(
@@ -88,7 +89,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
 
 def start_state(splits: Splits, model, run_dir: Path, resume: bool):
     """A fresh `TrainingState`, or the committed one of `run_dir` loaded into `model`."""
-    from mnist_zoo import checkpoint
+    from mnist_zoo.train import checkpoint
 
     state = checkpoint.load_state(run_dir) if resume else None
     if state is None:
@@ -117,9 +118,9 @@ def check_same_data(run_dir: Path, dataset) -> None:
 
 def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, state, precision: str) -> dict:
     """Writes last.keras and the test report of best.keras (metrics.json); returns the metrics."""
-    from mnist_zoo import checkpoint
-    from mnist_zoo.evaluation import evaluate_model
-    from mnist_zoo.modelfile import load_classifier
+    from mnist_zoo.train import checkpoint
+    from mnist_zoo.inference.evaluation import evaluate_model
+    from mnist_zoo.inference.modelfile import load_classifier
 
     if config.train.early_stopping.restore_best_weights:
         checkpoint.restore_stopping_weights(model, run_dir, state)
@@ -172,7 +173,7 @@ def train_run(
     Raises:
         TrainingInterrupted: a signal stopped the run (its `run_dir` and `epochs_completed` set).
     """
-    from mnist_zoo.interrupts import GracefulInterrupts
+    from mnist_zoo.train.interrupts import GracefulInterrupts
 
     rundir.check_not_in_use(run_dir)
     with GracefulInterrupts() as interrupts:
@@ -202,7 +203,7 @@ def _record_status(run_dir: Path, status: str, **details) -> None:
 
 def _committed_epochs(run_dir: Path) -> int:
     """Completed epochs on disk (the checkpoint's, else history.json's)."""
-    from mnist_zoo import checkpoint
+    from mnist_zoo.train import checkpoint
 
     try:
         state = checkpoint.load_state(run_dir)
@@ -212,8 +213,8 @@ def _committed_epochs(run_dir: Path) -> int:
 
 
 def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts):
-    from mnist_zoo.device import select_device
-    from mnist_zoo.precision import precision_scope
+    from mnist_zoo.runtime.device import select_device
+    from mnist_zoo.runtime.precision import precision_scope
 
     device = select_device(config.train.device)
     precision = run_precision(config, device, run_dir if resume else None, report)
@@ -236,7 +237,7 @@ def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, repor
         resumed_run_dir: the run directory being resumed, or None for a new run.
         report: receives a warning when the precision is emulated on this device.
     """
-    from mnist_zoo.precision import auto_precision, is_native, resolve_precision
+    from mnist_zoo.runtime.precision import auto_precision, is_native, resolve_precision
 
     recorded = recorded_precision(resumed_run_dir) if resumed_run_dir is not None else None
     macs = None
@@ -252,8 +253,8 @@ def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, repor
 
 def macs_per_image(config: RunConfig) -> int | None:
     """Forward multiply-accumulates of one image through the config's model (None: not countable)."""
-    from mnist_zoo.registry import build_model
-    from mnist_zoo.summary import summarize, totals
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.models.summary import summarize, totals
 
     return totals(summarize(build_model(config.model)))["macs"]
 
@@ -291,9 +292,9 @@ def seeded(seed: int):
 
 def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts,
                     device, precision: str):
-    from mnist_zoo import checkpoint
-    from mnist_zoo.environment import environment_record
-    from mnist_zoo.registry import build_model
+    from mnist_zoo.train import checkpoint
+    from mnist_zoo.runtime.environment import environment_record
+    from mnist_zoo.models.registry import build_model
 
     dataset = load_dataset(config.data.dataset, config.data.data_dir, report)
     splits = split_dataset(

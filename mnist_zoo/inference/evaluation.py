@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_zoo import rundir
-from mnist_zoo.modelfile import predict_probabilities
+from mnist_zoo.inference.modelfile import predict_probabilities
 
 NUM_MOST_CONFUSED = 10
 
@@ -96,7 +96,7 @@ def run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
     """(dataset, data_dir) recorded in a run's config.yaml; ('mnist', None) without a run."""
     if run_dir is None:
         return "mnist", None
-    from mnist_zoo.config import load_config
+    from mnist_zoo.config.loading import load_config
 
     data = load_config(run_dir / rundir.CONFIG_FILE).data
     return data.dataset, data.data_dir
@@ -125,9 +125,9 @@ def run_evaluation(
     Returns:
         The `EvaluationResult`.
     """
-    from mnist_zoo.datasets import load_dataset
-    from mnist_zoo.device import select_device
-    from mnist_zoo.modelfile import load_classifier
+    from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.runtime.device import select_device
+    from mnist_zoo.inference.modelfile import load_classifier
 
     model_path, run_dir = rundir.resolve_model_path(Path(path))
     run_dataset, run_data_dir = run_data_settings(run_dir)
@@ -146,7 +146,7 @@ def run_evaluation(
     rundir.write_json(json_path, report)
     written = [json_path]
     if plots:
-        from mnist_zoo.plots import plot_confusion_matrix, plot_misclassified
+        from mnist_zoo.report.plots import plot_confusion_matrix, plot_misclassified
 
         folder = json_path.parent
         title = f"Confusion matrix: {model_path.name}, {data.name} test set ({report['accuracy']:.2%} accuracy)"

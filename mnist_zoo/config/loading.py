@@ -1,0 +1,174 @@
+"""Config files in, a validated `RunConfig` out: YAML reading, --set overrides, bundled configs."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mnist_zoo.config.run import RunConfig
+from mnist_zoo.errors import ConfigError
+from mnist_zoo.fields import did_you_mean
+from mnist_zoo.models.registry import MODELS
+
+
+def bundled_config_dir() -> Path:
+    """The folder of the configs shipped with the package (top-level configs/ in a checkout)."""
+    package_dir = Path(__file__).resolve().parent.parent  # mnist_zoo/
+    installed = package_dir / "configs"  # where pyproject.toml installs configs/
+    return installed if installed.is_dir() else package_dir.parent / "configs"
+
+
+def bundled_config_names() -> list[str]:
+    """Names accepted by `--model`: bundled configs, e.g. 'cnn' or 'seeds/lab_cnn'."""
+    root = bundled_config_dir()
+    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
+
+
+def bundled_config_path(name: str) -> Path:
+    """The path of the bundled config `name` ('cnn', 'seeds/lab_cnn', ...)."""
+    names = bundled_config_names()
+    if not names:
+        raise ConfigError(f"no bundled configs found in {bundled_config_dir()}; is mnist-zoo installed completely?")
+    if name not in names:
+        raise ConfigError(
+            f"no bundled config named {name!r}{did_you_mean(name, names)}; "
+            f"available: {', '.join(names)} (or pass --config PATH)"
+        )
+    return bundled_config_dir() / f"{name}.yaml"
+
+
+def read_yaml(path: Path) -> dict:
+    """Reads a YAML mapping with the safe loader.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML, or not a mapping.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file ({error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as error:
+        raise ConfigError(
+            f"{path}: tag {error.problem.split()[-1] if error.problem else ''} is not allowed; "
+            "configs are plain YAML (mappings, lists, numbers, strings) read with a safe loader"
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level, received {type(data).__name__}")
+    return data
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Parses `key.path=value` strings into {key path: value}, values read as YAML.
+
+    Raises:
+        ConfigError: an override is not of the form `key.path=value`.
+    """
+    parsed = {}
+    for override in overrides:
+        key_path, sep, raw_value = override.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key_path.strip()):
+            raise ConfigError(
+                f"--set {override!r}: expected KEY.PATH=VALUE, e.g. --set train.epochs=3"
+            )
+        try:
+            parsed[key_path.strip()] = yaml.safe_load(raw_value) if raw_value.strip() else None
+        except yaml.YAMLError:
+            parsed[key_path.strip()] = raw_value
+    return parsed
+
+
+def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
+    """Returns a copy of `data` with overrides applied.
+
+    Args:
+        data: the raw config mapping.
+        overrides: `key.path=value` strings (values read as YAML), or {key path: value}
+            with values used as they are.
+    """
+    data = copy.deepcopy(data)
+    if not isinstance(overrides, dict):
+        overrides = parse_overrides(overrides)
+    for key_path, value in overrides.items():
+        *parents, leaf = key_path.split(".")
+        node = data
+        for part in parents:
+            child = node.get(part)
+            if isinstance(child, str):  # a named spec's short form: `optimizer: adam`
+                child = {"name": child}
+            elif not isinstance(child, dict):
+                child = {}
+            node[part] = child
+            node = child
+        node[leaf] = value
+    return data
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: `source: key.path: message (received X)`."""
+    lines = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"] if not _is_union_tag(part))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "literal_error":
+            expected = re.findall(r"'([^']*)'", item["ctx"].get("expected", ""))
+            message += did_you_mean(item["input"], expected)
+        received = "" if item["type"] in ("value_error", "assertion_error") else f" (received {item['input']!r})"
+        prefix = f"{location}: " if location else ""
+        lines.append(f"{source}: {prefix}{message}{received}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part) -> bool:
+    return isinstance(part, str) and part in MODELS
+
+
+def validate_config(data: dict, source: str) -> RunConfig:
+    """Validates a raw mapping into a `RunConfig`.
+
+    Raises:
+        ConfigError: naming the source, the key path, what was received and what was expected.
+    """
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
+    """Reads, overrides and validates a config file.
+
+    Args:
+        path: a YAML file.
+        overrides: `key.path=value` strings, or {key path: value}, applied after reading.
+
+    Returns:
+        The validated, frozen `RunConfig`; `name` defaults to the file's stem.
+    """
+    data = read_yaml(Path(path))
+    data.setdefault("name", Path(path).stem)
+    return validate_config(apply_overrides(data, overrides), str(path))
+
+
+def config_to_dict(config: RunConfig) -> dict:
+    """The fully resolved config as plain data (what `config.yaml` in a run holds)."""
+    return config.model_dump(mode="json")
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,1 @@
+"""Text tables, plots and the comparison of runs."""

@@ -1,0 +1,1 @@
+"""Device and precision selection and the environment record, shared by training and inference."""
