@@ -60,7 +60,8 @@ def main() -> None:
     from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.data.datasets import load_dataset
     from mnist_zoo.runtime.environment import onednn_enabled
-    from mnist_zoo.data.batches import EpochShuffledDataset, gathered_in_train_step
+    from mnist_zoo.data.batches import EpochShuffledDataset
+    from mnist_zoo.train.fast_paths import gathered_in_train_step
     from mnist_zoo.models.registry import build_model
     from mnist_zoo.train.stage import compile_model
 

@@ -209,3 +209,21 @@ def test_layer_profile_times_every_layer_and_the_whole_step():
     layers_ms = sum(float(values[0]) for values in rows.values())
     assert abs(float(lines[-2].split()[0]) - layers_ms) < 0.05 and lines[-2].endswith("sum of the layers")
     assert lines[-1].split()[1:4] == ["whole", "training", "step"] and float(lines[-1].split()[0]) > 0
+
+
+def test_precision_study_report_compares_each_config_over_its_seeds():
+    import precision_study
+
+    runs = [{"config": "cnn", "seed": seed, "precision": precision, "test_accuracy": accuracy,
+             "precision_used": precision, "epoch_seconds": [30.0, *seconds]}
+            for seed, precision, accuracy, seconds in [
+                (42, "float32", 0.9936, [20.0, 22.0]), (1, "float32", 0.9930, [21.0]),
+                (42, "mixed_bfloat16", 0.9920, [10.0, 11.0]), (1, "mixed_bfloat16", 0.9940, [12.0])]]
+    row = precision_study.summarize(runs)[0]
+    assert row["float32"]["mean"] == pytest.approx(0.9933) and row["float32"]["seconds_per_epoch"] == 21.0
+    assert row["mixed_bfloat16"]["min"] == 0.9920 and row["mixed_bfloat16"]["seconds_per_epoch"] == 11.0
+    study = {"cpu": "Test CPU", "bf16_flags": ["avx512_bf16"], "seeds": [42, 1], "tensorflow": "2.21",
+             "keras": "3.15", "runs": runs}
+    text = precision_study.markdown(study)
+    assert "Test CPU (bf16/AMX flags: avx512_bf16)" in text
+    assert "| cnn | 99.33% (99.30%-99.36%) | 99.30% (99.20%-99.40%) | -0.03 | 21.00 | 11.00 | 0.52x |" in text

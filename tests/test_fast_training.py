@@ -130,3 +130,57 @@ def test_saved_models_load_compiled_in_plain_keras(tmp_path, small_mnist_dir):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["optimizer"] == "Adam" and loaded["modules"] == []
     assert 0.0 <= loaded["accuracy"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- the switch and the fallback
+
+
+def test_this_keras_has_every_internal_the_fast_paths_need():
+    from mnist_zoo.train.fast_paths import missing_internals
+
+    assert missing_internals() == ()
+
+
+def _small_run(tmp_path, small_mnist_dir, name, fast_paths=True, report=lambda message: None):
+    config = validate_config({
+        "model": {"type": "mlp", "hidden_units": [32]},
+        "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+        "train": {"epochs": 2, "batch_size": 64, "verbose": 0, "precision": "float32", "fast_paths": fast_paths},
+    }, "t")
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    train_run(config, run_dir, report=report)
+    return json.loads((run_dir / "history.json").read_text())["epochs"]
+
+
+def test_a_keras_without_the_internals_trains_plain_keras_with_one_warning(tmp_path, small_mnist_dir, monkeypatch):
+    import mnist_zoo.train.fast_paths as fast_paths
+
+    fast = _small_run(tmp_path, small_mnist_dir, "fast")
+    plain = _small_run(tmp_path, small_mnist_dir, "plain", fast_paths=False)
+    monkeypatch.setattr(fast_paths, "missing_internals", lambda: ("Adam._momentums",))
+    used = []
+    monkeypatch.setattr(fast_paths, "fuse_adam_update", lambda optimizer: used.append("fused") or optimizer)
+    messages = []
+    fallback = _small_run(tmp_path, small_mnist_dir, "fallback", report=messages.append)
+    warnings = [message for message in messages if message.startswith("warning:")]
+    assert len(warnings) == 1 and "Adam._momentums" in warnings[0] and "plain Keras" in warnings[0]
+    assert not used  # no fast path was installed
+    strip = lambda records: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]  # noqa: E731
+    assert strip(fallback) == strip(plain)  # exactly what fast_paths: false does
+    for with_paths, without in zip(fast, plain):  # and the same numbers as the fast paths, to rounding
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert without[key] == pytest.approx(with_paths[key], rel=1e-3, abs=1e-3), key
+
+
+def test_fast_paths_false_compiles_plain_keras_objects(small_mnist_dir):
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.train.stage import compile_model
+
+    config = validate_config({"model": {"type": "mlp", "hidden_units": [8]},
+                              "train": {"fast_paths": False, "loss": "sparse_categorical_crossentropy"}}, "t")
+    model = build_model(config.model)
+    compile_model(model, config, steps_per_epoch=4)
+    operations = _step_operations(model, np.zeros((2, 28, 28, 1), np.float32))
+    assert not any(op.type == "ResourceApplyAdam" for op in operations)
+    assert "update_step" not in vars(model.optimizer)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_zoo.data.batches import EpochShuffledDataset, gathered_in_train_step, make_dataset
+from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
+from mnist_zoo.train.fast_paths import gathered_in_train_step
 from mnist_zoo.models.registry import MODELS
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import numpy as np
@@ -70,7 +69,7 @@ class EpochShuffledDataset:
 
     Two views of the same batches: `dataset` yields (images, labels); `index_dataset` yields only
     each batch's indices, for a training step that gathers its own batch (`batch_for`, see
-    `gathered_in_train_step`).
+    `train.fast_paths.gathered_in_train_step`).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, one_hot: bool,
@@ -124,30 +123,3 @@ class EpochShuffledDataset:
     def set_epoch(self, epoch: int) -> None:
         """Selects the order of `epoch` (0-based) for the next pass over the data."""
         self.epoch.assign(epoch)
-
-
-@contextlib.contextmanager
-def gathered_in_train_step(model, data: EpochShuffledDataset):
-    """Makes `model`'s training step take `data.index_dataset`'s index batches and gather its own batch.
-
-    On two cores a tf.data map that gathers and scales each batch runs on threads of its own
-    beside the training step, and per batch its work is as large as the whole linear model's
-    step. Done inside the step, the same ops run in the step's own graph. The batches are the
-    same, so training is too. Only this model instance changes, and only inside the `with`.
-
-    Args:
-        model: a compiled Keras model; fit it on `data.index_dataset` inside the `with`.
-        data: the `EpochShuffledDataset` whose indices the step receives.
-    """
-    plain_train_step = model.train_step
-
-    def train_step(indices):
-        return plain_train_step(data.batch_for(indices))
-
-    model.train_step = train_step
-    model.train_function = None  # Keras builds it from train_step at the next fit
-    try:
-        yield model
-    finally:
-        del model.train_step
-        model.train_function = None

@@ -16,10 +16,10 @@ BF16_MIN_MACS_PER_IMAGE = 1_000_000
 """Below this many multiply-accumulates per image, `auto` keeps a CPU run in float32.
 
 bf16 pays where the convolutions' arithmetic dominates a step: the default CNN (4.8 M MACs) trains
-faster in bf16 at the same accuracy. Smaller models spend their step on casts, small kernels and
-the optimizer: the MLPs (0.41 M MACs or less) gain no time, and the lab CNN (0.69 M) lost 0.1-0.3
-points of test accuracy on an AMX Xeon for 18 % less time. The figures, per bundled config and CPU,
-are in README (Precision), measured with scripts/precision_study.py."""
+about a third faster in bf16 at the same accuracy. Smaller models spend their step on casts, small
+kernels and the optimizer: the MLPs and the linear model (0.41 M MACs or less) mostly gain no time,
+and the lab CNN (0.69 M) lost 0.16 points of test accuracy on a Zen 4 and 0.2 on an AMX Xeon. The
+figures, per bundled config and CPU, are in README (Precision), from scripts/precision_study.py."""
 
 
 def cpu_flags() -> set[str]:

@@ -1,12 +1,21 @@
-"""Training-step shortcuts installed on plain Keras objects: a fused Adam update, accuracy from logits.
+"""The training-step fast paths, the only code that touches Keras internals, behind one switch.
 
-Both keep the objects what they were (a `keras.optimizers.Adam`, a `keras.metrics.*Accuracy`),
-so a saved `.keras` file names only Keras classes and loads, compiled, in plain Keras. Only
-the TensorFlow ops that run each step change; the arithmetic is the same.
+Three shortcuts, each installed on a plain Keras object: a fused Adam update, accuracy from the
+output layer's logits, and a training step that gathers its own batch. They keep the objects
+what they were (a `keras.optimizers.Adam`, a `keras.metrics.*Accuracy`, the model), so a saved
+`.keras` file names only Keras classes and loads, compiled, in plain Keras. Only the TensorFlow
+ops that run each step change; the arithmetic is the same.
+
+They rely on Keras attributes that are not public API (`Adam._momentums`, `._velocities`,
+`._get_variable_index`, a softmax output's `_keras_logits`, `Model.train_function`).
+`missing_internals` checks them; where one is missing (another Keras version), training runs
+plain Keras instead (`train.fast_paths: false` does the same on purpose).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import types
 
 
@@ -85,3 +94,76 @@ def accuracy_from_logits(metric):
 
     metric.update_state = update_state
     return metric
+
+
+@contextlib.contextmanager
+def gathered_in_train_step(model, data):
+    """Makes `model`'s training step take `data.index_dataset`'s index batches and gather its own batch.
+
+    On two cores a tf.data map that gathers and scales each batch runs on threads of its own
+    beside the training step, and per batch its work is as large as the whole linear model's
+    step. Done inside the step, the same ops run in the step's own graph. The batches are the
+    same, so training is too. Only this model instance changes, and only inside the `with`.
+
+    Args:
+        model: a compiled Keras model; fit it on `data.index_dataset` inside the `with`.
+        data: the `data.batches.EpochShuffledDataset` whose indices the step receives.
+    """
+    plain_train_step = model.train_step
+
+    def train_step(indices):
+        return plain_train_step(data.batch_for(indices))
+
+    model.train_step = train_step
+    model.train_function = None  # Keras builds it from train_step at the next fit
+    try:
+        yield model
+    finally:
+        del model.train_step
+        model.train_function = None
+
+
+@functools.cache
+def missing_internals() -> tuple[str, ...]:
+    """The Keras internals the fast paths need that this Keras lacks (empty: all there).
+
+    Checked once per process on throw-away objects, before any training uses them.
+    """
+    import keras
+    import numpy as np
+
+    missing = []
+    if keras.backend.backend() != "tensorflow":
+        return ("the TensorFlow backend",)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build([keras.Variable(np.zeros((1,), "float32"))])
+    missing += [f"Adam.{name}" for name in ("_momentums", "_velocities", "_get_variable_index")
+                if not hasattr(optimizer, name)]
+    if not hasattr(keras.activations.softmax(keras.ops.zeros((1, 2))), "_keras_logits"):
+        missing.append("the _keras_logits of a softmax output")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    if "train_function" not in vars(model) or "train_step" in vars(model):
+        missing.append("Model.train_function")
+    return tuple(missing)
+
+
+def use_fast_paths(requested: bool) -> tuple[bool, str | None]:
+    """Whether training takes the fast paths, and a warning to show when it cannot.
+
+    Args:
+        requested: the config's `train.fast_paths`.
+
+    Returns:
+        (True, None) to use them; (False, None) when switched off; (False, warning) when this
+        Keras lacks an internal they need.
+    """
+    if not requested:
+        return False, None
+    missing = missing_internals()
+    if missing:
+        import keras
+
+        return False, (f"Keras {keras.__version__} lacks {', '.join(missing)}: training with plain Keras "
+                       "(the same numbers, slower steps); set train.fast_paths: false to silence this")
+    return True, None

@@ -53,10 +53,10 @@ def make_learning_rate(base_rate: float, schedule: ScheduleSpec, steps_per_epoch
     )
 
 
-def make_optimizer(spec: OptimizerSpec, learning_rate):
+def make_optimizer(spec: OptimizerSpec, learning_rate, fast_paths: bool = True):
     """The Keras optimizer `spec` names, with its parameters and the given learning rate.
 
-    Adam and AdamW update with TensorFlow's fused kernel (`fast_paths.fuse_adam_update`).
+    With `fast_paths`, Adam and AdamW update with TensorFlow's fused kernel (`fast_paths.fuse_adam_update`).
     """
     import keras
 
@@ -64,7 +64,8 @@ def make_optimizer(spec: OptimizerSpec, learning_rate):
 
     params = {key: value for key, value in spec.params.items() if key != "learning_rate"}
     optimizer_class = getattr(keras.optimizers, _OPTIMIZER_CLASSES[spec.name])
-    return fuse_adam_update(optimizer_class(learning_rate=learning_rate, **params))
+    optimizer = optimizer_class(learning_rate=learning_rate, **params)
+    return fuse_adam_update(optimizer) if fast_paths else optimizer
 
 
 def make_loss(spec: LossSpec, output_activation: str):
@@ -85,15 +86,15 @@ def make_loss(spec: LossSpec, output_activation: str):
     }[spec.name]()
 
 
-def make_metrics(spec: LossSpec) -> list:
+def make_metrics(spec: LossSpec, fast_paths: bool = True) -> list:
     """Accuracy matching the label encoding, always reported under the name 'accuracy'.
 
-    It reads the output layer's logits (`fast_paths.accuracy_from_logits`).
+    With `fast_paths`, it reads the output layer's logits (`fast_paths.accuracy_from_logits`).
     """
     import keras
 
     from mnist_zoo.train.fast_paths import accuracy_from_logits
 
-    if spec.one_hot_labels:
-        return [accuracy_from_logits(keras.metrics.CategoricalAccuracy(name="accuracy"))]
-    return [accuracy_from_logits(keras.metrics.SparseCategoricalAccuracy(name="accuracy"))]
+    metric_class = keras.metrics.CategoricalAccuracy if spec.one_hot_labels else keras.metrics.SparseCategoricalAccuracy
+    metric = metric_class(name="accuracy")
+    return [accuracy_from_logits(metric) if fast_paths else metric]

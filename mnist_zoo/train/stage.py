@@ -24,18 +24,23 @@ class TrainResult:
     metrics: dict
 
 
-def compile_model(model, config: RunConfig, steps_per_epoch: int) -> None:
-    """Compiles `model` with the optimizer, schedule, loss and accuracy metric of `config`."""
+def compile_model(model, config: RunConfig, steps_per_epoch: int, fast_paths: bool | None = None) -> None:
+    """Compiles `model` with the optimizer, schedule, loss and accuracy metric of `config`.
+
+    Args:
+        fast_paths: use the fused Adam and accuracy from logits (default: `train.fast_paths`).
+    """
     from mnist_zoo.train.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
 
     train = config.train
+    fast_paths = train.fast_paths if fast_paths is None else fast_paths
     learning_rate = make_learning_rate(
         train.optimizer.learning_rate, train.schedule, steps_per_epoch, train.epochs
     )
     model.compile(
-        optimizer=make_optimizer(train.optimizer, learning_rate),
+        optimizer=make_optimizer(train.optimizer, learning_rate, fast_paths),
         loss=make_loss(train.loss, config.model.output_activation),
-        metrics=make_metrics(train.loss),
+        metrics=make_metrics(train.loss, fast_paths),
         steps_per_execution=train.steps_per_execution,
         # Keras's default ("auto") compiles with XLA when a GPU is present: GPU runs would take a
         # path that CPU runs, and so the tests, never take.
@@ -50,15 +55,19 @@ def keras_verbosity(setting) -> int:
     return int(setting)
 
 
-def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrupts, extra_callbacks=()) -> None:
+def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrupts, extra_callbacks=(),
+        fast_paths: bool = True) -> None:
     """Runs `model.fit` from the epoch after `state`'s last, committing every completed epoch.
 
     Args:
         state: the `checkpoint.TrainingState` to continue; updated in place.
         interrupts: the `GracefulInterrupts` that turns a signal into a stop after this step.
+        fast_paths: the step gathers its own batch (`fast_paths.gathered_in_train_step`);
+            False: a tf.data map does, as in plain Keras.
     """
+    from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
     from mnist_zoo.train.callbacks import EpochCommitter, StoppingRule
-    from mnist_zoo.data.batches import EpochShuffledDataset, gathered_in_train_step, make_dataset
+    from mnist_zoo.train.fast_paths import gathered_in_train_step
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
     train_data = EpochShuffledDataset(
@@ -72,9 +81,10 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
     committer = EpochCommitter(run_dir, state, train_data.steps_per_epoch, stopping, train_data, interrupts)
     interrupts.watch(model)
     try:
-        with gathered_in_train_step(model, train_data):
+        gathering = gathered_in_train_step(model, train_data) if fast_paths else contextlib.nullcontext()
+        with gathering:
             model.fit(
-                train_data.index_dataset,
+                train_data.index_dataset if fast_paths else train_data.dataset,
                 validation_data=val_data,
                 epochs=train.epochs,
                 initial_epoch=state.epochs_completed,
@@ -215,6 +225,7 @@ def _committed_epochs(run_dir: Path) -> int:
 def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts):
     from mnist_zoo.runtime.device import select_device
     from mnist_zoo.runtime.precision import precision_scope
+    from mnist_zoo.train.fast_paths import use_fast_paths
 
     device = select_device(config.train.device)
     precision = run_precision(config, device, run_dir if resume else None, report)
@@ -224,8 +235,14 @@ def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bo
 
         # Process-wide and final: TensorFlow has no public switch to turn it off again.
         tf.config.experimental.enable_op_determinism()
+    # Before seeding: the check builds throw-away Keras objects, whose weights would draw from
+    # the run's seeded streams in the first run of a process only.
+    fast_paths, warning = use_fast_paths(config.train.fast_paths)
+    if warning:
+        report(f"warning: {warning}")
     with precision_scope(precision), seeded(config.train.seed):
-        return _train_in_scope(config, run_dir, report, extra_callbacks, resume, interrupts, device, precision)
+        return _train_in_scope(config, run_dir, report, extra_callbacks, resume, interrupts, device, precision,
+                               fast_paths)
 
 
 def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, report=lambda message: None) -> str:
@@ -291,7 +308,7 @@ def seeded(seed: int):
 
 
 def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts,
-                    device, precision: str):
+                    device, precision: str, fast_paths: bool):
     from mnist_zoo.train import checkpoint
     from mnist_zoo.runtime.environment import environment_record
     from mnist_zoo.models.registry import build_model
@@ -314,12 +331,12 @@ def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, r
         rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
 
     model = build_model(config.model)
-    compile_model(model, config, steps_per_epoch=math.ceil(len(splits.train_images) / config.train.batch_size))
+    compile_model(model, config, math.ceil(len(splits.train_images) / config.train.batch_size), fast_paths)
     state = start_state(splits, model, run_dir, resume)
     if state.epochs_completed:
         report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
     if state.epochs_completed < config.train.epochs and not state.stopped_early:
-        fit(model, config, splits, run_dir, state, interrupts, extra_callbacks)
+        fit(model, config, splits, run_dir, state, interrupts, extra_callbacks, fast_paths)
     if not state.history:
         raise RunDirError(f"{run_dir}: training completed no epoch")
     metrics = finish(model, config, splits, dataset, run_dir, state, precision)
