@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -50,16 +50,24 @@ class Frozen(BaseModel):
         return data
 
 
+class Param(NamedTuple):
+    """One parameter of a named spec: the type (with range) it is validated against, and its default."""
+
+    type: Any
+    default: Any
+
+
 class NamedSpec(BaseModel):
     """A `name` plus the parameters that name accepts, written `name` or `{name: ..., param: ...}`.
 
-    Subclasses list their names and each name's parameters (with types and ranges)
-    in `KINDS`; parameters not listed for the chosen name are rejected.
+    Subclasses list their names and each name's parameters (type, range and default) in
+    `KINDS`, the one table of names: builders hand the name to Keras's own resolver
+    (`keras.optimizers.get`, ...) with `arguments`. Parameters not listed are rejected.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
     KIND: ClassVar[str] = "name"
-    KINDS: ClassVar[dict[str, dict[str, Any]]] = {}
+    KINDS: ClassVar[dict[str, dict[str, Param]]] = {}
 
     name: str
 
@@ -92,7 +100,7 @@ class NamedSpec(BaseModel):
                     f"it accepts {accepted}"
                 )
             try:
-                params[key] = TypeAdapter(allowed[key]).validate_python(value)
+                params[key] = TypeAdapter(allowed[key].type).validate_python(value)
             except ValidationError as error:
                 reason = error.errors()[0]["msg"]
                 raise ValueError(f"{cls.KIND} '{name}' parameter '{key}': {reason}, received {value!r}")
@@ -103,54 +111,63 @@ class NamedSpec(BaseModel):
         """The parameters given besides `name`."""
         return dict(self.model_extra or {})
 
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """Every parameter of this name: the given ones, and the spec's default for the others."""
+        return {key: param.default for key, param in self.KINDS[self.name].items()} | self.params
 
-_SEED = Annotated[int, Field(ge=0)]
+
+_SEED = Param(NonNegativeInt | None, None)  # null: drawn from the run's seed (train.seed)
+_MEAN, _STDDEV = Param(float, 0.0), Param(PositiveFloat, 0.05)
 
 
 class InitializerSpec(NamedSpec):
     """A Keras weight initializer, e.g. `he_normal` or `{name: random_normal, stddev: 0.05}`."""
 
     KIND: ClassVar[str] = "initializer"
-    KINDS: ClassVar[dict[str, dict[str, Any]]] = {
+    KINDS: ClassVar[dict[str, dict[str, Param]]] = {
         "zeros": {},
         "ones": {},
-        "constant": {"value": float},
-        "identity": {"gain": float},
-        "normal": {"mean": float, "stddev": PositiveFloat, "seed": _SEED},
-        "random_normal": {"mean": float, "stddev": PositiveFloat, "seed": _SEED},
-        "truncated_normal": {"mean": float, "stddev": PositiveFloat, "seed": _SEED},
-        "uniform": {"minval": float, "maxval": float, "seed": _SEED},
-        "random_uniform": {"minval": float, "maxval": float, "seed": _SEED},
+        "constant": {"value": Param(float, 0.0)},
+        "identity": {"gain": Param(float, 1.0)},
+        "normal": {"mean": _MEAN, "stddev": _STDDEV, "seed": _SEED},
+        "random_normal": {"mean": _MEAN, "stddev": _STDDEV, "seed": _SEED},
+        "truncated_normal": {"mean": _MEAN, "stddev": _STDDEV, "seed": _SEED},
+        "uniform": {"minval": Param(float, -0.05), "maxval": Param(float, 0.05), "seed": _SEED},
+        "random_uniform": {"minval": Param(float, -0.05), "maxval": Param(float, 0.05), "seed": _SEED},
         "glorot_uniform": {"seed": _SEED},
         "glorot_normal": {"seed": _SEED},
         "he_uniform": {"seed": _SEED},
         "he_normal": {"seed": _SEED},
         "lecun_uniform": {"seed": _SEED},
         "lecun_normal": {"seed": _SEED},
-        "orthogonal": {"gain": float, "seed": _SEED},
+        "orthogonal": {"gain": Param(float, 1.0), "seed": _SEED},
         "variance_scaling": {
-            "scale": PositiveFloat,
-            "mode": Literal["fan_in", "fan_out", "fan_avg"],
-            "distribution": Literal["truncated_normal", "untruncated_normal", "uniform"],
+            "scale": Param(PositiveFloat, 1.0),
+            "mode": Param(Literal["fan_in", "fan_out", "fan_avg"], "fan_in"),
+            "distribution": Param(Literal["truncated_normal", "untruncated_normal", "uniform"], "truncated_normal"),
             "seed": _SEED,
         },
     }
+
+
+_AXIS = Param(int, 0)
 
 
 class ConstraintSpec(NamedSpec):
     """A Keras weight constraint, e.g. `{name: max_norm, max_value: 3}`."""
 
     KIND: ClassVar[str] = "constraint"
-    KINDS: ClassVar[dict[str, dict[str, Any]]] = {
-        "max_norm": {"max_value": PositiveFloat, "axis": int},
+    KINDS: ClassVar[dict[str, dict[str, Param]]] = {
+        "max_norm": {"max_value": Param(PositiveFloat, 2.0), "axis": _AXIS},
         "min_max_norm": {
-            "min_value": NonNegativeFloat,
-            "max_value": PositiveFloat,
-            "rate": Probability,
-            "axis": int,
+            "min_value": Param(NonNegativeFloat, 0.0),
+            "max_value": Param(PositiveFloat, 1.0),
+            "rate": Param(Probability, 1.0),
+            "axis": _AXIS,
         },
         "non_neg": {},
-        "unit_norm": {"axis": int},
+        "unit_norm": {"axis": _AXIS},
     }
 
 

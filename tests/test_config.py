@@ -134,3 +134,79 @@ def test_typed_override_values_are_not_reparsed():
     data = apply_overrides({"model": {"type": "mlp"}}, {"data.data_dir": "2024", "train.epochs": 2})
     config = validate_config(data, "test")
     assert config.data.data_dir == "2024" and config.train.epochs == 2
+
+
+# Defaults that are ours on purpose (documented in the config reference); every other default
+# in a spec table must be the one Keras itself uses, so that naming a parameter or leaving it
+# out cannot make a difference the user did not ask for.
+_OUR_DEFAULTS = {("optimizer", "sgd", "learning_rate"), ("optimizer", "adadelta", "learning_rate")}
+
+
+def _keras_class(kind: str, name: str):
+    """The class Keras itself resolves `name` to (losses: the class, not the function of that name)."""
+    import keras
+
+    if kind == "loss":
+        return getattr(keras.losses, "".join(word.capitalize() for word in name.split("_")))
+    resolver = {"optimizer": keras.optimizers, "initializer": keras.initializers, "constraint": keras.constraints}[kind]
+    return type(resolver.get({"class_name": name, "config": {"value": 0.0} if name == "constant" else {}}))
+
+
+def _named_entries():
+    from mnist_zoo.config.run import LossSpec, OptimizerSpec
+    from mnist_zoo.fields import ConstraintSpec, InitializerSpec
+
+    for spec_class in (OptimizerSpec, LossSpec, InitializerSpec, ConstraintSpec):
+        for name in spec_class.KINDS:
+            yield pytest.param(spec_class, name, id=f"{spec_class.KIND}-{name}")
+
+
+@pytest.mark.parametrize("spec_class, name", _named_entries())
+def test_spec_defaults_are_the_keras_defaults(spec_class, name):
+    import inspect
+
+    signature = inspect.signature(_keras_class(spec_class.KIND, name).__init__).parameters
+    for key, param in spec_class.KINDS[name].items():
+        assert key in signature, f"{spec_class.KIND} {name}: Keras takes no {key!r}"
+        if (spec_class.KIND, name, key) in _OUR_DEFAULTS:
+            continue
+        assert param.default == signature[key].default, (spec_class.KIND, name, key)
+
+
+@pytest.mark.parametrize("spec_class, name", _named_entries())
+def test_spec_builds_the_keras_object_keras_resolves_for_its_name(spec_class, name):
+    from mnist_zoo.models.common import make_constraint, make_initializer
+    from mnist_zoo.train.optimization import make_loss, make_optimizer
+
+    spec = spec_class(name=name)
+    build = {"optimizer": lambda: make_optimizer(spec, 0.01, fast_paths=False),
+             "loss": lambda: make_loss(spec, "softmax"),
+             "initializer": lambda: make_initializer(spec),
+             "constraint": lambda: make_constraint(spec)}[spec_class.KIND]
+    built = build()
+    assert type(built) is _keras_class(spec_class.KIND, name)
+    config = built.get_config()
+    for key, value in spec.arguments.items():
+        if key in config and key != "learning_rate":
+            assert config[key] == pytest.approx(value) if isinstance(value, float) else config[key] == value, key
+
+
+def test_schedule_defaults_are_what_training_uses():
+    from mnist_zoo.config.run import ScheduleSpec
+    from mnist_zoo.train.optimization import make_learning_rate
+
+    given = make_learning_rate(0.01, ScheduleSpec(name="one_cycle", warmup_fraction=0.25, initial_divisor=25.0,
+                                                  final_fraction=0.01), steps_per_epoch=10, epochs=4)
+    default = make_learning_rate(0.01, ScheduleSpec(name="one_cycle"), steps_per_epoch=10, epochs=4)
+    assert given.get_config() == default.get_config()
+    step = make_learning_rate(0.01, ScheduleSpec(name="step"), steps_per_epoch=10, epochs=4).get_config()
+    assert (step["decay_steps"], step["decay_rate"]) == (10, 0.5)
+
+
+def test_config_reference_shows_every_default():
+    from mnist_zoo.config.reference import render_reference
+
+    reference = render_reference()
+    assert "`initial_divisor` (float (>= 1), `25.0`)" in reference
+    assert "`factor` (float (> 0, <= 1), `0.5`)" in reference
+    assert "`weight_decay` (float (>= 0), `0.004`)" in reference  # adamw's own default

@@ -58,6 +58,13 @@ def _default(field) -> str:
         return "(see below)"
     if isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
         return "(see below)"
+    return _value(value)
+
+
+def _value(value) -> str:
+    """A default as it is written in YAML."""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     if isinstance(value, tuple):
         value = list(value)
     return "`null`" if value is None else f"`{value}`"
@@ -72,9 +79,10 @@ def fields_table(model_class: type[BaseModel], prefix: str) -> str:
 
 
 def named_spec_table(spec_class: type[NamedSpec]) -> str:
-    rows = [f"| {spec_class.KIND} | parameters |", "|---|---|"]
+    rows = [f"| {spec_class.KIND} | parameters (type, default) |", "|---|---|"]
     for name, params in spec_class.KINDS.items():
-        rendered = ", ".join(f"`{key}` ({type_name(kind)})" for key, kind in params.items()) or "none"
+        rendered = ", ".join(f"`{key}` ({type_name(param.type)}, {_value(param.default)})"
+                             for key, param in params.items()) or "none"
         rows.append(f"| `{name}` | {rendered} |")
     return "\n".join(rows)
 
@@ -90,7 +98,7 @@ def render_reference() -> str:
         ("`train`", fields_table(TrainConfig, "train.")),
         ("`train.early_stopping`", fields_table(EarlyStoppingConfig, "train.early_stopping.")),
         ("`reference`", fields_table(ReferenceConfig, "reference.")),
-        ("Optimizers (`train.optimizer`; Keras defaults for parameters not given)", named_spec_table(OptimizerSpec)),
+        ("Optimizers (`train.optimizer`)", named_spec_table(OptimizerSpec)),
         ("Losses (`train.loss`)", named_spec_table(LossSpec)),
         ("Learning-rate schedules (`train.schedule`, stepped every batch)", named_spec_table(ScheduleSpec)),
         ("Initializers (`model.kernel_initializer`, `model.bias_initializer`)", named_spec_table(InitializerSpec)),

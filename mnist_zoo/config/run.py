@@ -13,6 +13,7 @@ from mnist_zoo.fields import (
     NamedSpec,
     NonNegativeFloat,
     NonNegativeInt,
+    Param,
     PositiveFloat,
     PositiveInt,
     Probability,
@@ -29,47 +30,51 @@ ModelConfig = Annotated[
     Discriminator(_model_type),
 ]
 
-_LEARNING_RATE = {"learning_rate": PositiveFloat}
-_EPSILON = {"epsilon": PositiveFloat}
-_WEIGHT_DECAY = {"weight_decay": NonNegativeFloat}
-_CLIP = {"clipnorm": PositiveFloat, "clipvalue": PositiveFloat}
-_BETAS = {"beta_1": Fraction, "beta_2": Fraction}
+# Keras's defaults (a test checks them against Keras), except the learning rate: 0.001 for
+# every optimizer but adadelta, whose paper has no learning rate (1.0; Keras's 0.001 barely moves it).
+_EPSILON = {"epsilon": Param(PositiveFloat, 1e-07)}
+_CLIP = {"clipnorm": Param(PositiveFloat | None, None), "clipvalue": Param(PositiveFloat | None, None)}
+_DECAY_AND_CLIP = {"weight_decay": Param(NonNegativeFloat | None, None), **_CLIP}
+_BETAS = {"beta_1": Param(Fraction, 0.9), "beta_2": Param(Fraction, 0.999)}
+
+
+def _rate(default: float = 0.001) -> dict[str, Param]:
+    return {"learning_rate": Param(PositiveFloat, default)}
 
 
 class OptimizerSpec(NamedSpec):
     """A Keras optimizer and its arguments, e.g. `{name: sgd, learning_rate: 0.1, momentum: 0.9}`."""
 
     KIND: ClassVar[str] = "optimizer"
-    KINDS: ClassVar[dict[str, dict[str, Any]]] = {
-        "sgd": {**_LEARNING_RATE, "momentum": Fraction, "nesterov": bool, **_WEIGHT_DECAY, **_CLIP},
+    KINDS: ClassVar[dict[str, dict[str, Param]]] = {
+        "sgd": {**_rate(), "momentum": Param(Fraction, 0.0), "nesterov": Param(bool, False), **_DECAY_AND_CLIP},
         "rmsprop": {
-            **_LEARNING_RATE, "rho": Fraction, "momentum": Fraction, **_EPSILON,
-            "centered": bool, **_WEIGHT_DECAY, **_CLIP,
+            **_rate(), "rho": Param(Fraction, 0.9), "momentum": Param(Fraction, 0.0), **_EPSILON,
+            "centered": Param(bool, False), **_DECAY_AND_CLIP,
         },
-        "adagrad": {
-            **_LEARNING_RATE, "initial_accumulator_value": NonNegativeFloat, **_EPSILON,
-            **_WEIGHT_DECAY, **_CLIP,
+        "adagrad": {**_rate(), "initial_accumulator_value": Param(NonNegativeFloat, 0.1), **_EPSILON, **_DECAY_AND_CLIP},
+        "adadelta": {**_rate(1.0), "rho": Param(Fraction, 0.95), **_EPSILON, **_DECAY_AND_CLIP},
+        "adam": {**_rate(), **_BETAS, **_EPSILON, "amsgrad": Param(bool, False), **_DECAY_AND_CLIP},
+        "adamw": {
+            **_rate(), **_BETAS, **_EPSILON, "amsgrad": Param(bool, False),
+            "weight_decay": Param(NonNegativeFloat, 0.004), **_CLIP,
         },
-        "adadelta": {**_LEARNING_RATE, "rho": Fraction, **_EPSILON, **_WEIGHT_DECAY, **_CLIP},
-        "adam": {**_LEARNING_RATE, **_BETAS, **_EPSILON, "amsgrad": bool, **_WEIGHT_DECAY, **_CLIP},
-        "adamw": {**_LEARNING_RATE, **_BETAS, **_EPSILON, "amsgrad": bool, **_WEIGHT_DECAY, **_CLIP},
-        "adamax": {**_LEARNING_RATE, **_BETAS, **_EPSILON, **_WEIGHT_DECAY, **_CLIP},
-        "nadam": {**_LEARNING_RATE, **_BETAS, **_EPSILON, **_WEIGHT_DECAY, **_CLIP},
+        "adamax": {**_rate(), **_BETAS, **_EPSILON, **_DECAY_AND_CLIP},
+        "nadam": {**_rate(), **_BETAS, **_EPSILON, **_DECAY_AND_CLIP},
     }
-    DEFAULT_LEARNING_RATE: ClassVar[dict[str, float]] = {"adadelta": 1.0}
 
     @property
     def learning_rate(self) -> float:
-        """The base (or, for one-cycle, peak) learning rate; Keras's default when not given."""
-        return float(self.params.get("learning_rate", self.DEFAULT_LEARNING_RATE.get(self.name, 0.001)))
+        """The base (or, for one-cycle, peak) learning rate."""
+        return float(self.arguments["learning_rate"])
 
 
 class LossSpec(NamedSpec):
     """The training loss, e.g. `categorical_crossentropy` or `{name: ..., label_smoothing: 0.1}`."""
 
     KIND: ClassVar[str] = "loss"
-    KINDS: ClassVar[dict[str, dict[str, Any]]] = {
-        "categorical_crossentropy": {"label_smoothing": Fraction},
+    KINDS: ClassVar[dict[str, dict[str, Param]]] = {
+        "categorical_crossentropy": {"label_smoothing": Param(Fraction, 0.0)},
         "sparse_categorical_crossentropy": {},
         "mean_squared_error": {},
         "hinge": {},
@@ -82,24 +87,27 @@ class LossSpec(NamedSpec):
         return self.name != "sparse_categorical_crossentropy"
 
 
+_DECAY_FACTOR = Annotated[float, Field(gt=0, le=1)]
+
+
 class ScheduleSpec(NamedSpec):
     """How the learning rate changes during training (stepped once per batch)."""
 
     KIND: ClassVar[str] = "schedule"
-    KINDS: ClassVar[dict[str, dict[str, Any]]] = {
+    KINDS: ClassVar[dict[str, dict[str, Param]]] = {
         "constant": {},
         # Multiply by `factor` every `step_epochs` epochs.
-        "step": {"step_epochs": PositiveInt, "factor": Annotated[float, Field(gt=0, le=1)]},
+        "step": {"step_epochs": Param(PositiveInt, 1), "factor": Param(_DECAY_FACTOR, 0.5)},
         # Multiply by `decay_rate` per epoch, smoothly.
-        "exponential": {"decay_rate": Annotated[float, Field(gt=0, le=1)]},
+        "exponential": {"decay_rate": Param(_DECAY_FACTOR, 0.9)},
         # Optional linear warm-up, then cosine decay to `alpha` x the base rate.
-        "cosine": {"warmup_epochs": NonNegativeFloat, "alpha": Probability},
+        "cosine": {"warmup_epochs": Param(NonNegativeFloat, 0.0), "alpha": Param(Probability, 0.0)},
         # Linear warm-up from rate/initial_divisor to the peak rate over `warmup_fraction`
         # of training, then cosine annealing to `final_fraction` x the peak.
         "one_cycle": {
-            "warmup_fraction": Fraction,
-            "initial_divisor": Annotated[float, Field(ge=1)],
-            "final_fraction": Probability,
+            "warmup_fraction": Param(Fraction, 0.25),
+            "initial_divisor": Param(Annotated[float, Field(ge=1)], 25.0),
+            "final_fraction": Param(Probability, 0.01),
         },
     }
 

@@ -71,24 +71,10 @@ class DenseHeadConfig(ModelConfigBase):
         return expand_dropout(self.dropout_rate, len(self.hidden_units), "dropout_rate")
 
 
-_INITIALIZER_CLASSES = {
-    "zeros": "Zeros", "ones": "Ones", "constant": "Constant", "identity": "Identity",
-    "normal": "RandomNormal", "random_normal": "RandomNormal",
-    "truncated_normal": "TruncatedNormal", "uniform": "RandomUniform",
-    "random_uniform": "RandomUniform", "glorot_uniform": "GlorotUniform",
-    "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform", "he_normal": "HeNormal",
-    "lecun_uniform": "LecunUniform", "lecun_normal": "LecunNormal",
-    "orthogonal": "Orthogonal", "variance_scaling": "VarianceScaling",
-}
-_CONSTRAINT_CLASSES = {
-    "max_norm": "MaxNorm", "min_max_norm": "MinMaxNorm", "non_neg": "NonNeg", "unit_norm": "UnitNorm",
-}
-
-
 def make_initializer(spec: InitializerSpec):
     import keras
 
-    return getattr(keras.initializers, _INITIALIZER_CLASSES[spec.name])(**spec.params)
+    return keras.initializers.get({"class_name": spec.name, "config": spec.arguments})
 
 
 def make_constraint(spec: ConstraintSpec | None):
@@ -96,7 +82,7 @@ def make_constraint(spec: ConstraintSpec | None):
 
     if spec is None:
         return None
-    return getattr(keras.constraints, _CONSTRAINT_CLASSES[spec.name])(**spec.params)
+    return keras.constraints.get({"class_name": spec.name, "config": spec.arguments})
 
 
 def make_regularizer(spec: RegularizerSpec | None):
