@@ -10,7 +10,10 @@ from pathlib import Path
 import click
 
 from mnist_zoo import __version__
+from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.errors import MnistZooError, TrainingInterrupted
+from mnist_zoo.report.compare import SORT_KEYS
+from mnist_zoo.runtime.device import DEVICES
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -75,6 +78,16 @@ def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _progressbar() -> bool:
+    """Progress bars for long steps only where a person watches: stderr is a terminal."""
+    return sys.stderr.isatty()
+
+
+def _device_option(function):
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                        help="auto: a GPU if TensorFlow sees one, else the CPU.")(function)
+
+
 # ----------------------------------------------------------------------------- config selection
 
 
@@ -113,10 +126,10 @@ def _load_selected_config(model_name: str | None, config_path: Path | None, over
 @click.option("--epochs", type=click.IntRange(min=1), help="Shortcut for --set train.epochs=N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Shortcut for --set train.batch_size=N.")
 @click.option("--seed", type=click.IntRange(min=0), help="Shortcut for --set train.seed=N.")
-@click.option("--dataset", type=click.Choice(["mnist", "fashion_mnist"]), help="Shortcut for --set data.dataset=X.")
+@click.option("--dataset", type=click.Choice(DATASETS), help="Shortcut for --set data.dataset=X.")
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Folder with the IDX files or mnist.npz (default: $MNIST_ZOO_DATA_DIR, else download).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), help="Shortcut for --set train.device=X.")
+@click.option("--device", type=click.Choice(DEVICES), help="Shortcut for --set train.device=X.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Where the run directory is created.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -159,7 +172,7 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
         run_dir, resume = _new_run_dir(config, output_dir, run_dir, force), False
     _echo_err(f"run directory: {run_dir}")
     try:
-        result = train_run(config, run_dir, report=_echo_err, resume=resume)
+        result = train_run(config, run_dir, report=_echo_err, resume=resume, progressbar=_progressbar())
     except (MnistZooError, OSError):
         if not resume:
             _discard_if_unstarted(run_dir)
@@ -213,14 +226,13 @@ def _resumable_config(run_dir: Path, machine: dict):
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--dataset", type=click.Choice(["mnist", "fashion_mnist"]),
-              help="Test set to use (default: the run's, else mnist).")
+@click.option("--dataset", type=click.Choice(DATASETS), help="Test set to use (default: the run's, else mnist).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the IDX files or mnist.npz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--plots", is_flag=True, help="Also write confusion_matrix.png and misclassified.png.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where evaluation.json and plots go (default: the run directory, or beside the model).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@_device_option
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
 def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe):
     """Evaluate a .keras model or a run directory on the test set.
@@ -233,7 +245,8 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
     """
     from mnist_zoo.inference.evaluation import run_evaluation
 
-    result = run_evaluation(path, dataset, data_dir and str(data_dir), output_dir, device, unsafe, plots)
+    result = run_evaluation(path, dataset, data_dir and str(data_dir), output_dir, device, unsafe, plots,
+                            progressbar=_progressbar())
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return
@@ -255,7 +268,7 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 @click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Write the 28x28 images the model saw, as PNG files.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@_device_option
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
 def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsafe):
     """Predict the digit in your own images (PNG, JPEG, BMP, GIF, ...) or .npy arrays.
@@ -270,50 +283,22 @@ def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsaf
       mnist-zoo predict runs/20261122-120000-cnn my_digit.jpg
       mnist-zoo predict best.keras photos/ --top-k 1 --json
     """
-    from mnist_zoo.data.datasets import CLASS_NAMES
-    from mnist_zoo.inference.evaluation import run_data_settings
-    from mnist_zoo.inference.modelfile import load_classifier
-    from mnist_zoo.inference.prediction import expand_paths, predict_top_k, prepare, save_preprocessed as save_images
-    from mnist_zoo.rundir import resolve_model_path
+    from mnist_zoo.inference.prediction import run_prediction
 
-    model_file, run_dir = resolve_model_path(model_path)
-    class_names = CLASS_NAMES[run_data_settings(run_dir)[0]]
-    prepared = prepare(expand_paths(list(inputs)))
-    if not prepared:
-        raise UserError("no images or .npy files found in the given folders")
-    from mnist_zoo.runtime.device import select_device
-
-    select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
-    predict_top_k(load_classifier(model_file, unsafe=unsafe), prepared, top_k)
-    written = save_images(prepared, save_preprocessed) if save_preprocessed else []
+    result = run_prediction(model_path, list(inputs), top_k, device, unsafe, save_preprocessed)
     if as_json:
-        click.echo(json.dumps([_prediction_record(item, class_names) for item in prepared], indent=2))
+        click.echo(json.dumps(result.records, indent=2))
     else:
-        for item in prepared:
-            if item.error:
-                continue
-            best = item.top_k[0]
-            ranking = ", ".join(f"{class_names[index]} {probability:.1%}" for index, probability in item.top_k)
-            click.echo(f"{item.name}: {class_names[best[0]]}  ({ranking})")
-        for path in written:
+        from mnist_zoo.report.tables import format_predictions
+
+        if any(item.top_k for item in result.inputs):
+            click.echo(format_predictions(result.records))
+        for path in result.written:
             _echo_err(f"wrote {path}")
-    failed = [item for item in prepared if item.error]
-    for item in failed:
-        _echo_err(f"Error: {item.error}")
-    if failed:
+    for error in result.errors:
+        _echo_err(f"Error: {error}")
+    if result.errors:
         raise click.exceptions.Exit(USER_ERROR_EXIT_CODE)
-
-
-def _prediction_record(item, class_names) -> dict:
-    if item.error:
-        return {"input": item.name, "error": item.error}
-    return {
-        "input": item.name,
-        "prediction": class_names[item.top_k[0][0]],
-        "class_index": item.top_k[0][0],
-        "top_k": [{"class": class_names[index], "class_index": index, "probability": probability}
-                  for index, probability in item.top_k],
-    }
 
 
 # ----------------------------------------------------------------------------- plot-history
@@ -349,23 +334,17 @@ def plot_history(run_dirs, output, runs_dir):
 @cli.command()
 def models():
     """List the registered models with their parameter counts."""
-    from mnist_zoo.runtime.device import select_device
-    from mnist_zoo.models.registry import MODELS, build_model
-    from mnist_zoo.report.tables import table
+    from mnist_zoo.models.registry import describe_models
+    from mnist_zoo.report.tables import format_models
 
-    select_device("auto")  # memory growth before building: a GPU is not reserved whole
-    rows = []
-    for name, entry in MODELS.items():
-        parameters = build_model(entry.config_class()).count_params()
-        rows.append([name, f"{parameters:,}", entry.description])
-    click.echo(table(["model", "parameters", "description"], rows, align="lrl"))
+    click.echo(format_models(describe_models()))
 
 
 @cli.command()
 @click.argument("target", metavar="MODEL_OR_CONFIG")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--unsafe", is_flag=True, help="Allow .keras models with Lambda layers (runs their code).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@_device_option
 def summary(target, as_json, unsafe, device):
     """Layer table with parameters and multiply-accumulates (MACs) of one forward pass.
 
@@ -378,55 +357,21 @@ def summary(target, as_json, unsafe, device):
       mnist-zoo summary cnn
       mnist-zoo summary runs/20261122-160303-mlp --json
     """
-    from mnist_zoo.report.tables import table
-    from mnist_zoo.models.summary import summarize, totals
+    from mnist_zoo.inference.summary import run_summary
 
-    from mnist_zoo.runtime.device import select_device
-
-    select_device(device)  # building or loading a model starts TensorFlow on a device
-    model, source = _model_for_summary(target, unsafe)
-    rows = summarize(model)
-    total = totals(rows)
+    result = run_summary(target, unsafe, device)
     if as_json:
-        layers = [{**row.__dict__, "output_shape": list(row.output_shape)} for row in rows]
-        click.echo(json.dumps({"source": source, "layers": layers, "total": total}, indent=2))
+        click.echo(json.dumps(result.as_dict(), indent=2))
         return
+    from mnist_zoo.report.tables import format_summary
 
-    def count(value):
-        return "?" if value is None else f"{value:,}"
-
-    body = [[row.name, row.kind, str(row.output_shape), f"{row.parameters:,}", count(row.macs),
-             count(row.macs_bias_as_input)] for row in rows]
-    body.append(["total", "", "", f"{total['parameters']:,}", count(total["macs"]), count(total["macs_bias_as_input"])])
-    click.echo(f"{source}\n")
-    click.echo(table(["layer", "type", "output shape", "parameters", "MACs", "MACs (bias as input)"], body,
-                     align="lllrrr"))
-    if total["macs"] is None:
-        click.echo("?: MACs of this layer type are not counted; the totals leave them out.")
-
-
-def _model_for_summary(target: str, unsafe: bool):
-    """(built Keras model, description) for a .keras file, run directory, YAML file or config name."""
-    path = Path(target)
-    if path.is_dir() or path.suffix == ".keras":
-        from mnist_zoo.inference.modelfile import load_classifier
-        from mnist_zoo.rundir import resolve_model_path
-
-        model_path, _ = resolve_model_path(path)
-        return load_classifier(model_path, unsafe=unsafe), f"model file {model_path}"
-    from mnist_zoo.config.loading import bundled_config_path, load_config
-    from mnist_zoo.models.registry import build_model
-
-    config_path = path if path.suffix in (".yaml", ".yml") else bundled_config_path(target)
-    config = load_config(config_path)
-    return build_model(config.model), f"config {config.name} ({config_path}), untrained"
+    click.echo(format_summary(result.source, result.layers, result.total))
 
 
 @cli.command()
 @click.argument("paths", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--sort", "sort_key", default="test_accuracy", show_default=True,
-              type=click.Choice(["test_accuracy", "best_val_accuracy", "parameters", "forward_macs", "train_seconds",
-                                 "seconds_per_epoch", "epochs", "run"]),
+              type=click.Choice(SORT_KEYS),
               help="Accuracies sort best first; sizes and times smallest first.")
 @click.option("--format", "output_format", type=click.Choice(["text", "md", "json"]), default="text",
               show_default=True)
@@ -443,45 +388,21 @@ def compare(paths, sort_key, output_format, output):
       mnist-zoo compare runs/
       mnist-zoo compare runs/*-cnn runs/*-mlp --format md -o compare.png
     """
-    from mnist_zoo.report.compare import find_runs, read_row, sort_rows
-    from mnist_zoo.errors import RunDirError
+    from mnist_zoo.report.compare import compare_runs
+    from mnist_zoo.report.tables import format_leaderboard
 
-    rows, skipped = [], []
-    for run_dir in find_runs(list(paths)):
-        try:
-            rows.append(read_row(run_dir))
-        except RunDirError as error:
-            skipped.append(str(error))
-    if not rows:
-        raise UserError("no finished runs to compare" + (f" ({'; '.join(skipped)})" if skipped else ""))
-    rows = sort_rows(rows, sort_key)
+    result = compare_runs(list(paths), sort_key)
     if output_format == "json":
-        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        click.echo(json.dumps([row.as_dict() for row in result.rows], indent=2))
     else:
-        click.echo(_leaderboard(rows, markdown=output_format == "md"))
-    for message in skipped:
+        click.echo(format_leaderboard(result.rows, markdown=output_format == "md"))
+    for message in result.skipped:
         _echo_err(f"skipped {message}")
     if output:
         from mnist_zoo.report.plots import plot_comparison
 
-        plot_comparison(rows, output)
+        plot_comparison(result.rows, output)
         _echo_err(f"wrote {output}")
-
-
-def _leaderboard(rows, markdown: bool) -> str:
-    from mnist_zoo.report.tables import markdown_table, table
-
-    def percent(value):
-        return "-" if value is None else f"{value:.2%}"
-
-    headers = ["run", "model", "config", "parameters", "forward MACs", "epochs", "train s", "s/epoch",
-               "best val acc", "test acc"]
-    body = [[row.run, row.model, row.config_name, f"{row.parameters:,}",
-             "?" if row.forward_macs is None else f"{row.forward_macs:,}", row.epochs, f"{row.train_seconds:.1f}",
-             f"{row.seconds_per_epoch:.2f}", percent(row.best_val_accuracy), percent(row.test_accuracy)]
-            for row in rows]
-    render = markdown_table if markdown else table
-    return render(headers, body, align="lllrrrrrrr")
 
 
 @cli.group("config")
@@ -501,11 +422,10 @@ def config_show(model_name, config_path, overrides):
 @config_group.command("list")
 def config_list():
     """List the bundled configs usable with --model."""
-    from mnist_zoo.config.loading import bundled_config_names, bundled_config_path, load_config
+    from mnist_zoo.config.loading import bundled_config_descriptions
     from mnist_zoo.report.tables import table
 
-    rows = [[name, load_config(bundled_config_path(name)).description] for name in bundled_config_names()]
-    click.echo(table(["name", "description"], rows, align="ll"))
+    click.echo(table(["name", "description"], bundled_config_descriptions(), align="ll"))
 
 
 @config_group.command("reference")

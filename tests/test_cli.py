@@ -323,3 +323,21 @@ def test_disk_full_is_a_one_line_error_and_leaves_no_partial_file(tmp_path, smal
     assert len(error_lines) == 1 and "No space left on device" in error_lines[0]
     assert "epoch-0001.keras: No space" in error_lines[0]  # the final name, not the temporary
     assert not run_dir.exists()  # nothing committed: the new run directory is removed
+
+
+def test_choices_come_from_the_one_table_that_owns_them():
+    import typing
+
+    from mnist_zoo.config.run import DataConfig, TrainConfig
+    from mnist_zoo.data.catalog import CLASS_NAMES
+    from mnist_zoo.report.compare import SORT_KEYS, RunRow
+
+    options = {param.name: param for param in cli.commands["train"].params}
+    assert tuple(options["dataset"].type.choices) == tuple(CLASS_NAMES) == typing.get_args(
+        DataConfig.model_fields["dataset"].annotation)
+    assert tuple(options["device"].type.choices) == typing.get_args(TrainConfig.model_fields["device"].annotation)
+    for command in ("evaluate", "predict", "summary"):
+        device = next(param for param in cli.commands[command].params if param.name == "device")
+        assert tuple(device.type.choices) == tuple(options["device"].type.choices)
+    sort = next(param for param in cli.commands["compare"].params if param.name == "sort_key")
+    assert tuple(sort.type.choices) == SORT_KEYS and set(SORT_KEYS) <= set(RunRow.__dataclass_fields__) | {"epochs"}

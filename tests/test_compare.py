@@ -57,7 +57,10 @@ def test_markdown_and_png(runs_folder, tmp_path):
     result = CliRunner().invoke(cli, ["compare", str(runs_folder), "--format", "md", "-o", str(png)])
     assert result.exit_code == 0, result.output
     table_lines = [line for line in result.stdout.splitlines() if line.startswith("|")]
-    assert table_lines[1].startswith("| --- | --- | --- | ---:") and len(table_lines) == 4
+    rule = [cell.strip() for cell in table_lines[1].strip("|").split("|")]
+    # text columns left-aligned, counts, times and accuracies right-aligned
+    assert [cell.startswith(":") for cell in rule] == [True] * 3 + [False] * 7
+    assert [cell.endswith(":") for cell in rule] == [False] * 3 + [True] * 7 and len(table_lines) == 4
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -74,3 +77,14 @@ def test_missing_values_sort_last():
 
     ordered = sort_rows([row("a", None), row("b", 0.5), row("c", 0.7)], "best_val_accuracy")
     assert [item.run for item in ordered] == ["c", "b", "a"]
+
+
+def test_compare_is_a_library_stage(runs_folder):
+    from mnist_zoo.errors import RunDirError
+    from mnist_zoo.report.compare import compare_runs
+
+    result = compare_runs([runs_folder], "parameters")
+    assert [row.model for row in result.rows] == ["linear", "mlp"]  # smallest first
+    assert len(result.skipped) == 1 and "unfinished" in result.skipped[0]
+    with pytest.raises(RunDirError, match="no finished runs"):
+        compare_runs([runs_folder / "unfinished"])

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from mnist_zoo.data import download
+from mnist_zoo.data.catalog import DOWNLOAD_FILES
 from mnist_zoo.data.datasets import load_dataset
 from mnist_zoo.errors import DataError
 
@@ -51,7 +52,7 @@ def test_downloads_verifies_caches_and_reuses(shared_data, serve, monkeypatch, t
     data = load_dataset("mnist", report=messages.append)
     assert data.train_images.shape == (60000, 28, 28)
     cache = tmp_path / "cache" / "mnist"
-    assert sorted(path.name for path in cache.iterdir()) == sorted(download.FILE_NAMES)
+    assert sorted(path.name for path in cache.iterdir()) == sorted(DOWNLOAD_FILES)
     assert len(server.requests) == 4 and len(messages) == 4
     load_dataset("mnist")  # second time: served from the verified cache
     assert len(server.requests) == 4
@@ -97,3 +98,15 @@ def test_default_mirrors_are_https_for_mnist(monkeypatch):
     monkeypatch.delenv("MNIST_ZOO_MIRRORS")
     assert all(url.startswith("https://") for url in download.mirrors("mnist"))
     assert download.mirrors("fashion_mnist")
+
+
+def test_progress_bar_goes_to_stderr_only_when_asked(shared_data, serve, monkeypatch, capfd, tmp_path):
+    server, url = serve(shared_data)
+    monkeypatch.setenv("MNIST_ZOO_MIRRORS", url)
+    download.ensure_downloaded("mnist")
+    quiet = capfd.readouterr()
+    assert quiet.out == "" and quiet.err == ""  # library code prints nothing by itself
+    monkeypatch.setenv("MNIST_ZOO_CACHE_DIR", str(tmp_path / "second-cache"))
+    download.ensure_downloaded("mnist", progressbar=True)
+    shown = capfd.readouterr()
+    assert shown.out == "" and "100%" in shown.err and "9.91M" in shown.err  # train-images is 9.91 MB

@@ -133,7 +133,7 @@ def test_low_precision_softmax_outputs_are_probabilities(tmp_path, small_mnist_d
     assert np.allclose(probabilities.sum(axis=1), 1.0)
     expected = keras_probabilities / keras_probabilities.sum(axis=1, keepdims=True)
     assert np.abs(probabilities - expected).max() < 0.02  # one rounding step of the low-precision output
-    inputs = [PreparedInput(tmp_path / "digit.npy", image=images[0] / 255)]
+    inputs = [PreparedInput(tmp_path / "digit.npy", image=images[0])]
     predict_top_k(loaded, inputs, 3)
     best_class, best_probability = inputs[0].top_k[0]
     assert best_class == keras_probabilities[0].argmax()

@@ -119,8 +119,15 @@ def test_npy_shapes(tmp_path, shape):
     array = np.random.default_rng(0).integers(0, 256, size=shape).astype(np.uint8)
     np.save(tmp_path / "x.npy", array)
     images = read_array(tmp_path / "x.npy")
-    assert images.shape[1:] == (28, 28) and images.max() <= 1.0
-    np.testing.assert_allclose(images.reshape(-1), array.reshape(-1) / 255.0, atol=1e-6)
+    assert images.shape[1:] == (28, 28) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images.reshape(-1), array.reshape(-1))  # uint8 pixels are kept as they are
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_npy_floats_become_the_same_pixels(tmp_path, scale):
+    pixels = np.random.default_rng(1).integers(0, 256, size=(2, 28, 28)).astype(np.uint8)
+    np.save(tmp_path / "x.npy", pixels.astype(np.float32) / 255.0 * scale)
+    np.testing.assert_array_equal(read_array(tmp_path / "x.npy"), pixels)
 
 
 def test_npy_of_the_wrong_shape_is_an_error(tmp_path):
@@ -172,3 +179,16 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, trained_model, digits):
                                                        str(tmp_path / "missing.png")]
     assert "error" in records[2] and "no such file" in records[3]["error"]
     assert [int(record["prediction"]) for record in records[:2]] == [int(label) for label in digits[1][:2]]
+
+
+def test_pixels_stay_uint8_from_the_file_to_the_model(tmp_path, digits):
+    from mnist_zoo.inference.prediction import PreparedInput, predict_top_k, prepare
+
+    images, _ = digits
+    np.save(tmp_path / "stack.npy", images[:3])
+    Image.fromarray(paper_digit(images[0]), mode="L").save(tmp_path / "photo.png")
+    prepared = prepare([tmp_path / "stack.npy", tmp_path / "photo.png"])
+    assert all(item.image.dtype == np.uint8 and item.image.shape == (28, 28) for item in prepared)
+    np.testing.assert_array_equal(np.stack([item.image for item in prepared[:3]]), images[:3])
+    with pytest.raises(TypeError, match="uint8"):
+        predict_top_k(None, [PreparedInput(tmp_path / "x.npy", image=images[0] / 255.0)], 3)

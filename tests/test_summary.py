@@ -84,3 +84,12 @@ def test_summary_of_nothing_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2 and "did you mean 'cnn'" in result.output
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "missing.keras")])
     assert result.exit_code == 2 and "no such model file" in result.output
+
+
+def test_summary_is_a_library_stage_and_the_cli_prints_it():
+    from mnist_zoo.inference.summary import run_summary
+
+    result = run_summary("mlp", device="cpu")
+    assert result.total["parameters"] == 218_058 and result.layers[-1].name == "output"
+    printed = json.loads(CliRunner().invoke(cli, ["summary", "mlp", "--json", "--device", "cpu"]).stdout)
+    assert printed == json.loads(json.dumps(result.as_dict()))

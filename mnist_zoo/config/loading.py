@@ -29,6 +29,11 @@ def bundled_config_names() -> list[str]:
     return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
 
 
+def bundled_config_descriptions() -> list[tuple[str, str]]:
+    """(name, description) of every bundled config, for `config list`."""
+    return [(name, load_config(bundled_config_path(name)).description) for name in bundled_config_names()]
+
+
 def bundled_config_path(name: str) -> Path:
     """The path of the bundled config `name` ('cnn', 'seeds/lab_cnn', ...)."""
     names = bundled_config_names()

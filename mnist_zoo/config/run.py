@@ -6,7 +6,10 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.models.registry import MODELS
+from mnist_zoo.runtime.device import DEVICES
+from mnist_zoo.runtime.precision import PRECISIONS
 from mnist_zoo.fields import (
     Fraction,
     Frozen,
@@ -130,7 +133,7 @@ class EarlyStoppingConfig(Frozen):
 class DataConfig(Frozen):
     """Which data set, where it comes from, and how much of it to use."""
 
-    dataset: Literal["mnist", "fashion_mnist"] = "mnist"
+    dataset: Literal[DATASETS] = "mnist"
     """Which data set."""
     data_dir: str | None = None
     """Folder with the IDX files or mnist.npz; null: $MNIST_ZOO_DATA_DIR, else download."""
@@ -163,9 +166,9 @@ class TrainConfig(Frozen):
     """Learning-rate schedule: a name or {name, params} (see the schedule table)."""
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     """Stop when validation stops improving (keys below)."""
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    device: Literal[DEVICES] = "auto"
     """auto: a GPU if TensorFlow sees one, else the CPU."""
-    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
+    precision: Literal[("auto", *PRECISIONS)] = "auto"
     """auto: mixed_float16 on tensor-core GPUs; mixed_bfloat16 on CPUs with native bf16 for models of 1 M+ MACs per image; else float32. A resumed run keeps its own."""
     fast_paths: bool = True
     """Fused Adam, accuracy from logits, the batch gathered in the step (README, Performance); false: plain Keras."""

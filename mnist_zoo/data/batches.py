@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from mnist_zoo.data.datasets import NUM_CLASSES
+from mnist_zoo.data.catalog import NUM_CLASSES
 
 HOST_DEVICE = "/device:CPU:0"
 """Where the training images live in memory and are gathered into batches."""

@@ -12,25 +12,10 @@ from typing import Callable
 import numpy as np
 
 from mnist_zoo.data import download, idx
+from mnist_zoo.data.catalog import CLASS_NAMES, IDX_FILES
 from mnist_zoo.errors import DataError
 
 DATA_DIR_ENV = "MNIST_ZOO_DATA_DIR"
-NUM_CLASSES = 10
-"""Both data sets have ten classes."""
-CLASS_NAMES = {
-    "mnist": tuple(str(digit) for digit in range(10)),
-    "fashion_mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ),
-}
-# The IDX file stems; each may be gzipped, plain, or spelled with a dot (train-images.idx3-ubyte).
-_STEMS = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 
 
 @dataclass(frozen=True)
@@ -70,7 +55,7 @@ def _resolve_folder(data_dir: Path, dataset: str) -> Path:
         raise DataError(f"data folder {data_dir} does not exist; pass --data-dir DIR with the MNIST files")
     if data_dir.is_file():
         return data_dir
-    has_files = _find_idx_file(data_dir, _STEMS["train_images"]) or (data_dir / "mnist.npz").is_file()
+    has_files = _find_idx_file(data_dir, IDX_FILES["train_images"]) or (data_dir / "mnist.npz").is_file()
     if not has_files and (data_dir / dataset).is_dir():
         return data_dir / dataset
     return data_dir
@@ -78,8 +63,8 @@ def _resolve_folder(data_dir: Path, dataset: str) -> Path:
 
 def load_idx_folder(folder: Path, dataset: str) -> Dataset:
     """Reads the four IDX files of a folder."""
-    paths = {key: _find_idx_file(folder, stem) for key, stem in _STEMS.items()}
-    missing = [f"{_STEMS[key]}[.gz]" for key, path in paths.items() if path is None]
+    paths = {key: _find_idx_file(folder, stem) for key, stem in IDX_FILES.items()}
+    missing = [f"{IDX_FILES[key]}[.gz]" for key, path in paths.items() if path is None]
     if missing:
         raise DataError(f"{folder}: missing {', '.join(missing)}; expected the four IDX files of {dataset}")
     arrays = {
@@ -120,7 +105,8 @@ def load_npz(path: Path, dataset: str) -> Dataset:
 
 
 def load_dataset(
-    dataset: str, data_dir: str | None = None, report: Callable[[str], None] | None = None
+    dataset: str, data_dir: str | None = None, report: Callable[[str], None] | None = None,
+    progressbar: bool = False,
 ) -> Dataset:
     """Loads a data set.
 
@@ -130,17 +116,18 @@ def load_dataset(
             `<dataset>/` folder), or an .npz file. None: `$MNIST_ZOO_DATA_DIR`, else the
             download cache (downloading what is missing).
         report: receives one-line progress messages (downloads).
+        progressbar: show download progress bars on stderr (for a terminal).
 
     Returns:
         The `Dataset`.
     """
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:
-        return load_idx_folder(download.ensure_downloaded(dataset, report), dataset)
+        return load_idx_folder(download.ensure_downloaded(dataset, report, progressbar), dataset)
     location = _resolve_folder(Path(data_dir).expanduser(), dataset)
     if location.is_file():
         return load_npz(location, dataset)
-    if _find_idx_file(location, _STEMS["train_images"]) is None and (location / "mnist.npz").is_file():
+    if _find_idx_file(location, IDX_FILES["train_images"]) is None and (location / "mnist.npz").is_file():
         return load_npz(location / "mnist.npz", dataset)
     return load_idx_folder(location, dataset)
 

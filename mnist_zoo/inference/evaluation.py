@@ -110,6 +110,7 @@ def run_evaluation(
     device: str = "auto",
     unsafe: bool = False,
     plots: bool = False,
+    progressbar: bool = False,
 ) -> EvaluationResult:
     """Evaluates a `.keras` file or a run directory on the test set and writes evaluation.json.
 
@@ -121,6 +122,7 @@ def run_evaluation(
         device: 'auto', 'cpu' or 'gpu'.
         unsafe: allow Lambda layers when loading.
         plots: also write the confusion-matrix heatmap and the misclassified-digits grid.
+        progressbar: show download progress bars on stderr.
 
     Returns:
         The `EvaluationResult`.
@@ -133,7 +135,7 @@ def run_evaluation(
     run_dataset, run_data_dir = run_data_settings(run_dir)
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = load_classifier(model_path, unsafe=unsafe)
-    data = load_dataset(dataset or run_dataset, data_dir or run_data_dir)
+    data = load_dataset(dataset or run_dataset, data_dir or run_data_dir, progressbar=progressbar)
     report, probabilities = evaluate_model(model, data.test_images, data.test_labels, data.class_names)
     report = {"model": str(model_path), "dataset": data.name, **report}
 

@@ -51,6 +51,16 @@ def read_grayscale(path: Path) -> np.ndarray:
     return gray * alpha + background * (1 - alpha)
 
 
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """uint8 0-255 pixels, the MNIST files' own format, from an image in [0, 1] (rounded once)."""
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def prepare_picture(path: Path) -> np.ndarray:
+    """A picture file as the 28x28 uint8 MNIST-style digit a model is shown (`mnist_style`)."""
+    return to_pixels(mnist_style(read_grayscale(path), str(path)))
+
+
 def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:
     """MNIST-style 28x28 float32 image (light digit on black, in [0, 1]) from a grayscale picture.
 
@@ -105,10 +115,10 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
 
 
 def read_array(path: Path) -> np.ndarray:
-    """Images from a `.npy` file, taken as MNIST-format already: (n, 28, 28) float32 in [0, 1].
+    """Images from a `.npy` file, taken as MNIST-format already: (n, 28, 28) uint8 pixels.
 
-    Accepted shapes: (28, 28), (784,), (28, 28, 1), and a stack of any of them; uint8 0-255 or
-    floats in [0, 1] (floats above 1 are read as 0-255).
+    Accepted shapes: (28, 28), (784,), (28, 28, 1), and a stack of any of them; uint8 0-255
+    (kept as they are) or floats in [0, 1] (floats above 1 are read as 0-255).
 
     Raises:
         DataError: unreadable, or not 28x28 images.
@@ -122,7 +132,10 @@ def read_array(path: Path) -> np.ndarray:
     shape = array.shape
     if not (shape[-1:] == (784,) or shape[-3:] == (28, 28, 1) or shape[-2:] == (28, 28)):
         raise DataError(f"{path}: expected 28x28 images (shape (28, 28), (784,) or a stack of them), got {shape}")
-    array = array.reshape(-1, 28, 28).astype(np.float32)
+    array = array.reshape(-1, 28, 28)
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float32)
     if array.size and float(array.max()) > 1.0:
         array /= 255.0
-    return np.clip(array, 0, 1)
+    return to_pixels(array)

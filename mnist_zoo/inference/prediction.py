@@ -1,4 +1,4 @@
-"""The predict stage: user images and arrays -> MNIST-style inputs -> top-k classes."""
+"""The predict stage: user images and arrays -> MNIST-style uint8 inputs -> top-k classes."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from pathlib import Path
 import numpy as np
 
 from mnist_zoo import rundir
-from mnist_zoo.inference import pictures
 from mnist_zoo.errors import DataError
+from mnist_zoo.inference import pictures
 
 
 @dataclass
 class PreparedInput:
-    """One image to predict: where it came from, and the 28x28 image or why it could not be read."""
+    """One image to predict: where it came from, and the 28x28 uint8 image or why it could not be read."""
 
     path: Path
     index: int | None = None
     """Position in a stacked .npy array (None: the file is one image)."""
     image: np.ndarray | None = None
+    """28x28 uint8 pixels, light digit on black, as in the MNIST files."""
     error: str | None = None
     top_k: list[tuple[int, float]] = field(default_factory=list)
 
@@ -27,6 +28,18 @@ class PreparedInput:
     def name(self) -> str:
         """How the user sees it: the path, with [i] for an image of a stack."""
         return str(self.path) if self.index is None else f"{self.path}[{self.index}]"
+
+    def record(self, class_names) -> dict:
+        """The input's prediction (or error) as a JSON-ready dict."""
+        if self.error:
+            return {"input": self.name, "error": self.error}
+        return {
+            "input": self.name,
+            "prediction": class_names[self.top_k[0][0]],
+            "class_index": self.top_k[0][0],
+            "top_k": [{"class": class_names[index], "class_index": index, "probability": probability}
+                      for index, probability in self.top_k],
+        }
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -53,8 +66,7 @@ def prepare(files: list[Path]) -> list[PreparedInput]:
                 indices = [None] if len(array) == 1 else range(len(array))
                 inputs += [PreparedInput(path, index, image) for index, image in zip(indices, array)]
             else:
-                image = pictures.mnist_style(pictures.read_grayscale(path), str(path))
-                inputs.append(PreparedInput(path, image=image))
+                inputs.append(PreparedInput(path, image=pictures.prepare_picture(path)))
         except DataError as error:
             inputs.append(PreparedInput(path, error=str(error)))
     return inputs
@@ -67,9 +79,10 @@ def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
     readable = [item for item in inputs if item.image is not None]
     if not readable:
         return
-    # The model's input convention: 0-255 pixel values, as the Predictor feeds uint8 batches.
-    pixels = np.round(np.stack([item.image for item in readable]) * 255).astype(np.uint8)
-    probabilities = Predictor(model).probabilities(pixels)
+    pixels = np.stack([item.image for item in readable])
+    if pixels.dtype != np.uint8:
+        raise TypeError(f"PreparedInput.image must hold uint8 pixels, received {pixels.dtype}")
+    probabilities = Predictor(model).probabilities(pixels)  # the model's own scaling happens in there
     for item, row in zip(readable, probabilities):
         best = np.argsort(row)[::-1][:top_k]
         item.top_k = [(int(index), float(row[index])) for index in best]
@@ -86,6 +99,66 @@ def save_preprocessed(inputs: list[PreparedInput], folder: Path) -> list[Path]:
         suffix = "" if item.index is None else f"-{item.index}"
         path = Path(folder) / f"{index:03d}-{item.path.stem}{suffix}.png"
         with rundir.atomic_path(path) as temporary:
-            Image.fromarray(np.round(item.image * 255).astype(np.uint8), mode="L").save(temporary, format="PNG")
+            Image.fromarray(item.image, mode="L").save(temporary, format="PNG")
         written.append(path)
     return written
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """What `run_prediction` predicted and wrote."""
+
+    model_path: Path
+    class_names: tuple[str, ...]
+    inputs: list[PreparedInput]
+    written: list[Path]
+
+    @property
+    def records(self) -> list[dict]:
+        """One JSON-ready record per input, in order."""
+        return [item.record(self.class_names) for item in self.inputs]
+
+    @property
+    def errors(self) -> list[str]:
+        """Why each unreadable input could not be predicted."""
+        return [item.error for item in self.inputs if item.error]
+
+
+def run_prediction(
+    model_path: Path,
+    paths: list[Path],
+    top_k: int = 3,
+    device: str = "auto",
+    unsafe: bool = False,
+    save_dir: Path | None = None,
+) -> PredictionResult:
+    """Predicts the class of every picture or `.npy` image under `paths`.
+
+    Args:
+        model_path: a `.keras` file or a run directory (its best.keras; its data set names the classes).
+        paths: picture files, `.npy` files, or folders of them.
+        top_k: how many classes to keep per input.
+        device: 'auto', 'cpu' or 'gpu'.
+        unsafe: allow Lambda layers when loading.
+        save_dir: also write the 28x28 images the model saw there, as PNG files.
+
+    Returns:
+        The `PredictionResult`; inputs that could not be read carry their `error`.
+
+    Raises:
+        DataError: no picture or `.npy` file was found at all.
+    """
+    from mnist_zoo.data.catalog import CLASS_NAMES
+    from mnist_zoo.inference.evaluation import run_data_settings
+    from mnist_zoo.inference.modelfile import load_classifier
+    from mnist_zoo.runtime.device import select_device
+
+    model_file, run_dir = rundir.resolve_model_path(Path(model_path))
+    class_names = CLASS_NAMES[run_data_settings(run_dir)[0]]
+    prepared = prepare(expand_paths(list(paths)))
+    if not prepared:
+        raise DataError("no images or .npy files found in the given folders")
+    select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
+    predict_top_k(load_classifier(model_file, unsafe=unsafe), prepared, top_k)
+    written = save_preprocessed(prepared, save_dir) if save_dir else []
+    return PredictionResult(model_file, class_names, prepared, written)

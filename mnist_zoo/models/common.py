@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from mnist_zoo.data.datasets import NUM_CLASSES
+from mnist_zoo.data.catalog import NUM_CLASSES
 from mnist_zoo.fields import (
     Activation,
     ConstraintSpec,

@@ -37,3 +37,16 @@ def build_model(model_config):
         An uncompiled `keras.Model`.
     """
     return MODELS[model_config.type].build(model_config)
+
+
+def describe_models(device: str = "auto") -> list[tuple[str, int, str]]:
+    """(name, parameters, description) of every registered model, each built with its defaults.
+
+    Args:
+        device: where TensorFlow builds them ('auto', 'cpu' or 'gpu'); chosen before it starts.
+    """
+    from mnist_zoo.runtime.device import select_device
+
+    select_device(device)  # memory growth before building: a GPU is not reserved whole
+    return [(name, build_model(entry.config_class()).count_params(), entry.description)
+            for name, entry in MODELS.items()]

@@ -91,3 +91,28 @@ def sort_rows(rows: list[RunRow], key: str) -> list[RunRow]:
     present = [row for row in rows if getattr(row, key) is not None]
     missing = [row for row in rows if getattr(row, key) is None]
     return sorted(present, key=lambda row: getattr(row, key), reverse=key in DESCENDING) + missing
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The leaderboard of `compare_runs`: finished runs in order, and why the others were skipped."""
+
+    rows: list[RunRow]
+    skipped: list[str]
+
+
+def compare_runs(paths: list[Path], sort_key: str = "test_accuracy") -> Comparison:
+    """The compare stage: reads every run under `paths` and orders the finished ones by `sort_key`.
+
+    Raises:
+        RunDirError: a path is not a run or a folder of runs, or no run under them has finished.
+    """
+    rows, skipped = [], []
+    for run_dir in find_runs(list(paths)):
+        try:
+            rows.append(read_row(run_dir))
+        except RunDirError as error:
+            skipped.append(str(error))
+    if not rows:
+        raise RunDirError("no finished runs to compare" + (f" ({'; '.join(skipped)})" if skipped else ""))
+    return Comparison(sort_rows(rows, sort_key), skipped)

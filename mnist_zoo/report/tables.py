@@ -1,19 +1,40 @@
-"""Plain-text tables for the terminal."""
+"""Every text table and report the commands print, rendered with tabulate (plain text or Markdown)."""
 
 from __future__ import annotations
 
+from typing import Iterable
 
-def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
-    """A fixed-width text table; `align` is one 'l' or 'r' per column (default: first left, rest right)."""
+_ALIGN = {"l": "left", "r": "right"}
+
+
+def table(headers: list[str], rows: Iterable[list], align: str | None = None, markdown: bool = False) -> str:
+    """A fixed-width text table, or a Markdown (GitHub) table.
+
+    Args:
+        headers: the column titles.
+        rows: the cells, one list per row; cells are shown as `str(cell)`, never re-parsed as numbers.
+        align: one 'l' or 'r' per column (default: the first left, the rest right).
+        markdown: a pipe table with alignment markers instead of plain text.
+    """
+    from tabulate import tabulate
+
     align = align or "l" + "r" * (len(headers) - 1)
     cells = [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(headers[i]), *(len(row[i]) for row in cells)) if cells else len(headers[i])
-              for i in range(len(headers))]
+    return tabulate(cells, headers=headers, tablefmt="pipe" if markdown else "simple",
+                    colalign=[_ALIGN[a] for a in align], disable_numparse=True)
 
-    def line(values):
-        return "  ".join(v.ljust(w) if a == "l" else v.rjust(w) for v, w, a in zip(values, widths, align)).rstrip()
 
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells])
+def markdown_table(headers: list[str], rows: Iterable[list], align: str | None = None) -> str:
+    """A Markdown (GitHub) table; `align` as for `table`."""
+    return table(headers, rows, align, markdown=True)
+
+
+def _count(value) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def format_evaluation(report: dict, class_names) -> str:
@@ -39,9 +60,40 @@ def format_evaluation(report: dict, class_names) -> str:
                         "most confused (true -> predicted: count)\n" + confused])
 
 
-def markdown_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
-    """A Markdown (GitHub) table; `align` as for `table`."""
-    align = align or "l" + "r" * (len(headers) - 1)
-    rule = ["---:" if a == "r" else "---" for a in align]
-    lines = [headers, rule, *[[str(cell) for cell in row] for row in rows]]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+def format_leaderboard(rows, markdown: bool = False) -> str:
+    """The compare leaderboard: one line per run (`report.compare.RunRow`), in the given order."""
+    headers = ["run", "model", "config", "parameters", "forward MACs", "epochs", "train s", "s/epoch",
+               "best val acc", "test acc"]
+    body = [[row.run, row.model, row.config_name, f"{row.parameters:,}", _count(row.forward_macs), row.epochs,
+             f"{row.train_seconds:.1f}", f"{row.seconds_per_epoch:.2f}", _percent(row.best_val_accuracy),
+             _percent(row.test_accuracy)] for row in rows]
+    return table(headers, body, align="lllrrrrrrr", markdown=markdown)
+
+
+def format_summary(source: str, rows, total: dict) -> str:
+    """The layer table of `summary`: one line per layer (`models.summary.LayerSummary`), then the totals."""
+    body = [[row.name, row.kind, str(row.output_shape), f"{row.parameters:,}", _count(row.macs),
+             _count(row.macs_bias_as_input)] for row in rows]
+    body.append(["total", "", "", f"{total['parameters']:,}", _count(total["macs"]), _count(total["macs_bias_as_input"])])
+    text = f"{source}\n\n" + table(["layer", "type", "output shape", "parameters", "MACs", "MACs (bias as input)"],
+                                   body, align="lllrrr")
+    if total["macs"] is None:
+        text += "\n?: MACs of this layer type are not counted; the totals leave them out."
+    return text
+
+
+def format_predictions(records: list[dict]) -> str:
+    """One line per predicted input: the best class, then the top-k with probabilities."""
+    lines = []
+    for record in records:
+        if "error" in record:
+            continue
+        ranking = ", ".join(f"{entry['class']} {entry['probability']:.1%}" for entry in record["top_k"])
+        lines.append(f"{record['input']}: {record['prediction']}  ({ranking})")
+    return "\n".join(lines)
+
+
+def format_models(rows: list[tuple[str, int, str]]) -> str:
+    """The `models` table from (name, parameters, description) rows."""
+    return table(["model", "parameters", "description"],
+                 [[name, f"{parameters:,}", description] for name, parameters, description in rows], align="lrl")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from mnist_zoo.errors import DeviceError
 
+DEVICES = ("auto", "cpu", "gpu")
+"""What `train.device` and `--device` accept: auto is a GPU if TensorFlow sees one, else the CPU."""
+
 
 @dataclass(frozen=True)
 class DeviceInfo:

@@ -163,6 +163,7 @@ def train_run(
     report: Callable[[str], None] = lambda message: None,
     extra_callbacks=(),
     resume: bool = False,
+    progressbar: bool = False,
 ) -> TrainResult:
     """Trains the model `config` describes and writes every output into `run_dir`.
 
@@ -176,6 +177,7 @@ def train_run(
         report: receives one-line progress messages for the user.
         extra_callbacks: more Keras callbacks for `fit` (library use: benchmarks, notebooks).
         resume: continue from the run directory's last committed epoch.
+        progressbar: show progress bars on stderr for steps that are not training (the download).
 
     Returns:
         The `TrainResult` (run directory and test metrics of the best model).
@@ -189,7 +191,7 @@ def train_run(
     with GracefulInterrupts() as interrupts:
         try:
             rundir.write_status(run_dir, "running", epochs=config.train.epochs)
-            metrics = _train(config, run_dir, report, extra_callbacks, resume, interrupts)
+            metrics = _train(config, run_dir, report, extra_callbacks, resume, interrupts, progressbar)
         except TrainingInterrupted as error:
             error.run_dir = run_dir
             error.epochs_completed = _committed_epochs(run_dir)
@@ -222,7 +224,7 @@ def _committed_epochs(run_dir: Path) -> int:
         return 0
 
 
-def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts):
+def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts, progressbar: bool):
     from mnist_zoo.runtime.device import select_device
     from mnist_zoo.runtime.precision import precision_scope
     from mnist_zoo.train.fast_paths import use_fast_paths
@@ -242,7 +244,7 @@ def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bo
         report(f"warning: {warning}")
     with precision_scope(precision), seeded(config.train.seed):
         return _train_in_scope(config, run_dir, report, extra_callbacks, resume, interrupts, device, precision,
-                               fast_paths)
+                               fast_paths, progressbar)
 
 
 def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, report=lambda message: None) -> str:
@@ -308,12 +310,12 @@ def seeded(seed: int):
 
 
 def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts,
-                    device, precision: str, fast_paths: bool):
+                    device, precision: str, fast_paths: bool, progressbar: bool):
     from mnist_zoo.train import checkpoint
     from mnist_zoo.runtime.environment import environment_record
     from mnist_zoo.models.registry import build_model
 
-    dataset = load_dataset(config.data.dataset, config.data.data_dir, report)
+    dataset = load_dataset(config.data.dataset, config.data.data_dir, report, progressbar)
     splits = split_dataset(
         dataset, config.data.validation_size, config.train.seed, config.data.train_limit, config.data.test_limit
     )
