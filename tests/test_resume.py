@@ -13,7 +13,8 @@ import pytest
 
 from mnist_zoo import rundir
 from mnist_zoo.train import checkpoint
-from mnist_zoo.train.callbacks import EpochCommitter
+from mnist_zoo.train.callbacks import CommitEpochs
+from mnist_zoo.train.loop import TrainingLoop
 from mnist_zoo.config.loading import validate_config
 from mnist_zoo.errors import RunDirError, TrainingInterrupted
 from mnist_zoo.train.interrupts import GracefulInterrupts
@@ -180,7 +181,7 @@ def test_a_worse_epoch_after_resume_never_replaces_best_keras(tmp_path):
     best_before = (run_dir / "best.keras").read_bytes()
 
     resumed = checkpoint.load_state(run_dir)
-    committer = EpochCommitter(run_dir, resumed, steps_per_epoch=1)
+    committer = CommitEpochs(run_dir, TrainingLoop(resumed), steps_per_epoch=1)
     committer.set_model(model)
     committer.on_epoch_begin(1)
     committer.on_train_batch_end(0)

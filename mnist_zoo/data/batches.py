@@ -17,6 +17,11 @@ TensorFlow's graph optimizer may turn a division into a multiplication by the re
 graph and not in another, and then the same batch differs in its last bit between the two."""
 
 
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    """Batches per epoch: the last one may be smaller (Keras's convention, and the schedules')."""
+    return -(-num_images // batch_size)
+
+
 def scale_pixels(images):
     """uint8 pixel values as the models' float32 inputs in [0, 1]: the one place that converts them.
 
@@ -64,7 +69,7 @@ class EpochShuffledDataset:
     A resumed run must see, in epoch k, exactly the batches an uninterrupted run saw. A
     `reshuffle_each_iteration` shuffle cannot promise that (its order depends on how many epochs
     this process has iterated), so the order of epoch k is a stateless shuffle seeded with
-    (seed, k). Call `set_epoch` before each epoch starts (`train.callbacks.EpochCommitter` does); the dataset
+    (seed, k). Call `set_epoch` before each epoch starts (`train.callbacks.EpochOrder` does); the dataset
     reads it when Keras opens the epoch's iterator.
 
     Two views of the same batches: `dataset` yields (images, labels); `index_dataset` yields only
@@ -77,7 +82,7 @@ class EpochShuffledDataset:
         import tensorflow as tf
 
         self.epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="data_epoch")
-        self.steps_per_epoch = -(-len(images) // batch_size)
+        self.steps_per_epoch = steps_per_epoch(len(images), batch_size)
         # The uint8 table and its gathers stay in host memory: TensorFlow has no GPU gather kernel
         # for uint8, so on a GPU they would be placed on the CPU anyway, op by op, with a copy of
         # the table; pinned, only each gathered batch goes to the GPU.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Callable
 from mnist_zoo import rundir
 from mnist_zoo.config.loading import config_to_yaml
 from mnist_zoo.config.run import RunConfig
+from mnist_zoo.data.batches import steps_per_epoch
 from mnist_zoo.data.datasets import Splits, load_dataset, split_dataset
 from mnist_zoo.errors import RunDirError, TrainingInterrupted
 
@@ -66,8 +66,9 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
             False: a tf.data map does, as in plain Keras.
     """
     from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
-    from mnist_zoo.train.callbacks import EpochCommitter, StoppingRule
+    from mnist_zoo.train.callbacks import CommitEpochs, EpochOrder, StopOnSignal
     from mnist_zoo.train.fast_paths import gathered_in_train_step
+    from mnist_zoo.train.loop import TrainingLoop
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
     train_data = EpochShuffledDataset(
@@ -77,8 +78,8 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
     val_data = None
     if len(splits.val_images):
         val_data = make_dataset(splits.val_images, splits.val_labels, max(train.batch_size, 1000), one_hot)
-    stopping = StoppingRule(train.early_stopping, state.stopping) if train.early_stopping.enabled else None
-    committer = EpochCommitter(run_dir, state, train_data.steps_per_epoch, stopping, train_data, interrupts)
+    callbacks = [EpochOrder(train_data), CommitEpochs(run_dir, TrainingLoop(state, train.early_stopping),
+                                                      train_data.steps_per_epoch), StopOnSignal(interrupts)]
     interrupts.watch(model)
     try:
         gathering = gathered_in_train_step(model, train_data) if fast_paths else contextlib.nullcontext()
@@ -89,7 +90,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
                 epochs=train.epochs,
                 initial_epoch=state.epochs_completed,
                 shuffle=False,  # EpochShuffledDataset orders each epoch itself
-                callbacks=[committer, *extra_callbacks],
+                callbacks=[*callbacks, *extra_callbacks],
                 verbose=keras_verbosity(train.verbose),
             )
     finally:
@@ -333,7 +334,7 @@ def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, r
         rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
 
     model = build_model(config.model)
-    compile_model(model, config, math.ceil(len(splits.train_images) / config.train.batch_size), fast_paths)
+    compile_model(model, config, steps_per_epoch(len(splits.train_images), config.train.batch_size), fast_paths)
     state = start_state(splits, model, run_dir, resume)
     if state.epochs_completed:
         report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
