@@ -103,7 +103,7 @@ def _config_options(function):
     )(function)
     function = click.option(
         "--model", "model_name", metavar="NAME",
-        help="A bundled config: linear, mlp, cnn, or seeds/<name> (see `mnist-zoo config list`).",
+        help="A bundled config by name, e.g. cnn or seeds/lab_cnn (`mnist-zoo config list` shows them all).",
     )(function)
     return function
 

@@ -9,7 +9,9 @@ from mnist_zoo.config.loading import bundled_config_names, bundled_config_path, 
 from mnist_zoo.models.registry import MODELS, build_model
 from mnist_zoo.fields import InitializerSpec, ConstraintSpec
 
-# Parameter counts stated in the issue and in ../shared/SEEDS.md.
+# Parameter counts stated in the issue and in ../shared/SEEDS.md: every network of the course
+# material must keep them. A model type added later has none here (its bundled config's
+# reference.parameters is checked where it states one).
 EXPECTED_PARAMETERS = {
     "linear": 7_850,
     "mlp": 218_058,
@@ -23,10 +25,15 @@ EXPECTED_PARAMETERS = {
 }
 
 
+def test_every_course_network_has_its_expected_parameter_count():
+    assert {"linear", "mlp", "cnn"} | {name for name in bundled_config_names() if name.startswith("seeds/")} \
+        <= set(EXPECTED_PARAMETERS)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_registry_default_builds_with_expected_parameters(name):
     model = build_model(MODELS[name].config_class())
-    assert model.count_params() == EXPECTED_PARAMETERS[name]
+    assert model.count_params() == EXPECTED_PARAMETERS.get(name, model.count_params())
     output = model(np.zeros((2, 28, 28, 1), dtype=np.float32))
     assert tuple(output.shape) == (2, 10)
     assert np.allclose(np.asarray(output).sum(axis=1), 1.0, atol=1e-5)
@@ -36,7 +43,7 @@ def test_registry_default_builds_with_expected_parameters(name):
 def test_bundled_config_builds_with_reported_parameters(name):
     config = load_config(bundled_config_path(name))
     model = build_model(config.model)
-    assert model.count_params() == EXPECTED_PARAMETERS[name]
+    assert model.count_params() == EXPECTED_PARAMETERS.get(name, model.count_params())
     if config.reference.parameters is not None:
         assert model.count_params() == config.reference.parameters
 

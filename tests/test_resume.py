@@ -21,12 +21,7 @@ from mnist_zoo.train.interrupts import GracefulInterrupts
 from mnist_zoo.models.registry import MODELS
 from mnist_zoo.train.stage import train_run
 
-SMALL_MODELS = {
-    "linear": {"type": "linear"},
-    "mlp": {"type": "mlp", "hidden_units": [32], "dropout_rate": 0.2},
-    "cnn": {"type": "cnn", "conv_layers": [{"filters": 4, "kernel_size": 3}], "hidden_units": [16],
-            "dropout_rate": 0.3},
-}
+SMALL_MODELS = {name: {"type": name, **entry.tiny} for name, entry in MODELS.items()}
 
 
 def make_config(small_mnist_dir, model="mlp", train=None):

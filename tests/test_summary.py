@@ -93,3 +93,17 @@ def test_summary_is_a_library_stage_and_the_cli_prints_it():
     assert result.total["parameters"] == 218_058 and result.layers[-1].name == "output"
     printed = json.loads(CliRunner().invoke(cli, ["summary", "mlp", "--json", "--device", "cpu"]).stdout)
     assert printed == json.loads(json.dumps(result.as_dict()))
+
+
+def test_weightless_keras_layers_count_zero_and_custom_ones_are_not_guessed():
+    class Doubling(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * 2
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.SpatialDropout2D(0.1)(keras.layers.ZeroPadding2D(1)(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    rows = summarize(keras.Model(inputs, keras.layers.Dense(10)(x)))
+    assert [row.macs for row in rows] == [0, 0, 0, 0, 10]
+    custom = summarize(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(Doubling()(inputs)))))
+    assert custom[1].macs is None and totals(custom)["macs"] is None

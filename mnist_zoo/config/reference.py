@@ -10,9 +10,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from mnist_zoo.config.run import DataConfig, EarlyStoppingConfig, LossSpec, OptimizerSpec, ReferenceConfig, RunConfig, ScheduleSpec, TrainConfig
-from mnist_zoo.models.cnn import ConvLayerConfig
+from mnist_zoo.fields import ConstraintSpec, Frozen, InitializerSpec, NamedSpec
 from mnist_zoo.models.registry import MODELS
-from mnist_zoo.fields import ConstraintSpec, InitializerSpec, NamedSpec
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
            (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))
@@ -87,13 +86,36 @@ def named_spec_table(spec_class: type[NamedSpec]) -> str:
     return "\n".join(rows)
 
 
-def render_reference() -> str:
-    """The whole reference: sections per config part, then the named choices with their parameters."""
-    sections = [("Top level", fields_table(RunConfig, ""))]
+def _sections_inside(annotation) -> list[type[Frozen]]:
+    """The config sections (not named specs) a field's type holds: in a list, an option, or itself."""
+    if isinstance(annotation, type):
+        return [annotation] if issubclass(annotation, Frozen) else []
+    return [found for arg in typing.get_args(annotation) for found in _sections_inside(arg)]
+
+
+def model_sections() -> list[tuple[str, str]]:
+    """A table per registered model, then one per nested section any of them has (each once).
+
+    Everything comes from the registry's config classes, so a new model type documents itself.
+    """
+    sections, nested = [], {}
     for name, entry in MODELS.items():
         sections.append((f"`model` with `type: {name}`", fields_table(entry.config_class, "model.")))
+        for key, field in entry.config_class.model_fields.items():
+            for section in _sections_inside(field.annotation):
+                list_marker = "[]" if typing.get_origin(field.annotation) is tuple else ""
+                nested.setdefault(section, []).append(f"model.{key}{list_marker}")
+    for section, keys in nested.items():
+        where = ", ".join(f"`{key}`" for key in dict.fromkeys(keys))
+        summary = (section.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        sections.append((f"{where}: {summary}", fields_table(section, "")))
+    return sections
+
+
+def render_reference() -> str:
+    """The whole reference: sections per config part, then the named choices with their parameters."""
+    sections = [("Top level", fields_table(RunConfig, "")), *model_sections()]
     sections += [
-        ("`model.conv_layers[]` (each convolution block of a cnn)", fields_table(ConvLayerConfig, "")),
         ("`data`", fields_table(DataConfig, "data.")),
         ("`train`", fields_table(TrainConfig, "train.")),
         ("`train.early_stopping`", fields_table(EarlyStoppingConfig, "train.early_stopping.")),

@@ -25,7 +25,7 @@ class ModelConfigBase(LayerOptions):
     """Fields every model has: the registry `type` and the output layer's activation."""
 
     type: str
-    """The registered model: linear, mlp or cnn."""
+    """The registered model type (`mnist-zoo models` lists them)."""
     output_activation: OutputActivation = "softmax"
     """Output layer activation; linear gives logits (cross-entropy then reads logits)."""
 

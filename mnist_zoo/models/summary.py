@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Layers that move or select values but multiply nothing.
-_FREE_LAYERS = ("InputLayer", "Flatten", "Reshape", "Dropout", "MaxPooling2D", "AveragePooling2D",
-                "GlobalMaxPooling2D", "Activation", "ReLU", "Softmax", "Rescaling")
+# Keras layers without weights move, select, pool or activate values: they count 0 MACs. These
+# weightless Keras layers multiply tensors with each other, so their cost is not known here.
+_WEIGHTLESS_BUT_MULTIPLYING = ("Multiply", "Dot", "Attention", "AdditiveAttention", "Lambda")
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,12 @@ def layer_macs(layer) -> tuple[int | None, int | None]:
     Standard: Dense in x units; Conv2D out_h x out_w x filters x (k_h x k_w x in_channels).
     The material counts the bias as one extra input per kernel window: Dense (in + 1) x units,
     Conv2D in_channels x (k_h x k_w + 1) x out_h x out_w x filters (its formula, which counts a
-    bias per input channel). Layers without weights (pooling, flatten, dropout) count 0.
+    bias per input channel). Keras's layers without weights (pooling, flatten, dropout,
+    activations) count 0. Anything else, custom layers included, is (None, None): not guessed.
     """
     kind = type(layer).__name__
-    if kind in _FREE_LAYERS:
+    from_keras = type(layer).__module__.startswith("keras.")
+    if from_keras and not layer.weights and kind not in _WEIGHTLESS_BUT_MULTIPLYING:
         return 0, 0
     if kind == "Dense":
         inputs, units = int(layer.input.shape[-1]), layer.units

@@ -16,12 +16,18 @@ def table(headers: list[str], rows: Iterable[list], align: str | None = None, ma
         align: one 'l' or 'r' per column (default: the first left, the rest right).
         markdown: a pipe table with alignment markers instead of plain text.
     """
-    from tabulate import tabulate
+    import tabulate
 
     align = align or "l" + "r" * (len(headers) - 1)
     cells = [[str(cell) for cell in row] for row in rows]
-    return tabulate(cells, headers=headers, tablefmt="pipe" if markdown else "simple",
-                    colalign=[_ALIGN[a] for a in align], disable_numparse=True)
+    # tabulate widens every column by MIN_PADDING beyond its header; columns as wide as their
+    # widest cell read better in a terminal. Restored after, for other users of tabulate.
+    padding, tabulate.MIN_PADDING = tabulate.MIN_PADDING, 0
+    try:
+        return tabulate.tabulate(cells, headers=headers, tablefmt="pipe" if markdown else "simple",
+                                 colalign=[_ALIGN[a] for a in align], disable_numparse=True)
+    finally:
+        tabulate.MIN_PADDING = padding
 
 
 def markdown_table(headers: list[str], rows: Iterable[list], align: str | None = None) -> str:
