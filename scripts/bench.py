@@ -142,7 +142,7 @@ def work_train(spec) -> dict:
     else:
         from mnist_zoo.config.loading import bundled_config_path, load_config
         from mnist_zoo.data.datasets import load_dataset
-        from mnist_zoo.inference.modelfile import Predictor
+        from mnist_zoo.inference.predictor import Predictor
         from mnist_zoo.train.stage import train_run
 
         limit = spec["train_limit"]
@@ -187,7 +187,7 @@ def work_inference(spec) -> dict:
     else:
         from mnist_zoo.config.loading import bundled_config_path, load_config
         from mnist_zoo.inference.evaluation import classification_report
-        from mnist_zoo.inference.modelfile import Predictor
+        from mnist_zoo.inference.predictor import Predictor
         from mnist_zoo.models.registry import build_model
 
         predictor = Predictor(build_model(load_config(bundled_config_path("cnn")).model))

@@ -10,7 +10,8 @@ import pytest
 
 from mnist_zoo.errors import ModelFileError
 from mnist_zoo.inference.evaluation import classification_report, confusion_matrix, run_evaluation
-from mnist_zoo.inference.modelfile import load_classifier, to_probabilities
+from mnist_zoo.inference.modelfile import load_classifier
+from mnist_zoo.inference.predictor import to_probabilities
 
 
 def test_confusion_matrix_and_report_on_known_values():
@@ -39,7 +40,8 @@ def test_logits_are_turned_into_probabilities():
 
 
 def _trained_foreign_model(input_shape, logits: bool, images, labels):
-    """A plain Keras classifier as a user's script would write it."""
+    """A plain Keras classifier as a user's script would write it (seeded: the same model in any test order)."""
+    keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input(shape=input_shape),
         keras.layers.Flatten(),
@@ -109,7 +111,7 @@ def test_broken_model_files(tmp_path):
 def test_low_precision_softmax_outputs_are_probabilities(tmp_path, small_mnist_dir, real_mnist, policy):
     # A plain Keras script under a mixed policy computes its softmax in bf16/fp16 unless told
     # otherwise: its rows sum to 1 only within that dtype's rounding.
-    from mnist_zoo.inference.modelfile import Predictor
+    from mnist_zoo.inference.predictor import Predictor
     from mnist_zoo.runtime.precision import precision_scope
     from mnist_zoo.inference.prediction import PreparedInput, predict_top_k
 

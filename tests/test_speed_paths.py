@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mnist_zoo.config.loading import bundled_config_path, load_config, validate_config
-from mnist_zoo.inference.modelfile import Predictor
+from mnist_zoo.inference.predictor import Predictor
 from mnist_zoo.runtime.precision import auto_precision, precision_scope
 from mnist_zoo.models.registry import build_model
 from mnist_zoo.train.stage import train_run

@@ -112,7 +112,8 @@ def test_best_keras_scores_the_best_validation_accuracy_of_the_history(tmp_path,
     import keras
 
     from mnist_zoo.data.datasets import load_dataset, split_dataset
-    from mnist_zoo.inference.modelfile import Predictor, load_classifier
+    from mnist_zoo.inference.modelfile import load_classifier
+    from mnist_zoo.inference.predictor import Predictor
 
     class RuinTheLastEpoch(keras.callbacks.Callback):
         """A learning rate of 5 in the last epoch: its validation accuracy is surely not the best."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_zoo import rundir
-from mnist_zoo.inference.modelfile import predict_probabilities
+from mnist_zoo.inference.predictor import predict_probabilities
 
 NUM_MOST_CONFUSED = 10
 

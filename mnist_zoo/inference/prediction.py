@@ -74,7 +74,7 @@ def prepare(files: list[Path]) -> list[PreparedInput]:
 
 def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
     """Fills each readable input's `top_k` with (class index, probability), most likely first."""
-    from mnist_zoo.inference.modelfile import Predictor
+    from mnist_zoo.inference.predictor import Predictor
 
     readable = [item for item in inputs if item.image is not None]
     if not readable:
