@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mnist_zoo import rundir
 from mnist_zoo.errors import RunDirError
 
 SORT_KEYS = ("test_accuracy", "best_val_accuracy", "parameters", "forward_macs", "train_seconds",
@@ -36,6 +35,8 @@ class RunRow:
 
 def find_runs(paths: list[Path]) -> list[Path]:
     """Run directories: each path itself if it is a run, else the runs directly inside it."""
+    from mnist_zoo import rundir  # here, not at the top: cli imports SORT_KEYS, and --help stays instant
+
     runs = []
     for path in map(Path, paths):
         if not path.is_dir():
@@ -56,6 +57,7 @@ def read_row(run_dir: Path) -> RunRow:
     Raises:
         RunDirError: the run has no (readable) metrics.json, i.e. it did not finish.
     """
+    from mnist_zoo import rundir
     from mnist_zoo.config.loading import load_config
     from mnist_zoo.models.registry import build_model
     from mnist_zoo.models.summary import summarize, totals
