@@ -12,6 +12,7 @@ import click
 from mnist_zoo import __version__
 from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.errors import MnistZooError, TrainingInterrupted
+from mnist_zoo.export.formats import EXPORT_FORMATS, QUANTIZATIONS
 from mnist_zoo.report.compare import SORT_KEYS
 from mnist_zoo.runtime.device import DEVICES
 
@@ -299,6 +300,52 @@ def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsaf
         _echo_err(f"Error: {error}")
     if result.errors:
         raise click.exceptions.Exit(USER_ERROR_EXIT_CODE)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.option("--format", "formats", multiple=True, required=True, type=click.Choice(EXPORT_FORMATS),
+              help="savedmodel (TensorFlow Serving), tflite (LiteRT, phones), onnx (onnxruntime, browsers, C++/C#); repeatable.")
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
+              help="LiteRT only: float16 weights, or int8 throughout (calibrated on training images).")
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the files (default: <run>/export/, or beside the .keras file).")
+@click.option("--force", is_flag=True, help="Replace existing exports of the same name.")
+@click.option("--dataset", type=click.Choice(DATASETS), help="Test set to verify on (default: the run's, else mnist).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the IDX files or mnist.npz.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@_device_option
+def export(model_path, formats, quantize, output_dir, force, dataset, data_dir, as_json, device):
+    """Export a run's best model (or a .keras file) and verify each file in its own runtime.
+
+    Every file takes (batch, 28, 28) uint8 images (0-255, light digit on black, as MNIST and
+    `predict` prepare them) and outputs (batch, 10) float32 class probabilities, with any batch
+    size. Before a file gets its name it runs on the whole test set in its runtime (TensorFlow,
+    LiteRT, onnxruntime) and must predict the Keras model's class on every image, probabilities
+    within 1e-4 (quantized: test accuracy within 0.3 points). Needs: pip install 'mnist-zoo[export]'.
+
+    \b
+    Examples:
+      mnist-zoo export runs/20261122-120000-cnn --format tflite --format onnx
+      mnist-zoo export runs/20261122-120000-cnn --format tflite --quantize int8
+      mnist-zoo export my_model.keras --format savedmodel -o serving/
+    """
+    from mnist_zoo.export.stage import run_export
+
+    result = run_export(model_path, list(formats), output_dir, quantize, force, dataset,
+                        data_dir and str(data_dir), device, report=_echo_err, progressbar=_progressbar())
+    if as_json:
+        click.echo(json.dumps({"model": str(result.model_path), "data": result.dataset_source,
+                               "test_images": result.test_images,
+                               "exports": [check.as_dict() for check in result.checks]}, indent=2))
+        return
+    from mnist_zoo.report.tables import format_exports
+
+    click.echo(f"model: {result.model_path}\ndata: {result.dataset_source}\n")
+    click.echo(format_exports(result.checks, result.test_images))
 
 
 # ----------------------------------------------------------------------------- plot-history

@@ -25,6 +25,14 @@ class DeviceError(MnistZooError):
     """The requested compute device is not available."""
 
 
+class ExportError(MnistZooError):
+    """A model could not be exported, or the exported file does not compute what the model does."""
+
+
+class MissingDependencyError(MnistZooError):
+    """An optional package a command needs is not installed; the message names the pip command."""
+
+
 class TrainingInterrupted(Exception):
     """Training stopped on a signal (Ctrl-C, SIGTERM); the last complete epoch is saved.
 

@@ -17,6 +17,7 @@ LAYERS = [
     {"config"},
     {"report"},
     {"inference"},
+    {"export"},
     {"train"},
     {"cli", "__main__"},
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-
 from mnist_zoo.errors import ModelFileError
 
 ACCEPTED_INPUT_SHAPES = ((784,), (28, 28), (28, 28, 1))

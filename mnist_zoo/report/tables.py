@@ -103,3 +103,20 @@ def format_models(rows: list[tuple[str, int, str]]) -> str:
     """The `models` table from (name, parameters, description) rows."""
     return table(["model", "parameters", "description"],
                  [[name, f"{parameters:,}", description] for name, parameters, description in rows], align="lrl")
+
+
+def _size(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.2f} MB" if size_bytes >= 100_000 else f"{size_bytes / 1e3:.1f} kB"
+
+
+def format_exports(checks, test_images: int) -> str:
+    """The export table: per file, its size and what its runtime computed on the test set."""
+    headers = ["format", "file", "size", "test acc", "vs Keras", "same class", "max prob diff", "images/s", "1 image"]
+    body = [[check.format if check.quantize == "none" else f"{check.format} {check.quantize}", check.path,
+             _size(check.size_bytes), f"{check.test_accuracy:.2%}",
+             f"{100 * (check.test_accuracy - check.keras_accuracy):+.2f} pts", f"{check.agreement:.2%}",
+             f"{check.max_probability_difference:.1e}", f"{check.images_per_second:,.0f}",
+             f"{check.single_image_ms:.2f} ms"] for check in checks]
+    return (table(headers, body, align="llrrrrrrr")
+            + f"\n\nverified on {test_images:,} test images, each file in its own runtime; "
+            "'same class': images where it predicts the Keras model's class")

@@ -1,0 +1,261 @@
+"""Runs a classifier file in its own runtime: .keras in Keras, a SavedModel in TensorFlow, .tflite in LiteRT, .onnx in onnxruntime."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_zoo.errors import MissingDependencyError, ModelFileError
+
+KINDS = ("keras", "savedmodel", "tflite", "onnx")
+"""The model file kinds evaluate and predict accept."""
+EXPORT_EXTRA = "pip install 'mnist-zoo[export]'"
+# Images per call into a runtime: small batches keep the activations in cache (see Predictor).
+BATCH_SIZE = 256
+
+
+def file_kind(path: Path) -> str | None:
+    """'keras', 'savedmodel', 'tflite' or 'onnx' from a path's suffix (a folder: its saved_model.pb)."""
+    path = Path(path)
+    if path.is_dir():
+        return "savedmodel" if (path / "saved_model.pb").is_file() else None
+    return {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix.lower())
+
+
+def _require(module: str, purpose: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{purpose} needs the {module} package: {EXPORT_EXTRA}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+class Classifier:
+    """A model file opened in its runtime. `probabilities` maps uint8 images (n, 28, 28) to (n, 10) rows that sum to 1."""
+
+    kind: str = ""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """The file's raw outputs (n, 10) for uint8 images (n, 28, 28), float32."""
+        batches = [self._run(images[start:start + BATCH_SIZE]) for start in range(0, len(images), BATCH_SIZE)]
+        return np.concatenate(batches).astype(np.float32) if batches else np.zeros((0, 10), np.float32)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        from mnist_zoo.inference.predictor import to_probabilities
+
+        return to_probabilities(self.scores(images), self.output_kind)
+
+    output_kind: str | None = None
+    """'probabilities' or 'logits' where the file declares it; None: decided from the values."""
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _as_input(images: np.ndarray, dtype, shape) -> np.ndarray:
+    """uint8 MNIST images as a runtime's input: kept uint8, or scaled to [0, 1] floats, reshaped."""
+    if np.dtype(dtype) == np.uint8:
+        batch = images
+    else:
+        batch = images.astype(np.float32) * np.float32(1 / 255)
+    return batch.reshape((len(images), *[int(size) for size in shape[1:]])).astype(dtype, copy=False)
+
+
+def _check_shapes(path: Path, input_shape, output_shape) -> None:
+    from mnist_zoo.inference.modelfile import ACCEPTED_INPUT_SHAPES
+
+    if tuple(input_shape[1:]) not in ACCEPTED_INPUT_SHAPES:
+        raise ModelFileError(f"{path}: input shape {tuple(input_shape)} is not a batch of MNIST images; expected "
+                             f"(n, {'), (n, '.join(', '.join(map(str, shape)) for shape in ACCEPTED_INPUT_SHAPES)})")
+    if tuple(output_shape[1:]) != (10,):
+        raise ModelFileError(f"{path}: output shape {tuple(output_shape)}, expected (n, 10) class scores")
+
+
+class KerasClassifier(Classifier):
+    """A `.keras` file through `Predictor` (one traced TensorFlow function)."""
+
+    kind = "keras"
+
+    def __init__(self, path: Path, unsafe: bool = False, model=None):
+        from mnist_zoo.inference.modelfile import load_classifier
+        from mnist_zoo.inference.predictor import Predictor
+
+        super().__init__(path)
+        self.model = model if model is not None else load_classifier(self.path, unsafe=unsafe)
+        self.predictor = Predictor(self.model)
+        self.output_kind = self.predictor.output_kind
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        return self.predictor.scores(images)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.predictor.probabilities(images)
+
+
+class SavedModelClassifier(Classifier):
+    """A SavedModel folder, reloaded with `tf.saved_model.load`; its `serve` endpoint is called."""
+
+    kind = "savedmodel"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        import tensorflow as tf
+
+        try:
+            self.loaded = tf.saved_model.load(str(self.path))
+        except Exception as error:  # TensorFlow raises many types for a damaged folder
+            raise ModelFileError(f"{self.path}: not a readable SavedModel ({_first_line(error)})") from None
+        endpoint = getattr(self.loaded, "serve", None) or self.loaded.signatures.get("serving_default")
+        if endpoint is None:
+            raise ModelFileError(f"{self.path}: the SavedModel has no 'serve' endpoint or serving_default signature")
+        self.endpoint = endpoint
+        spec = self._input_spec()
+        self.input_dtype, self.input_shape = spec.dtype.as_numpy_dtype, spec.shape
+        _check_shapes(self.path, tuple(self.input_shape), (None, 10))
+
+    def _input_spec(self):
+        if hasattr(self.endpoint, "structured_input_signature"):
+            args, kwargs = self.endpoint.structured_input_signature
+            specs = list(args) + list(kwargs.values())
+        else:
+            specs = list(self.endpoint.input_signature)
+        if len(specs) != 1:
+            raise ModelFileError(f"{self.path}: expected one input, the SavedModel has {len(specs)}")
+        return specs[0]
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        outputs = self.endpoint(tf.constant(_as_input(images, self.input_dtype, self.input_shape)))
+        if isinstance(outputs, dict):
+            outputs = next(iter(outputs.values()))
+        return outputs.numpy()
+
+
+class LiteRTClassifier(Classifier):
+    """A `.tflite` file in the LiteRT interpreter (`ai-edge-litert`), its batch resized to each call's."""
+
+    kind = "tflite"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        interpreter_module = _require("ai_edge_litert.interpreter", "running .tflite files")
+        try:
+            self.interpreter = interpreter_module.Interpreter(model_path=str(self.path), num_threads=2)
+        except Exception as error:  # LiteRT raises ValueError or RuntimeError for a bad flatbuffer
+            raise ModelFileError(f"{self.path}: not a readable .tflite model ({_first_line(error)})") from None
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{self.path}: expected one input and one output, the model has "
+                                 f"{len(inputs)} and {len(outputs)}")
+        self.input, self.output = inputs[0], outputs[0]
+        _check_shapes(self.path, self.input["shape"], self.output["shape"])
+        self._batch = None
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        if self._batch != len(images):
+            self.interpreter.resize_tensor_input(self.input["index"], [len(images), *self.input["shape"][1:]])
+            self.interpreter.allocate_tensors()
+            self._batch = len(images)
+        batch = _as_input(images, np.float32 if self.input["dtype"] != np.uint8 else np.uint8, self.input["shape"])
+        scale, zero_point = self.input["quantization"]
+        if self.input["dtype"] not in (np.uint8, np.float32) and scale:  # an int8 input: quantize
+            batch = np.clip(np.round(batch / scale + zero_point), -128, 127).astype(self.input["dtype"])
+        self.interpreter.set_tensor(self.input["index"], batch)
+        self.interpreter.invoke()
+        result = self.interpreter.get_tensor(self.output["index"])
+        scale, zero_point = self.output["quantization"]
+        if result.dtype != np.float32 and scale:  # an integer output: dequantize
+            result = (result.astype(np.float32) - zero_point) * scale
+        return result
+
+
+class OnnxClassifier(Classifier):
+    """An `.onnx` file in onnxruntime (CPU)."""
+
+    kind = "onnx"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        onnxruntime = _require("onnxruntime", "running .onnx files")
+        try:
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3  # its warnings are about graph optimizations, not the user's file
+            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for a bad file
+            raise ModelFileError(f"{self.path}: not a readable .onnx model ({_first_line(error)})") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{self.path}: expected one input and one output, the model has "
+                                 f"{len(inputs)} and {len(outputs)}")
+        self.input = inputs[0]
+        dtypes = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
+        if self.input.type not in dtypes:
+            raise ModelFileError(f"{self.path}: input type {self.input.type}, expected uint8 or float images")
+        self.input_dtype = dtypes[self.input.type]
+        _check_shapes(self.path, self.input.shape, outputs[0].shape)
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        batch = _as_input(images, self.input_dtype, self.input.shape)
+        return self.session.run(None, {self.input.name: batch})[0]
+
+
+def open_classifier(path: Path, unsafe: bool = False) -> Classifier:
+    """Opens a `.keras`, `.tflite` or `.onnx` file or a SavedModel folder in its runtime.
+
+    Args:
+        path: the model file or folder.
+        unsafe: allow Lambda layers in `.keras` files.
+
+    Raises:
+        ModelFileError: not a model file of a known kind, unreadable, or not shaped for MNIST.
+        MissingDependencyError: the runtime for its kind is not installed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file or folder")
+    kind = file_kind(path)
+    if kind is None:
+        raise ModelFileError(f"{path}: not a model file; expected a .keras, .tflite or .onnx file or a "
+                             "SavedModel folder (with saved_model.pb)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: model file is empty")
+    if kind == "keras":
+        return KerasClassifier(path, unsafe=unsafe)
+    return {"savedmodel": SavedModelClassifier, "tflite": LiteRTClassifier, "onnx": OnnxClassifier}[kind](path)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Throughput on many images and latency of one, measured in a runtime."""
+
+    images_per_second: float
+    single_image_ms: float
+
+
+def time_classifier(classifier: Classifier, images: np.ndarray, repeats: int = 20) -> Timing:
+    """Images per second over `images` (after a warm-up), and the median time to classify one image."""
+    classifier.scores(images[:BATCH_SIZE])  # warm-up: tracing, allocation, resizing
+    start = time.perf_counter()
+    classifier.scores(images)
+    throughput = len(images) / (time.perf_counter() - start)
+    single = images[:1]
+    classifier.scores(single)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classifier.scores(single)
+        times.append(time.perf_counter() - start)
+    return Timing(throughput, 1000 * float(np.median(times)))

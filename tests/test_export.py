@@ -1,0 +1,194 @@
+"""Export: every format of every registry model, verified in its runtime; quantized LiteRT; refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mnist_zoo.cli import cli
+from mnist_zoo.models.registry import MODELS
+
+pytest.importorskip("onnxruntime", reason="the export extra is part of the test install")
+
+
+def train_tiny(run_dir: Path, data_dir: Path, model: str, *extra: str) -> Path:
+    tiny = [f"--set=model.{key}={json.dumps(value)}" for key, value in MODELS[model].tiny.items()]
+    result = CliRunner().invoke(cli, [
+        "train", "--model", model, "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "1",
+        "--set", "data.validation_size=200", "--set", "train.verbose=0", *tiny, *extra,
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, small_mnist_dir):
+    """A trained tiny run of every registry model."""
+    folder = tmp_path_factory.mktemp("export-runs")
+    return {model: train_tiny(folder / model, small_mnist_dir, model) for model in MODELS}
+
+
+def export(*args: str):
+    return CliRunner().invoke(cli, ["export", *args])
+
+
+def keras_probabilities(run_dir: Path, images: np.ndarray) -> np.ndarray:
+    from mnist_zoo.inference.modelfile import load_classifier
+    from mnist_zoo.inference.predictor import Predictor
+
+    return Predictor(load_classifier(run_dir / "best.keras")).probabilities(images)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_format_is_verified_in_its_runtime_and_runs_there_at_any_batch_size(runs, model, real_mnist):
+    run_dir = runs[model]
+    result = export(str(run_dir), "--format", "savedmodel", "--format", "tflite", "--format", "onnx", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [check["format"] for check in report["exports"]] == ["savedmodel", "tflite", "onnx"]
+    for check in report["exports"]:
+        assert check["agreement"] == 1.0 and check["max_probability_difference"] <= 1e-4
+        assert check["test_accuracy"] == check["keras_accuracy"] and check["size_bytes"] > 1000
+    folder = run_dir / "export"
+    assert sorted(path.name for path in folder.iterdir()) == ["model.onnx", "model.tflite", "saved_model"]
+
+    # Each file used the way a user would, in its runtime directly: uint8 (n, 28, 28) in, probabilities out.
+    images = real_mnist.test_images[:7]
+    expected = keras_probabilities(run_dir, images)
+    import onnxruntime
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [(item.name, item.type) for item in session.get_inputs()] == [("image", "tensor(uint8)")]
+    onnx_output = session.run(None, {"image": images})[0]
+
+    interpreter = Interpreter(model_path=str(folder / "model.tflite"))
+    details = interpreter.get_input_details()[0]
+    assert details["dtype"] == np.uint8 and list(details["shape_signature"]) == [-1, 28, 28]
+    interpreter.resize_tensor_input(details["index"], [len(images), 28, 28])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(details["index"], images)
+    interpreter.invoke()
+    litert_output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    loaded = tf.saved_model.load(str(folder / "saved_model"))
+    saved_output = loaded.serve(tf.constant(images)).numpy()
+    single = loaded.serve(tf.constant(images[:1])).numpy()
+    for output in (onnx_output, litert_output, saved_output):
+        assert output.dtype == np.float32 and output.shape == (7, 10)
+        np.testing.assert_allclose(output, expected, atol=1e-4)
+    np.testing.assert_allclose(single, expected[:1], atol=1e-4)
+
+
+def test_text_report_and_a_keras_file_exports_beside_itself(runs, tmp_path, small_mnist_dir):
+    model_file = tmp_path / "mine.keras"
+    model_file.write_bytes((runs["linear"] / "best.keras").read_bytes())
+    result = export(str(model_file), "--format", "onnx", "--data-dir", str(small_mnist_dir))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.onnx").is_file()
+    assert any(line.startswith("onnx") and "100.00%" in line for line in result.stdout.splitlines())
+    assert "verified on 500 test images" in result.stdout
+
+
+def test_a_mixed_precision_run_exports_as_float32(tmp_path, small_mnist_dir):
+    run_dir = train_tiny(tmp_path / "bf16", small_mnist_dir, "cnn", "--set", "train.precision=mixed_bfloat16")
+    assert json.loads((run_dir / "environment.json").read_text())["precision"] == "mixed_bfloat16"
+    result = export(str(run_dir), "--format", "tflite", "--format", "onnx", "--json")
+    assert result.exit_code == 0, result.output
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(run_dir / "export" / "model.tflite"))
+    tensor_types = {detail["dtype"] for detail in interpreter.get_tensor_details()}
+    assert np.float32 in tensor_types and not {np.float16} & tensor_types  # no bf16/fp16 tensors inside
+    for check in json.loads(result.stdout)["exports"]:
+        assert check["agreement"] == 1.0
+
+
+@pytest.mark.parametrize("quantize", ["float16", "int8"])
+def test_quantized_litert_is_smaller_and_keeps_its_accuracy(runs, shared_data, quantize):
+    run_dir = runs["mlp"]
+    float_size = None
+    float_file = run_dir / "export" / "model.tflite"
+    if float_file.is_file():
+        float_size = float_file.stat().st_size
+    result = export(str(run_dir), "--format", "tflite", "--quantize", quantize, "--data-dir", str(shared_data),
+                    "--json", "--force")
+    assert result.exit_code == 0, result.output
+    check = json.loads(result.stdout)["exports"][0]
+    assert check["quantize"] == quantize and Path(check["path"]).name == f"model-{quantize}.tflite"
+    assert 100 * (check["keras_accuracy"] - check["test_accuracy"]) <= 0.3
+    assert check["agreement"] > 0.95  # a tiny one-epoch model: many images sit near a class boundary
+    if float_size is not None:
+        assert check["size_bytes"] < float_size * (0.6 if quantize == "float16" else 0.35)
+    if quantize == "int8":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=check["path"])
+        kinds = {detail["dtype"] for detail in interpreter.get_tensor_details()}
+        assert np.int8 in kinds and interpreter.get_input_details()[0]["dtype"] == np.uint8
+
+
+def test_a_failed_verification_is_an_error_and_leaves_nothing(runs, tmp_path, monkeypatch):
+    from mnist_zoo.export import stage
+
+    monkeypatch.setattr(stage, "FLOAT_TOLERANCE", -1.0)  # no file can pass
+    result = export(str(runs["linear"]), "--format", "onnx", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "does not compute what the Keras model does" in result.output
+    assert list((tmp_path / "out").iterdir()) == []  # neither the file nor its partial copy
+
+
+def test_existing_exports_are_kept_without_force(runs, tmp_path):
+    out = tmp_path / "out"
+    assert export(str(runs["linear"]), "--format", "onnx", "-o", str(out)).exit_code == 0
+    before = (out / "model.onnx").read_bytes()
+    refused = export(str(runs["linear"]), "--format", "onnx", "-o", str(out))
+    assert refused.exit_code == 2 and "pass --force" in refused.output
+    assert export(str(runs["mlp"]), "--format", "onnx", "-o", str(out), "--force").exit_code == 0
+    assert (out / "model.onnx").read_bytes() != before
+    assert sorted(path.name for path in out.iterdir()) == ["model.onnx"]
+
+
+def test_a_lambda_model_is_refused(tmp_path, small_mnist_dir):
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    outputs = keras.layers.Dense(10, activation="softmax")(
+        keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2.0)(inputs)))
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    result = export(str(tmp_path / "lambda.keras"), "--format", "onnx", "--data-dir", str(small_mnist_dir))
+    assert result.exit_code == 2 and "Lambda" in result.output
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "onnx", "--quantize", "int8"], "applies to LiteRT only"),
+    (["--format", "pt"], "Invalid value for '--format'"),
+])
+def test_bad_requests_are_one_line_errors(runs, args, message):
+    result = export(str(runs["linear"]), *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_missing_extra_names_the_pip_command(runs, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    result = export(str(runs["linear"]), "--format", "onnx")
+    assert result.exit_code == 2 and "pip install 'mnist-zoo[export]'" in result.output
+
+
+def test_export_runs_as_a_real_command(runs, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mnist_zoo", "export", str(runs["linear"]), "--format", "savedmodel",
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "savedmodel" in result.stdout and (tmp_path / "out" / "saved_model" / "saved_model.pb").is_file()
+    assert "verifying saved_model" in result.stderr
