@@ -236,13 +236,17 @@ def _resumable_config(run_dir: Path, machine: dict):
 @_device_option
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
 def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe):
-    """Evaluate a .keras model or a run directory on the test set.
+    """Evaluate a model on the test set: a run directory, a .keras file, or an exported file.
+
+    PATH is a run directory (its best.keras), a .keras file, or an export (.tflite, .onnx, a
+    SavedModel folder), which runs in its own runtime (LiteRT, onnxruntime, TensorFlow).
 
     \b
     Examples:
       mnist-zoo evaluate runs/20261122-120000-cnn
       mnist-zoo evaluate my_model.keras --json
       mnist-zoo evaluate runs/20261122-120000-cnn --plots
+      mnist-zoo evaluate runs/20261122-120000-cnn/export/model-int8.tflite
     """
     from mnist_zoo.inference.evaluation import run_evaluation
 
@@ -253,7 +257,7 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
         return
     from mnist_zoo.report.tables import format_evaluation
 
-    click.echo(f"model: {result.model_path}\ndata: {result.dataset_source}\n")
+    click.echo(f"model: {result.model_path} ({result.report['runtime']})\ndata: {result.dataset_source}\n")
     click.echo(format_evaluation(result.report, result.class_names))
     for written in result.written:
         click.echo(f"wrote {written}")
@@ -274,7 +278,8 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
 def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsafe):
     """Predict the digit in your own images (PNG, JPEG, BMP, GIF, ...) or .npy arrays.
 
-    MODEL is a .keras file or a run directory. Pictures are prepared the way MNIST was made:
+    MODEL is a run directory, a .keras file, or an export (.tflite, .onnx, a SavedModel folder,
+    run in its own runtime). Pictures are prepared the way MNIST was made:
     grayscale, inverted if dark-on-light, cropped to the digit, scaled to fit 20x20, centred
     by centre of mass in 28x28. .npy arrays are taken as 28x28 MNIST-format images as they are.
     Exit status 2 if any input could not be read (the others are still predicted).

@@ -141,21 +141,24 @@ def latest_run(root: Path) -> Path:
 
 
 def resolve_model_path(path: Path) -> tuple[Path, Path | None]:
-    """Maps a `.keras` file or a run directory to (model file, run directory or None).
+    """Maps a model file, a SavedModel folder or a run directory to (model, run directory or None).
+
+    A run directory gives its best.keras (else last.keras); a model file or SavedModel folder
+    belongs to the run that holds it directly or in its export/ folder.
 
     Raises:
         ModelFileError: nothing usable at `path`.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
         for name in (BEST_MODEL, LAST_MODEL):
             if (path / name).is_file():
                 return path / name, path
         raise ModelFileError(f"{path}: run directory holds neither {BEST_MODEL} nor {LAST_MODEL}")
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file or run directory")
-    run_dir = path.parent if (path.parent / CONFIG_FILE).is_file() else None
-    return path, run_dir
+    owner = next((folder for folder in (path.parent, path.parent.parent) if (folder / CONFIG_FILE).is_file()), None)
+    return path, owner
 
 
 def read_status(run_dir: Path) -> dict:

@@ -192,3 +192,79 @@ def test_export_runs_as_a_real_command(runs, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "savedmodel" in result.stdout and (tmp_path / "out" / "saved_model" / "saved_model.pb").is_file()
     assert "verifying saved_model" in result.stderr
+
+
+# ----------------------------------------------------------------------------- exported files in evaluate and predict
+
+
+@pytest.fixture(scope="module")
+def exported_cnn(runs):
+    result = export(str(runs["cnn"]), "--format", "savedmodel", "--format", "tflite", "--format", "onnx", "--force")
+    assert result.exit_code == 0, result.output
+    folder = runs["cnn"] / "export"
+    return {"keras": runs["cnn"] / "best.keras", "savedmodel": folder / "saved_model",
+            "tflite": folder / "model.tflite", "onnx": folder / "model.onnx"}
+
+
+@pytest.mark.parametrize("kind", ["savedmodel", "tflite", "onnx"])
+def test_evaluate_runs_an_export_in_its_runtime_with_the_same_report(exported_cnn, kind):
+    keras_report = json.loads(CliRunner().invoke(cli, ["evaluate", str(exported_cnn["keras"]), "--json"]).stdout)
+    result = CliRunner().invoke(cli, ["evaluate", str(exported_cnn[kind]), "--json", "--plots"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["runtime"] == kind and keras_report["runtime"] == "keras"
+    for key in ("accuracy", "confusion_matrix", "per_class", "most_confused", "num_examples"):
+        assert report[key] == keras_report[key], key
+    assert report["loss"] == pytest.approx(keras_report["loss"], abs=1e-5)
+    path = exported_cnn[kind]
+    # Beside the file under its own name: the run's evaluation.json and the other exports' stay.
+    assert (path.parent / f"{path.name}.evaluation.json").is_file()
+    assert (path.parent / f"{path.name}.confusion_matrix.png").stat().st_size > 10_000
+    text = CliRunner().invoke(cli, ["evaluate", str(path)]).stdout
+    assert f"({kind})" in text.splitlines()[0] and "most confused" in text
+
+
+def test_predict_gives_the_same_answer_in_every_runtime(exported_cnn, tmp_path, real_mnist):
+    np.save(tmp_path / "digits.npy", real_mnist.test_images[:5])
+    answers = {}
+    for kind, path in exported_cnn.items():
+        result = CliRunner().invoke(cli, ["predict", str(path), str(tmp_path / "digits.npy"), "--json"])
+        assert result.exit_code == 0, result.output
+        answers[kind] = json.loads(result.stdout)
+    for kind, records in answers.items():
+        assert [r["class_index"] for r in records] == [r["class_index"] for r in answers["keras"]], kind
+        for ours, theirs in zip(records, answers["keras"]):
+            assert ours["top_k"][0]["probability"] == pytest.approx(theirs["top_k"][0]["probability"], abs=1e-4)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("random.tflite", bytes(range(256)) * 40),
+    ("random.onnx", bytes(range(256)) * 40),
+    ("truncated.tflite", None),
+    ("truncated.onnx", None),
+    ("empty.onnx", b""),
+])
+def test_broken_exported_files_are_one_line_errors(exported_cnn, tmp_path, small_mnist_dir, name, content):
+    path = tmp_path / name
+    if content is None:
+        source = exported_cnn[Path(name).suffix.lstrip(".")]
+        content = source.read_bytes()[: source.stat().st_size // 3]
+    path.write_bytes(content)
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.uint8))
+    for args in (["evaluate", str(path), "--data-dir", str(small_mnist_dir)], ["predict", str(path), str(tmp_path / "x.npy")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and str(path) in errors[0]
+
+
+def test_a_broken_export_is_one_line_on_a_real_terminal_too(tmp_path):
+    path = tmp_path / "random.tflite"
+    path.write_bytes(bytes(range(256)) * 40)
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.uint8))
+    result = subprocess.run([sys.executable, "-m", "mnist_zoo", "predict", str(path), str(tmp_path / "x.npy")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: {path}: not a readable .tflite model" + line.split("not a readable .tflite model", 1)[1]
+        for line in result.stderr.splitlines() if "not a readable .tflite model" in line]

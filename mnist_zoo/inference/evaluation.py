@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_zoo import rundir
-from mnist_zoo.inference.predictor import predict_probabilities
+from mnist_zoo.inference.predictor import Predictor
 
 NUM_MOST_CONFUSED = 10
 
@@ -74,10 +74,14 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray, class_n
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, class_names) -> tuple[dict, np.ndarray]:
     """Predicts and scores a model on uint8 images.
 
+    Args:
+        model: a Keras model, or a `runtimes.Classifier` (any file opened in its runtime).
+
     Returns:
         (the classification report, the predicted probabilities (n, 10)).
     """
-    probabilities = predict_probabilities(model, images)
+    engine = model if hasattr(model, "probabilities") else Predictor(model)
+    probabilities = engine.probabilities(images)
     return classification_report(labels, probabilities, class_names), probabilities
 
 
@@ -115,7 +119,8 @@ def run_evaluation(
     """Evaluates a `.keras` file or a run directory on the test set and writes evaluation.json.
 
     Args:
-        path: a `.keras` file or a run directory (its best.keras is used).
+        path: a `.keras`, `.tflite` or `.onnx` file, a SavedModel folder, or a run directory (its
+            best.keras); each file runs in its own runtime (Keras, TensorFlow, LiteRT, onnxruntime).
         dataset: the test set; default the run's, else 'mnist'.
         data_dir: where the data is; default the run's, else `$MNIST_ZOO_DATA_DIR` or download.
         output_dir: where outputs go; default the run directory, else beside the model.
@@ -129,30 +134,34 @@ def run_evaluation(
     """
     from mnist_zoo.data.datasets import load_dataset
     from mnist_zoo.runtime.device import select_device
-    from mnist_zoo.inference.modelfile import load_classifier
+    from mnist_zoo.inference.runtimes import open_classifier
 
     model_path, run_dir = rundir.resolve_model_path(Path(path))
     run_dataset, run_data_dir = run_data_settings(run_dir)
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
-    model = load_classifier(model_path, unsafe=unsafe)
+    model = open_classifier(model_path, unsafe=unsafe)
     data = load_dataset(dataset or run_dataset, data_dir or run_data_dir, progressbar=progressbar)
     report, probabilities = evaluate_model(model, data.test_images, data.test_labels, data.class_names)
-    report = {"model": str(model_path), "dataset": data.name, **report}
+    report = {"model": str(model_path), "runtime": model.kind, "dataset": data.name, **report}
 
-    if output_dir is not None:
-        json_path = Path(output_dir) / rundir.EVALUATION_FILE
-    elif run_dir is not None:
-        json_path = run_dir / rundir.EVALUATION_FILE
+    # The run's own model reports into the run directory; any other file (a foreign .keras, an
+    # export in <run>/export/) beside itself, under its own name, so that no two overwrite each other.
+    own_model = run_dir is not None and model_path.parent == run_dir and model.kind == "keras"
+    if output_dir is not None or own_model:
+        folder, prefix = Path(output_dir) if output_dir is not None else run_dir, ""
     else:
-        json_path = model_path.with_name(f"{model_path.stem}.evaluation.json")
+        folder, prefix = model_path.parent, f"{model_path.stem if model.kind == 'keras' else model_path.name}."
+    json_path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
     rundir.write_json(json_path, report)
     written = [json_path]
     if plots:
         from mnist_zoo.report.plots import plot_confusion_matrix, plot_misclassified
 
-        folder = json_path.parent
-        title = f"Confusion matrix: {model_path.name}, {data.name} test set ({report['accuracy']:.2%} accuracy)"
-        plot_confusion_matrix(np.array(report["confusion_matrix"]), data.class_names, folder / "confusion_matrix.png", title)
-        plot_misclassified(data.test_images, data.test_labels, probabilities, data.class_names, folder / "misclassified.png")
-        written += [folder / "confusion_matrix.png", folder / "misclassified.png"]
+        plot_prefix = prefix if model.kind != "keras" else ""
+        title = (f"Confusion matrix: {model_path.name} ({model.kind}), {data.name} test set "
+                 f"({report['accuracy']:.2%} accuracy)")
+        matrix_path, grid_path = folder / f"{plot_prefix}confusion_matrix.png", folder / f"{plot_prefix}misclassified.png"
+        plot_confusion_matrix(np.array(report["confusion_matrix"]), data.class_names, matrix_path, title)
+        plot_misclassified(data.test_images, data.test_labels, probabilities, data.class_names, grid_path)
+        written += [matrix_path, grid_path]
     return EvaluationResult(report, model_path, data.source, data.class_names, written)

@@ -73,7 +73,11 @@ def prepare(files: list[Path]) -> list[PreparedInput]:
 
 
 def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
-    """Fills each readable input's `top_k` with (class index, probability), most likely first."""
+    """Fills each readable input's `top_k` with (class index, probability), most likely first.
+
+    Args:
+        model: a Keras model, or a `runtimes.Classifier` (any file opened in its runtime).
+    """
     from mnist_zoo.inference.predictor import Predictor
 
     readable = [item for item in inputs if item.image is not None]
@@ -82,7 +86,8 @@ def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
     pixels = np.stack([item.image for item in readable])
     if pixels.dtype != np.uint8:
         raise TypeError(f"PreparedInput.image must hold uint8 pixels, received {pixels.dtype}")
-    probabilities = Predictor(model).probabilities(pixels)  # the model's own scaling happens in there
+    engine = model if hasattr(model, "probabilities") else Predictor(model)
+    probabilities = engine.probabilities(pixels)  # the model's own scaling happens in there
     for item, row in zip(readable, probabilities):
         best = np.argsort(row)[::-1][:top_k]
         item.top_k = [(int(index), float(row[index])) for index in best]
@@ -135,7 +140,8 @@ def run_prediction(
     """Predicts the class of every picture or `.npy` image under `paths`.
 
     Args:
-        model_path: a `.keras` file or a run directory (its best.keras; its data set names the classes).
+        model_path: a `.keras`, `.tflite` or `.onnx` file, a SavedModel folder, or a run directory
+            (its best.keras); a run's data set names the classes.
         paths: picture files, `.npy` files, or folders of them.
         top_k: how many classes to keep per input.
         device: 'auto', 'cpu' or 'gpu'.
@@ -150,7 +156,7 @@ def run_prediction(
     """
     from mnist_zoo.data.catalog import CLASS_NAMES
     from mnist_zoo.inference.evaluation import run_data_settings
-    from mnist_zoo.inference.modelfile import load_classifier
+    from mnist_zoo.inference.runtimes import open_classifier
     from mnist_zoo.runtime.device import select_device
 
     model_file, run_dir = rundir.resolve_model_path(Path(model_path))
@@ -159,6 +165,6 @@ def run_prediction(
     if not prepared:
         raise DataError("no images or .npy files found in the given folders")
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
-    predict_top_k(load_classifier(model_file, unsafe=unsafe), prepared, top_k)
+    predict_top_k(open_classifier(model_file, unsafe=unsafe), prepared, top_k)
     written = save_preprocessed(prepared, save_dir) if save_dir else []
     return PredictionResult(model_file, class_names, prepared, written)
