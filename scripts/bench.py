@@ -208,6 +208,58 @@ def work_inference(spec) -> dict:
             "single_image_ms": 1000 * statistics.median(latencies)}
 
 
+RUNTIMES = ("keras_predict", "predictor", "litert", "litert_int8", "onnxruntime")
+"""The inference section's rows: Keras's model.predict, mnist-zoo's Predictor, and the exported files."""
+
+
+def work_runtimes(spec) -> dict:
+    """Throughput on the 10k test images and single-image latency of the CNN in every runtime.
+
+    One process, so that every runtime meets the same machine state; the runtimes take turns in
+    each of three rounds and the medians are reported. The CNN is the default architecture,
+    untrained (speed does not depend on the weights); int8 is calibrated on training images.
+    """
+    import numpy as np
+
+    from mnist_zoo.config.loading import bundled_config_path, load_config
+    from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.export import stage
+    from mnist_zoo.export.wrapper import inference_model
+    from mnist_zoo.inference.runtimes import KerasClassifier, open_classifier, time_classifier
+    from mnist_zoo.models.registry import build_model
+
+    data = load_dataset("mnist", spec["data_dir"])
+    images = data.test_images
+    model = build_model(load_config(bundled_config_path("cnn")).model)
+    exported = inference_model(model)
+    exported(images[:1])
+    representative = data.train_images[:stage.REPRESENTATIVE_IMAGES]
+    x = (images.astype("float32") / 255)[..., np.newaxis]
+
+    class KerasPredict:
+        """model.predict as a Keras script calls it: float32 arrays, default batch size."""
+
+        def scores(self, batch):
+            return model.predict(x[:len(batch)] if len(batch) < len(x) else x, verbose=0)
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        stage._write("tflite", exported, folder / "model.tflite", "none", representative, folder)
+        stage._write("tflite", exported, folder / "model-int8.tflite", "int8", representative, folder)
+        stage._write("onnx", exported, folder / "model.onnx", "none", representative, folder)
+        engines = {"keras_predict": KerasPredict(), "predictor": KerasClassifier(folder, model=model),
+                   "litert": open_classifier(folder / "model.tflite"),
+                   "litert_int8": open_classifier(folder / "model-int8.tflite"),
+                   "onnxruntime": open_classifier(folder / "model.onnx")}
+        rounds = {name: [] for name in engines}
+        for _ in range(3):
+            for name, engine in engines.items():
+                rounds[name].append(time_classifier(engine, images))
+    return {name: {"images_per_second": statistics.median(t.images_per_second for t in timings),
+                   "single_image_ms": statistics.median(t.single_image_ms for t in timings)}
+            for name, timings in rounds.items()}
+
+
 def work_peak_memory(spec) -> dict:
     """Peak resident memory (MiB) of one CNN training epoch in a child process."""
     with tempfile.TemporaryDirectory() as out:
@@ -243,7 +295,7 @@ def work_ceiling(spec) -> dict:
     return {"gflops": statistics.median(rates)}
 
 
-WORKERS = {"train": work_train, "inference": work_inference, "memory": work_peak_memory, "ceiling": work_ceiling,
+WORKERS = {"train": work_train, "inference": work_inference, "runtimes": work_runtimes, "memory": work_peak_memory, "ceiling": work_ceiling,
            "settings": lambda spec: {}}  # only what every worker reports: the TensorFlow settings in force
 
 # Multiply-accumulates of one CNN forward pass (weights only), times 2 FLOPs, times 3 for
@@ -325,6 +377,8 @@ def measure(mode: str, data_dir: str, repeats: int, log) -> dict:
     for side in alternating(repeats):  # a few seconds each, and as exposed to the VM's speed swings
         log(f"inference: {side}")
         results["inference"][side].append(run_worker({**base, "kind": "inference", "side": side}))
+    log("inference runtimes: Keras predict, Predictor, LiteRT, LiteRT int8, onnxruntime")
+    results["runtimes"] = run_worker({**base, "kind": "runtimes"})
     for side in alternating(1):
         log(f"memory: {side}")
         results["memory"][side].append(run_worker({**base, "kind": "memory", "side": side}))
@@ -418,7 +472,27 @@ def report(results: dict) -> str:
                f"{settings['repeats']} alternating repeats (linear and mlp: {settings.get('small_model_repeats', settings['repeats'])}), "
                f"medians; time to {settings['target']:.0%}: plain Keras up to "
                f"{settings['max_epochs']} epochs, mnist-zoo its default CNN recipe with its own epochs and schedule")
-    return "\n".join(rows) + "\n\n" + machine + "\n"
+    return "\n".join(rows) + "\n\n" + machine + "\n" + runtimes_report(results.get("runtimes"))
+
+
+def runtimes_report(runtimes: dict | None) -> str:
+    """The inference section: the CNN in every runtime, against Keras's model.predict."""
+    if not runtimes:
+        return ""
+    names = {"keras_predict": "Keras `model.predict`", "predictor": "mnist-zoo Predictor (Keras model, traced)",
+             "litert": "LiteRT, float32 export", "litert_int8": "LiteRT, int8 export", "onnxruntime": "onnxruntime, float32 export"}
+    base = runtimes["keras_predict"]["images_per_second"]
+    rows = ["| cnn inference | 10k test images, images/s | x Keras predict | one image, ms |", "|---|---|---|---|"]
+    for name in RUNTIMES:
+        if name in runtimes:
+            figures = runtimes[name]
+            rows.append(f"| {names[name]} | {figures['images_per_second']:,.0f} | "
+                        f"{figures['images_per_second'] / base:.2f} | {figures['single_image_ms']:.2f} |")
+    best = max((name for name in RUNTIMES if name in runtimes), key=lambda name: runtimes[name]["images_per_second"])
+    fastest_single = min(figures["single_image_ms"] for name, figures in runtimes.items() if name != "keras_predict")
+    return ("\n" + "\n".join(rows) + f"\n\nTargets: the fastest runtime at least 3x Keras predict's throughput "
+            f"({names[best]}: {runtimes[best]['images_per_second'] / base:.2f}x), one image in at most 1 ms "
+            f"(fastest: {fastest_single:.2f} ms). Three rounds in one process, runtimes taking turns, medians.\n")
 
 
 def main() -> None:

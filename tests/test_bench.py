@@ -227,3 +227,23 @@ def test_precision_study_report_compares_each_config_over_its_seeds():
     text = precision_study.markdown(study)
     assert "Test CPU (bf16/AMX flags: avx512_bf16)" in text
     assert "| cnn | 99.33% (99.30%-99.36%) | 99.30% (99.20%-99.40%) | -0.03 | 21.00 | 11.00 | 0.52x |" in text
+
+
+def test_report_has_the_inference_runtimes_side_by_side():
+    results = _sample_results()
+    results["runtimes"] = {name: {"images_per_second": rate, "single_image_ms": ms} for name, rate, ms in [
+        ("keras_predict", 5000, 60.0), ("predictor", 10000, 1.5), ("litert", 12000, 0.2),
+        ("litert_int8", 30000, 0.05), ("onnxruntime", 15000, 0.15)]}
+    text = bench.report(results)
+    assert "| LiteRT, int8 export | 30,000 | 6.00 | 0.05 |" in text
+    assert "| Keras `model.predict` | 5,000 | 1.00 | 60.00 |" in text
+    assert "(LiteRT, int8 export: 6.00x)" in text and "(fastest: 0.05 ms)" in text
+    del results["runtimes"]
+    assert "cnn inference" not in bench.report(results)  # a run saved before the section existed
+
+
+@pytest.mark.slow
+def test_runtimes_worker_measures_every_runtime(shared_data):
+    result = bench.work_runtimes({"data_dir": str(shared_data)})
+    assert set(result) == set(bench.RUNTIMES)
+    assert all(figures["images_per_second"] > 0 and figures["single_image_ms"] > 0 for figures in result.values())

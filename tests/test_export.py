@@ -66,10 +66,12 @@ def test_every_format_is_verified_in_its_runtime_and_runs_there_at_any_batch_siz
     from ai_edge_litert.interpreter import Interpreter
 
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert [(item.name, item.type) for item in session.get_inputs()] == [("image", "tensor(uint8)")]
-    onnx_output = session.run(None, {"image": images})[0]
+    assert [(item.name, item.type, item.shape) for item in session.get_inputs()] == [("image", "tensor(uint8)", ["batch", 28, 28])]
+    assert [item.name for item in session.get_outputs()] == ["probabilities"]
+    onnx_output = session.run(["probabilities"], {"image": images})[0]
 
     interpreter = Interpreter(model_path=str(folder / "model.tflite"))
+    assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
     details = interpreter.get_input_details()[0]
     assert details["dtype"] == np.uint8 and list(details["shape_signature"]) == [-1, 28, 28]
     interpreter.resize_tensor_input(details["index"], [len(images), 28, 28])
@@ -79,8 +81,8 @@ def test_every_format_is_verified_in_its_runtime_and_runs_there_at_any_batch_siz
     litert_output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
     loaded = tf.saved_model.load(str(folder / "saved_model"))
-    saved_output = loaded.serve(tf.constant(images)).numpy()
-    single = loaded.serve(tf.constant(images[:1])).numpy()
+    saved_output = loaded.serve(tf.constant(images))["probabilities"].numpy()
+    single = loaded.signatures["serving_default"](image=tf.constant(images[:1]))["probabilities"].numpy()
     for output in (onnx_output, litert_output, saved_output):
         assert output.dtype == np.float32 and output.shape == (7, 10)
         np.testing.assert_allclose(output, expected, atol=1e-4)
@@ -127,6 +129,13 @@ def test_quantized_litert_is_smaller_and_keeps_its_accuracy(runs, shared_data, q
     assert check["agreement"] > 0.95  # a tiny one-epoch model: many images sit near a class boundary
     if float_size is not None:
         assert check["size_bytes"] < float_size * (0.6 if quantize == "float16" else 0.35)
+    # Its outputs are read as the probabilities they are (rounded to int8 steps), not as logits.
+    assert check["max_probability_difference"] < 0.15
+    keras_loss = json.loads(CliRunner().invoke(cli, ["evaluate", str(run_dir), "--json", "--data-dir",
+                                                     str(shared_data)]).stdout)["loss"]
+    quantized = json.loads(CliRunner().invoke(cli, ["evaluate", check["path"], "--json", "--data-dir",
+                                                    str(shared_data)]).stdout)
+    assert quantized["runtime"] == "tflite" and quantized["loss"] == pytest.approx(keras_loss, abs=0.03)
     if quantize == "int8":
         from ai_edge_litert.interpreter import Interpreter
 
@@ -268,3 +277,17 @@ def test_a_broken_export_is_one_line_on_a_real_terminal_too(tmp_path):
     assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
         f"Error: {path}: not a readable .tflite model" + line.split("not a readable .tflite model", 1)[1]
         for line in result.stderr.splitlines() if "not a readable .tflite model" in line]
+
+
+def test_the_readme_snippets_run_on_an_export(exported_cnn, real_mnist, monkeypatch):
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    snippet = re.search(r"Using the files elsewhere.*?```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(exported_cnn["tflite"].parent.parent)  # the run directory: export/... paths
+    namespace = {"images": real_mnist.test_images[:9]}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    expected = keras_probabilities(exported_cnn["keras"].parent, real_mnist.test_images[:9])
+    np.testing.assert_allclose(np.asarray(namespace["probabilities"]), expected, atol=1e-4)

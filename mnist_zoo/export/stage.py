@@ -13,6 +13,7 @@ import numpy as np
 from mnist_zoo import rundir
 from mnist_zoo.errors import ExportError, MissingDependencyError
 from mnist_zoo.export.formats import EXPORT_FORMATS as FORMATS, QUANTIZATIONS
+from mnist_zoo.export.wrapper import INPUT_NAME, OUTPUT_NAME
 EXPORT_DIR = "export"
 """Where a run's exports go by default: <run>/export/."""
 ONNX_OPSET = 17  # tf2onnx 1.17 converts up to 18; 17 is what onnxruntime, ONNX.js and Windows ML all run
@@ -137,16 +138,50 @@ def _write_tflite(saved_model_dir: Path, path: Path, quantize: str, representati
     path.write_bytes(converter.convert())
 
 
+def _write_saved_model(model, path: Path) -> None:
+    """A SavedModel whose `serve` endpoint (and serving_default signature) maps `image` to `probabilities`."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda image: {OUTPUT_NAME: model(image, training=False)},
+                         input_signature=[tf.TensorSpec((None, 28, 28), tf.uint8, name=INPUT_NAME)])
+    archive.write_out(str(path), verbose=False)
+
+
+def _write_onnx(model, path: Path) -> None:
+    """An ONNX file with input `image` and output `probabilities`, both with a dynamic `batch` dimension."""
+    import warnings
+
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf2onnx's own deprecation warnings, not the user's business
+        model.export(str(path), format="onnx", opset_version=ONNX_OPSET, verbose=False)
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    produced = graph.output[0].name  # tf2onnx names it after the TensorFlow tensor ("Identity:0")
+    for node in graph.node:
+        node.output[:] = [OUTPUT_NAME if name == produced else name for name in node.output]
+        node.input[:] = [OUTPUT_NAME if name == produced else name for name in node.input]
+    graph.output[0].name = OUTPUT_NAME
+    for value in (graph.input[0], graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, str(path))
+
+
 def _write(export_format: str, model, path: Path, quantize: str, representative: np.ndarray, scratch: Path) -> None:
     """Writes one export of the inference `model` to `path`."""
     if export_format == "savedmodel":
-        model.export(str(path), format="tf_saved_model", verbose=False)
+        _write_saved_model(model, path)
     elif export_format == "onnx":
-        model.export(str(path), format="onnx", opset_version=ONNX_OPSET, verbose=False)
+        _write_onnx(model, path)
     else:
         saved = scratch / "saved_model_for_litert"
         if not saved.exists():
-            model.export(str(saved), format="tf_saved_model", verbose=False)
+            _write_saved_model(model, saved)
         _write_tflite(saved, path, quantize, representative)
 
 

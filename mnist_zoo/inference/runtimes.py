@@ -13,6 +13,8 @@ from mnist_zoo.errors import MissingDependencyError, ModelFileError
 KINDS = ("keras", "savedmodel", "tflite", "onnx")
 """The model file kinds evaluate and predict accept."""
 EXPORT_EXTRA = "pip install 'mnist-zoo[export]'"
+PROBABILITIES_OUTPUT = "probabilities"
+"""An output of this name declares probabilities (mnist-zoo's exports name theirs so); others are judged by value."""
 # Images per call into a runtime: small batches keep the activations in cache (see Predictor).
 BATCH_SIZE = 256
 
@@ -121,6 +123,9 @@ class SavedModelClassifier(Classifier):
         if endpoint is None:
             raise ModelFileError(f"{self.path}: the SavedModel has no 'serve' endpoint or serving_default signature")
         self.endpoint = endpoint
+        outputs = getattr(endpoint, "structured_outputs", None)
+        if isinstance(outputs, dict) and list(outputs) == [PROBABILITIES_OUTPUT]:
+            self.output_kind = "probabilities"
         spec = self._input_spec()
         self.input_dtype, self.input_shape = spec.dtype.as_numpy_dtype, spec.shape
         _check_shapes(self.path, tuple(self.input_shape), (None, 10))
@@ -162,6 +167,9 @@ class LiteRTClassifier(Classifier):
                                  f"{len(inputs)} and {len(outputs)}")
         self.input, self.output = inputs[0], outputs[0]
         _check_shapes(self.path, self.input["shape"], self.output["shape"])
+        signatures = self.interpreter.get_signature_list()
+        if [signature.get("outputs") for signature in signatures.values()] == [[PROBABILITIES_OUTPUT]]:
+            self.output_kind = "probabilities"
         self._batch = None
 
     def _run(self, images: np.ndarray) -> np.ndarray:
@@ -206,6 +214,8 @@ class OnnxClassifier(Classifier):
             raise ModelFileError(f"{self.path}: input type {self.input.type}, expected uint8 or float images")
         self.input_dtype = dtypes[self.input.type]
         _check_shapes(self.path, self.input.shape, outputs[0].shape)
+        if outputs[0].name == PROBABILITIES_OUTPUT:
+            self.output_kind = "probabilities"
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         batch = _as_input(images, self.input_dtype, self.input.shape)
