@@ -291,3 +291,18 @@ def test_the_readme_snippets_run_on_an_export(exported_cnn, real_mnist, monkeypa
     exec(compile(snippet, "README.md", "exec"), namespace)
     expected = keras_probabilities(exported_cnn["keras"].parent, real_mnist.test_images[:9])
     np.testing.assert_allclose(np.asarray(namespace["probabilities"]), expected, atol=1e-4)
+
+
+def test_a_damaged_saved_model_folder_is_a_one_line_error(exported_cnn, tmp_path, small_mnist_dir):
+    import shutil
+
+    damaged = tmp_path / "saved_model"
+    shutil.copytree(exported_cnn["savedmodel"], damaged)
+    pb = damaged / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:200])
+    result = CliRunner().invoke(cli, ["evaluate", str(damaged), "--data-dir", str(small_mnist_dir)])
+    assert result.exit_code == 2 and "not a readable SavedModel" in result.output
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["predict", str(empty / "x.onnx"), str(tmp_path)])
+    assert result.exit_code == 2 and "Error:" in result.output
