@@ -380,6 +380,39 @@ def plot_history(run_dirs, output, runs_dir):
     click.echo(str(output))
 
 
+# ----------------------------------------------------------------------------- doctor
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--smoke", is_flag=True, help="Also train one batch of each model and time a step.")
+@click.option("--dataset", type=click.Choice(DATASETS), default="mnist", show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), help="A data folder to check (default: $MNIST_ZOO_DATA_DIR, else the download cache).")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="The folder new runs go into.")
+def doctor(as_json, smoke, dataset, data_dir, runs_dir):
+    """Check this machine before training: versions, CPU and precision, GPU (and why none), data, runs folder.
+
+    Exit status 0 when training can run, 1 (with the reasons) when it cannot.
+
+    \b
+    Examples:
+      mnist-zoo doctor
+      mnist-zoo doctor --smoke --json
+    """
+    from mnist_zoo.doctor import diagnose
+
+    diagnosis = diagnose(dataset, data_dir and str(data_dir), runs_dir, smoke)
+    if as_json:
+        click.echo(json.dumps(diagnosis.as_dict(), indent=2))
+    else:
+        from mnist_zoo.report.tables import format_diagnosis
+
+        click.echo(format_diagnosis(diagnosis))
+    if not diagnosis.ready:
+        raise click.exceptions.Exit(1)
+
+
 # ----------------------------------------------------------------------------- models and config
 
 

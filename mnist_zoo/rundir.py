@@ -24,6 +24,7 @@ METRICS_FILE = "metrics.json"
 ENVIRONMENT_FILE = "environment.json"
 EVALUATION_FILE = "evaluation.json"
 STATUS_FILE = "status.json"
+TENSORBOARD_DIR = "tensorboard"
 
 
 @contextmanager

@@ -306,3 +306,11 @@ def test_a_damaged_saved_model_folder_is_a_one_line_error(exported_cnn, tmp_path
     empty.mkdir()
     result = CliRunner().invoke(cli, ["predict", str(empty / "x.onnx"), str(tmp_path)])
     assert result.exit_code == 2 and "Error:" in result.output
+
+
+def test_evaluating_an_export_without_its_runtime_names_the_pip_command(exported_cnn, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: importing it fails
+    result = CliRunner().invoke(cli, ["evaluate", str(exported_cnn["onnx"])])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: running .onnx files needs the onnxruntime package: pip install 'mnist-zoo[export]'")

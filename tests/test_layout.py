@@ -19,6 +19,7 @@ LAYERS = [
     {"inference"},
     {"export"},
     {"train"},
+    {"doctor"},
     {"cli", "__main__"},
 ]
 

@@ -172,6 +172,8 @@ class TrainConfig(Frozen):
     """auto: mixed_float16 on tensor-core GPUs; mixed_bfloat16 on CPUs with native bf16 for models of 1 M+ MACs per image; else float32. A resumed run keeps its own."""
     fast_paths: bool = True
     """Fused Adam, accuracy from logits, the batch gathered in the step (README, Performance); false: plain Keras."""
+    tensorboard: bool = True
+    """Write TensorBoard logs of every epoch to <run>/tensorboard/ (view: tensorboard --logdir runs)."""
     steps_per_execution: PositiveInt = 1
     """Training steps per TensorFlow call; > 1 cuts per-step overhead (progress updates less often)."""
     verbose: Literal["auto", 0, 1, 2] = "auto"

@@ -120,3 +120,11 @@ def format_exports(checks, test_images: int) -> str:
     return (table(headers, body, align="llrrrrrrr")
             + f"\n\nverified on {test_images:,} test images, each file in its own runtime; "
             "'same class': images where it predicts the Keras model's class")
+
+
+def format_diagnosis(diagnosis) -> str:
+    """The doctor's table (`doctor.Diagnosis`), then whether training can run and, if not, why."""
+    body = [[check.name, check.value, "ok" if check.ok else "PROBLEM", check.note] for check in diagnosis.checks]
+    verdict = "ready to train" if diagnosis.ready else "cannot train: " + "; ".join(
+        f"{check.name}: {check.note}" for check in diagnosis.checks if not check.ok)
+    return table(["check", "value", "", "note"], body, align="llll") + "\n\n" + verdict

@@ -46,15 +46,17 @@ class CommitEpochs(keras.callbacks.Callback):
     """Commits every complete epoch: through the `TrainingLoop`, then one atomic checkpoint, then history.
 
     Per complete epoch: `loop.complete_epoch` (history record, best epoch, early stopping),
-    then `checkpoint.commit` (which refreshes best.keras), then history.json/csv. An epoch cut
+    then `checkpoint.commit` (which refreshes best.keras), then history.json/csv, then the
+    TensorBoard log. An epoch cut
     short is not recorded, so the run directory always describes whole epochs.
     """
 
-    def __init__(self, run_dir: Path, loop: TrainingLoop, steps_per_epoch: int):
+    def __init__(self, run_dir: Path, loop: TrainingLoop, steps_per_epoch: int, tensorboard=None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.loop = loop
         self.steps_per_epoch = steps_per_epoch
+        self.tensorboard = tensorboard  # a train.tensorboard.TensorBoardLog, or None
         self._epoch_start = 0.0
         self._steps_done = 0
 
@@ -77,3 +79,5 @@ class CommitEpochs(keras.callbacks.Callback):
         checkpoint.commit(self.run_dir, self.model, state, outcome.keep_stopping_weights)
         rundir.write_json(self.run_dir / rundir.HISTORY_JSON, {"epochs": state.history})
         rundir.write_csv(self.run_dir / rundir.HISTORY_CSV, state.history)
+        if self.tensorboard is not None:
+            self.tensorboard.append(state.history[-1])  # after the commit: it logs only what is on disk

@@ -78,8 +78,15 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
     val_data = None
     if len(splits.val_images):
         val_data = make_dataset(splits.val_images, splits.val_labels, max(train.batch_size, 1000), one_hot)
-    callbacks = [EpochOrder(train_data), CommitEpochs(run_dir, TrainingLoop(state, train.early_stopping),
-                                                      train_data.steps_per_epoch), StopOnSignal(interrupts)]
+    tensorboard = None
+    if train.tensorboard:
+        from mnist_zoo.train.tensorboard import TensorBoardLog
+
+        tensorboard = TensorBoardLog(run_dir)
+        tensorboard.rewrite(state.history)  # a resumed run continues from exactly its committed epochs
+    committer = CommitEpochs(run_dir, TrainingLoop(state, train.early_stopping), train_data.steps_per_epoch,
+                             tensorboard)
+    callbacks = [EpochOrder(train_data), committer, StopOnSignal(interrupts)]
     interrupts.watch(model)
     try:
         gathering = gathered_in_train_step(model, train_data) if fast_paths else contextlib.nullcontext()
@@ -95,6 +102,8 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
             )
     finally:
         interrupts.watch(None)
+        if tensorboard is not None:
+            tensorboard.close()
     interrupts.raise_if_interrupted()
 
 
