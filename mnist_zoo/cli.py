@@ -343,9 +343,7 @@ def export(model_path, formats, quantize, output_dir, force, dataset, data_dir, 
     result = run_export(model_path, list(formats), output_dir, quantize, force, dataset,
                         data_dir and str(data_dir), device, report=_echo_err, progressbar=_progressbar())
     if as_json:
-        click.echo(json.dumps({"model": str(result.model_path), "data": result.dataset_source,
-                               "test_images": result.test_images,
-                               "exports": [check.as_dict() for check in result.checks]}, indent=2))
+        click.echo(json.dumps(result.as_dict(), indent=2))
         return
     from mnist_zoo.report.tables import format_exports
 

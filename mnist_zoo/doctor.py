@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 # The CPU flags that decide kernels and precision: AVX2 and AVX-512 for the float32 kernels,
 # AVX512-BF16 and AMX for native bf16 (what `precision: auto` looks for), VNNI for int8.
 RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -145,7 +147,7 @@ def smoke_step_ms(model_name: str, images, labels) -> float:
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=1, fast_paths=False)
     x = (images.astype("float32") / 255)[..., None]
-    y = labels if not config.train.loss.one_hot_labels else __import__("numpy").eye(10, dtype="float32")[labels]
+    y = np.eye(10, dtype="float32")[labels] if config.train.loss.one_hot_labels else labels
     model.train_on_batch(x, y)  # the first step traces the graph
     start = time.perf_counter()
     model.train_on_batch(x, y)
@@ -166,7 +168,6 @@ def diagnose(dataset: str = "mnist", data_dir: str | None = None, runs_dir: Path
     import platform
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from mnist_zoo import __version__

@@ -33,6 +33,12 @@ class MissingDependencyError(MnistZooError):
     """An optional package a command needs is not installed; the message names the pip command."""
 
 
+def describe(error: BaseException) -> str:
+    """'Type: first line of the message' (or just 'Type'): a library's exception as part of one line."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 class TrainingInterrupted(Exception):
     """Training stopped on a signal (Ctrl-C, SIGTERM); the last complete epoch is saved.
 

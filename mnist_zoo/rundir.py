@@ -162,6 +162,15 @@ def resolve_model_path(path: Path) -> tuple[Path, Path | None]:
     return path, owner
 
 
+def read_environment(run_dir: Path) -> dict:
+    """The run's environment.json ({} if it has none or it is unreadable)."""
+    try:
+        record = json.loads((Path(run_dir) / ENVIRONMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def read_status(run_dir: Path) -> dict:
     """The run's status.json ({} if it has none or it is unreadable)."""
     try:

@@ -57,6 +57,10 @@ def test_every_format_is_verified_in_its_runtime_and_runs_there_at_any_batch_siz
         assert check["test_accuracy"] == check["keras_accuracy"] and check["size_bytes"] > 1000
     folder = run_dir / "export"
     assert sorted(path.name for path in folder.iterdir()) == ["model.onnx", "model.tflite", "saved_model"]
+    from mnist_zoo.inference.runtimes import open_classifier
+
+    for name in ("saved_model", "model.tflite", "model.onnx"):  # each declares what it outputs
+        assert open_classifier(folder / name).output_kind == "probabilities", name
 
     # Each file used the way a user would, in its runtime directly: uint8 (n, 28, 28) in, probabilities out.
     images = real_mnist.test_images[:7]

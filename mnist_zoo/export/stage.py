@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -11,9 +12,10 @@ from typing import Callable
 import numpy as np
 
 from mnist_zoo import rundir
-from mnist_zoo.errors import ExportError, MissingDependencyError
-from mnist_zoo.export.formats import EXPORT_FORMATS as FORMATS, QUANTIZATIONS
+from mnist_zoo.errors import ExportError, MissingDependencyError, describe
+from mnist_zoo.export.formats import EXPORT_FORMATS, QUANTIZATIONS
 from mnist_zoo.export.wrapper import INPUT_NAME, OUTPUT_NAME
+
 EXPORT_DIR = "export"
 """Where a run's exports go by default: <run>/export/."""
 ONNX_OPSET = 17  # tf2onnx 1.17 converts up to 18; 17 is what onnxruntime, ONNX.js and Windows ML all run
@@ -31,6 +33,11 @@ def file_name(export_format: str, quantize: str = "none") -> str:
     if export_format == "onnx":
         return "model.onnx"
     return "model.tflite" if quantize == "none" else f"model-{quantize}.tflite"
+
+
+def _label(export_format: str, quantize: str) -> str:
+    """How messages name an export: 'onnx', 'tflite (int8)'."""
+    return export_format if quantize == "none" else f"{export_format} ({quantize})"
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,18 @@ class ExportResult:
     test_images: int
     checks: list[ExportCheck]
 
+    def as_dict(self) -> dict:
+        """JSON-ready: the model, the data, and one dict per export."""
+        return {"model": str(self.model_path), "data": self.dataset_source, "test_images": self.test_images,
+                "exports": [check.as_dict() for check in self.checks]}
+
 
 def _check_formats(formats: list[str], quantize: str) -> list[str]:
     formats = list(dict.fromkeys(formats))
-    unknown = [name for name in formats if name not in FORMATS]
+    unknown = [name for name in formats if name not in EXPORT_FORMATS]
     if unknown or not formats:
         raise ExportError(f"unknown export format {', '.join(map(repr, unknown)) or '(none)'}; "
-                          f"expected one or more of {', '.join(FORMATS)}")
+                          f"expected one or more of {', '.join(EXPORT_FORMATS)}")
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
     if quantize != "none" and formats != ["tflite"]:
@@ -80,12 +92,13 @@ def _require_tools(formats: list[str]) -> None:
     """Fails before any work when a converter or runtime of the requested formats is missing."""
     import importlib.util
 
+    from mnist_zoo.inference.runtimes import EXPORT_EXTRA
+
     needed = {"tflite": ["ai_edge_litert"], "onnx": ["tf2onnx", "onnx", "onnxruntime"]}
     missing = [module for name in formats for module in needed.get(name, [])
                if importlib.util.find_spec(module) is None]
     if missing:
-        raise MissingDependencyError(f"exporting {', '.join(formats)} needs {', '.join(missing)}: "
-                                     "pip install 'mnist-zoo[export]'")
+        raise MissingDependencyError(f"exporting {', '.join(formats)} needs {', '.join(missing)}: {EXPORT_EXTRA}")
 
 
 def _partial_path(final: Path) -> Path:
@@ -196,7 +209,7 @@ def _verify(export_format: str, path: Path, quantize: str, images: np.ndarray, l
     accuracy, keras_accuracy = float((predicted == labels).mean()), float((expected == labels).mean())
     agreement = float((predicted == expected).mean())
     difference = float(np.abs(probabilities - reference).max()) if len(images) else 0.0
-    name = f"{export_format}{'' if quantize == 'none' else f' ({quantize})'}"
+    name = _label(export_format, quantize)
     if quantize == "none":
         if agreement < 1.0 or difference > FLOAT_TOLERANCE:
             raise ExportError(
@@ -235,7 +248,7 @@ def run_export(
 
     Args:
         model_path: a `.keras` file or a run directory.
-        formats: some of `FORMATS`.
+        formats: some of `EXPORT_FORMATS`.
         output_dir: where the files go; default <run>/export/, or beside the `.keras` file.
         quantize: 'none', 'float16' or 'int8' (LiteRT only).
         force: replace existing exports of the same name.
@@ -273,10 +286,11 @@ def run_export(
     model = load_classifier(model_file)  # safe mode: a Lambda layer is refused, as on loading
     data = load_dataset(dataset or run_dataset, data_dir or run_data_dir, report, progressbar)
     images, labels = data.test_images, data.test_labels.astype(np.int64)
-    reference = Predictor(float32_copy(model)).probabilities(images)
+    float32_model = float32_copy(model)
+    reference = Predictor(float32_model).probabilities(images)
     representative = data.train_images[np.random.default_rng(0).choice(len(data.train_images), REPRESENTATIVE_IMAGES,
                                                                        replace=False)]
-    exported = inference_model(model)
+    exported = inference_model(float32_model)
     exported(images[:1])  # Keras's exporters want a model that has been called once
     folder.mkdir(parents=True, exist_ok=True)
     checks = []
@@ -284,7 +298,7 @@ def run_export(
         for name in formats:
             final = targets[name]
             partial = _partial_path(final)
-            report(f"exporting {name}{'' if quantize == 'none' else f' ({quantize})'} to {final}")
+            report(f"exporting {_label(name, quantize)} to {final}")
             try:
                 _write(name, exported, partial, quantize, representative, Path(scratch))
                 report(f"verifying {final.name} in its runtime on {len(images):,} test images")
@@ -295,7 +309,6 @@ def run_export(
                 raise
             except Exception as error:  # converters raise many types; the user gets one line
                 _remove(partial)
-                raise ExportError(f"converting to {name} failed ({type(error).__name__}: "
-                                  f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from None
-            checks.append(ExportCheck(**{**check.as_dict(), "path": str(final)}))
+                raise ExportError(f"converting to {name} failed ({describe(error)})") from None
+            checks.append(dataclasses.replace(check, path=str(final)))
     return ExportResult(model_file, data.source, len(images), checks)

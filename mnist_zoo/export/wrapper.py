@@ -29,7 +29,8 @@ def float32_copy(model):
 
 
 def inference_model(model):
-    """`model` (any MNIST classifier `load_classifier` accepts) as the exported contract.
+    """`model` (an MNIST classifier `load_classifier` accepts, computing in float32: see
+    `float32_copy`) as the exported contract.
 
     In: (batch, 28, 28) uint8 images, the MNIST files' own format and what `predict` prepares
     from a picture: the app hands over pixels, and the scaling to [0, 1] travels inside the
@@ -42,12 +43,11 @@ def inference_model(model):
     from mnist_zoo.data.batches import PIXEL_SCALE
     from mnist_zoo.inference.predictor import output_kind
 
-    copy = float32_copy(model)
     inputs = keras.Input(shape=(28, 28), dtype="uint8", name=INPUT_NAME)
     # Rescaling casts to float32, then multiplies by 1/255: the same operation as training's scale_pixels.
     x = keras.layers.Rescaling(PIXEL_SCALE, name="scale_pixels")(inputs)
-    x = keras.layers.Reshape(tuple(copy.inputs[0].shape[1:]), name="model_input")(x)
-    x = copy(x)
+    x = keras.layers.Reshape(tuple(model.inputs[0].shape[1:]), name="model_input")(x)
+    x = model(x)
     if output_kind(model) != "probabilities":
         x = keras.layers.Softmax(name="softmax")(x)
     outputs = keras.layers.Identity(name=OUTPUT_NAME)(x)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_zoo import rundir
-from mnist_zoo.inference.predictor import Predictor
+from mnist_zoo.inference.predictor import predict_probabilities
 
 NUM_MOST_CONFUSED = 10
 
@@ -80,8 +80,7 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, class_names) -
     Returns:
         (the classification report, the predicted probabilities (n, 10)).
     """
-    engine = model if hasattr(model, "probabilities") else Predictor(model)
-    probabilities = engine.probabilities(images)
+    probabilities = predict_probabilities(model, images)
     return classification_report(labels, probabilities, class_names), probabilities
 
 

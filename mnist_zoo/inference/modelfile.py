@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from mnist_zoo.errors import ModelFileError
+from mnist_zoo.errors import ModelFileError, describe
 
 ACCEPTED_INPUT_SHAPES = ((784,), (28, 28), (28, 28, 1))
 
@@ -36,24 +36,37 @@ def load_classifier(path: Path, unsafe: bool = False):
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as error:  # Keras raises many types for bad archives
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise ModelFileError(
                 f"{path}: refused by Keras safe mode, the model contains a Lambda layer (code that "
                 "would run on load); pass --unsafe only if you trust the file"
             ) from None
-        raise ModelFileError(f"{path}: cannot load model ({type(error).__name__}: {message})") from None
+        raise ModelFileError(f"{path}: cannot load model ({describe(error)})") from None
     check_mnist_shapes(model, path)
     return model
 
 
 def check_mnist_shapes(model, path: Path) -> None:
     """Raises ModelFileError unless the model maps one MNIST image to 10 scores."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    check_mnist_io(path, [tensor.shape for tensor in model.inputs], [tensor.shape for tensor in model.outputs])
+
+
+def _dimensions(shape) -> tuple:
+    """A shape without its batch dimension, sizes as ints (runtimes give numpy ints, None or names)."""
+    return tuple(size if size is None or isinstance(size, str) else int(size) for size in list(shape)[1:])
+
+
+def check_mnist_io(path: Path, input_shapes: list, output_shapes: list) -> None:
+    """Raises ModelFileError unless a model file has one MNIST image input and one 10-score output.
+
+    Args:
+        input_shapes, output_shapes: the shapes of its inputs and outputs, batch dimension first,
+            from whatever runtime opened it.
+    """
+    if len(input_shapes) != 1 or len(output_shapes) != 1:
         raise ModelFileError(f"{path}: expected one input and one output, the model has "
-                             f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
-    input_shape = tuple(model.inputs[0].shape[1:])
-    output_shape = tuple(model.outputs[0].shape[1:])
+                             f"{len(input_shapes)} inputs and {len(output_shapes)} outputs")
+    input_shape, output_shape = _dimensions(input_shapes[0]), _dimensions(output_shapes[0])
     if input_shape not in ACCEPTED_INPUT_SHAPES:
         raise ModelFileError(
             f"{path}: input shape {input_shape} is not an MNIST image; expected one of "

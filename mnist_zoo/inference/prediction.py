@@ -78,7 +78,7 @@ def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
     Args:
         model: a Keras model, or a `runtimes.Classifier` (any file opened in its runtime).
     """
-    from mnist_zoo.inference.predictor import Predictor
+    from mnist_zoo.inference.predictor import predict_probabilities
 
     readable = [item for item in inputs if item.image is not None]
     if not readable:
@@ -86,8 +86,7 @@ def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
     pixels = np.stack([item.image for item in readable])
     if pixels.dtype != np.uint8:
         raise TypeError(f"PreparedInput.image must hold uint8 pixels, received {pixels.dtype}")
-    engine = model if hasattr(model, "probabilities") else Predictor(model)
-    probabilities = engine.probabilities(pixels)  # the model's own scaling happens in there
+    probabilities = predict_probabilities(model, pixels)  # the model's own scaling happens in there
     for item, row in zip(readable, probabilities):
         best = np.argsort(row)[::-1][:top_k]
         item.top_k = [(int(index), float(row[index])) for index in best]

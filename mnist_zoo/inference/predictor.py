@@ -91,5 +91,11 @@ def to_probabilities(scores: np.ndarray, kind: str | None = None, dtype: str = "
 
 
 def predict_probabilities(model, images: np.ndarray) -> np.ndarray:
-    """Class probabilities (n, 10) for uint8 images (n, 28, 28)."""
-    return Predictor(model).probabilities(images)
+    """Class probabilities (n, 10) for uint8 images (n, 28, 28).
+
+    Args:
+        model: a Keras model (run through a `Predictor`), or anything with a `probabilities`
+            method for uint8 images, such as a `runtimes.Classifier` (a file in its runtime).
+    """
+    engine = model if hasattr(model, "probabilities") else Predictor(model)
+    return engine.probabilities(images)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_zoo.errors import MissingDependencyError, ModelFileError
+from mnist_zoo.errors import MissingDependencyError, ModelFileError, describe
+from mnist_zoo.inference.modelfile import check_mnist_io
 
-KINDS = ("keras", "savedmodel", "tflite", "onnx")
-"""The model file kinds evaluate and predict accept."""
 EXPORT_EXTRA = "pip install 'mnist-zoo[export]'"
 PROBABILITIES_OUTPUT = "probabilities"
 """An output of this name declares probabilities (mnist-zoo's exports name theirs so); others are judged by value."""
@@ -36,15 +35,12 @@ def _require(module: str, purpose: str):
         raise MissingDependencyError(f"{purpose} needs the {module} package: {EXPORT_EXTRA}") from None
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
 class Classifier:
     """A model file opened in its runtime. `probabilities` maps uint8 images (n, 28, 28) to (n, 10) rows that sum to 1."""
 
     kind: str = ""
+    output_kind: str | None = None
+    """'probabilities' or 'logits' where the file declares it; None: decided from the values."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -59,30 +55,19 @@ class Classifier:
 
         return to_probabilities(self.scores(images), self.output_kind)
 
-    output_kind: str | None = None
-    """'probabilities' or 'logits' where the file declares it; None: decided from the values."""
-
     def _run(self, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
 def _as_input(images: np.ndarray, dtype, shape) -> np.ndarray:
     """uint8 MNIST images as a runtime's input: kept uint8, or scaled to [0, 1] floats, reshaped."""
+    from mnist_zoo.data.batches import PIXEL_SCALE
+
     if np.dtype(dtype) == np.uint8:
         batch = images
     else:
-        batch = images.astype(np.float32) * np.float32(1 / 255)
+        batch = images.astype(np.float32) * np.float32(PIXEL_SCALE)
     return batch.reshape((len(images), *[int(size) for size in shape[1:]])).astype(dtype, copy=False)
-
-
-def _check_shapes(path: Path, input_shape, output_shape) -> None:
-    from mnist_zoo.inference.modelfile import ACCEPTED_INPUT_SHAPES
-
-    if tuple(input_shape[1:]) not in ACCEPTED_INPUT_SHAPES:
-        raise ModelFileError(f"{path}: input shape {tuple(input_shape)} is not a batch of MNIST images; expected "
-                             f"(n, {'), (n, '.join(', '.join(map(str, shape)) for shape in ACCEPTED_INPUT_SHAPES)})")
-    if tuple(output_shape[1:]) != (10,):
-        raise ModelFileError(f"{path}: output shape {tuple(output_shape)}, expected (n, 10) class scores")
 
 
 class KerasClassifier(Classifier):
@@ -107,7 +92,7 @@ class KerasClassifier(Classifier):
 
 
 class SavedModelClassifier(Classifier):
-    """A SavedModel folder, reloaded with `tf.saved_model.load`; its `serve` endpoint is called."""
+    """A SavedModel folder, reloaded with `tf.saved_model.load`; its serving_default signature is called."""
 
     kind = "savedmodel"
 
@@ -118,35 +103,25 @@ class SavedModelClassifier(Classifier):
         try:
             self.loaded = tf.saved_model.load(str(self.path))
         except Exception as error:  # TensorFlow raises many types for a damaged folder
-            raise ModelFileError(f"{self.path}: not a readable SavedModel ({_first_line(error)})") from None
-        endpoint = getattr(self.loaded, "serve", None) or self.loaded.signatures.get("serving_default")
-        if endpoint is None:
-            raise ModelFileError(f"{self.path}: the SavedModel has no 'serve' endpoint or serving_default signature")
-        self.endpoint = endpoint
-        outputs = getattr(endpoint, "structured_outputs", None)
-        if isinstance(outputs, dict) and list(outputs) == [PROBABILITIES_OUTPUT]:
-            self.output_kind = "probabilities"
-        spec = self._input_spec()
+            raise ModelFileError(f"{self.path}: not a readable SavedModel ({describe(error)})") from None
+        # The signature, not the `serve` function: only a signature says what its outputs are called.
+        self.signature = self.loaded.signatures.get("serving_default")
+        if self.signature is None:
+            raise ModelFileError(f"{self.path}: the SavedModel has no serving_default signature")
+        _, inputs = self.signature.structured_input_signature
+        outputs = self.signature.structured_outputs
+        check_mnist_io(self.path, [spec.shape for spec in inputs.values()],
+                       [spec.shape for spec in outputs.values()])
+        (self.input_name, spec), = inputs.items()
         self.input_dtype, self.input_shape = spec.dtype.as_numpy_dtype, spec.shape
-        _check_shapes(self.path, tuple(self.input_shape), (None, 10))
-
-    def _input_spec(self):
-        if hasattr(self.endpoint, "structured_input_signature"):
-            args, kwargs = self.endpoint.structured_input_signature
-            specs = list(args) + list(kwargs.values())
-        else:
-            specs = list(self.endpoint.input_signature)
-        if len(specs) != 1:
-            raise ModelFileError(f"{self.path}: expected one input, the SavedModel has {len(specs)}")
-        return specs[0]
+        if list(outputs) == [PROBABILITIES_OUTPUT]:
+            self.output_kind = "probabilities"
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
-        outputs = self.endpoint(tf.constant(_as_input(images, self.input_dtype, self.input_shape)))
-        if isinstance(outputs, dict):
-            outputs = next(iter(outputs.values()))
-        return outputs.numpy()
+        batch = tf.constant(_as_input(images, self.input_dtype, self.input_shape))
+        return next(iter(self.signature(**{self.input_name: batch}).values())).numpy()
 
 
 class LiteRTClassifier(Classifier):
@@ -160,13 +135,10 @@ class LiteRTClassifier(Classifier):
         try:
             self.interpreter = interpreter_module.Interpreter(model_path=str(self.path), num_threads=2)
         except Exception as error:  # LiteRT raises ValueError or RuntimeError for a bad flatbuffer
-            raise ModelFileError(f"{self.path}: not a readable .tflite model ({_first_line(error)})") from None
+            raise ModelFileError(f"{self.path}: not a readable .tflite model ({describe(error)})") from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelFileError(f"{self.path}: expected one input and one output, the model has "
-                                 f"{len(inputs)} and {len(outputs)}")
+        check_mnist_io(self.path, [item["shape"] for item in inputs], [item["shape"] for item in outputs])
         self.input, self.output = inputs[0], outputs[0]
-        _check_shapes(self.path, self.input["shape"], self.output["shape"])
         signatures = self.interpreter.get_signature_list()
         if [signature.get("outputs") for signature in signatures.values()] == [[PROBABILITIES_OUTPUT]]:
             self.output_kind = "probabilities"
@@ -203,17 +175,14 @@ class OnnxClassifier(Classifier):
             options.log_severity_level = 3  # its warnings are about graph optimizations, not the user's file
             self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for a bad file
-            raise ModelFileError(f"{self.path}: not a readable .onnx model ({_first_line(error)})") from None
+            raise ModelFileError(f"{self.path}: not a readable .onnx model ({describe(error)})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelFileError(f"{self.path}: expected one input and one output, the model has "
-                                 f"{len(inputs)} and {len(outputs)}")
+        check_mnist_io(self.path, [item.shape for item in inputs], [item.shape for item in outputs])
         self.input = inputs[0]
         dtypes = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
         if self.input.type not in dtypes:
             raise ModelFileError(f"{self.path}: input type {self.input.type}, expected uint8 or float images")
         self.input_dtype = dtypes[self.input.type]
-        _check_shapes(self.path, self.input.shape, outputs[0].shape)
         if outputs[0].name == PROBABILITIES_OUTPUT:
             self.output_kind = "probabilities"
 

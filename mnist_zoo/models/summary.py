@@ -65,6 +65,11 @@ def summarize(model) -> list[LayerSummary]:
     return rows
 
 
+def forward_macs(model) -> int | None:
+    """The standard multiply-accumulate count of one image's forward pass (None: a layer is not countable)."""
+    return totals(summarize(model))["macs"]
+
+
 def totals(rows: list[LayerSummary]) -> dict:
     """Sums of parameters and MACs; a MAC total is None if any layer's count is unknown."""
     def total(values):

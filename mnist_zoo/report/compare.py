@@ -60,7 +60,7 @@ def read_row(run_dir: Path) -> RunRow:
     from mnist_zoo import rundir
     from mnist_zoo.config.loading import load_config
     from mnist_zoo.models.registry import build_model
-    from mnist_zoo.models.summary import summarize, totals
+    from mnist_zoo.models.summary import forward_macs
 
     path = run_dir / rundir.METRICS_FILE
     if not path.is_file():
@@ -71,7 +71,7 @@ def read_row(run_dir: Path) -> RunRow:
     except ValueError as error:
         raise RunDirError(f"{path}: unreadable ({error})") from None
     config = load_config(run_dir / rundir.CONFIG_FILE)
-    macs = totals(summarize(build_model(config.model)))["macs"]
+    macs = forward_macs(build_model(config.model))
     return RunRow(
         run=run_dir.name,
         model=metrics["model"],

@@ -121,11 +121,8 @@ def start_state(splits: Splits, model, run_dir: Path, resume: bool):
 
 def check_same_data(run_dir: Path, dataset) -> None:
     """Refuses to resume on data that differ from the data the run started with."""
-    import json
-
-    try:
-        recorded = json.loads((run_dir / rundir.ENVIRONMENT_FILE).read_text(encoding="utf-8"))["dataset_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    recorded = rundir.read_environment(run_dir).get("dataset_sha256")
+    if recorded is None:
         return  # nothing recorded to compare with
     actual = dataset.checksum()  # sha256 of every array: worth computing once
     if recorded != actual:
@@ -283,19 +280,14 @@ def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, repor
 def macs_per_image(config: RunConfig) -> int | None:
     """Forward multiply-accumulates of one image through the config's model (None: not countable)."""
     from mnist_zoo.models.registry import build_model
-    from mnist_zoo.models.summary import summarize, totals
+    from mnist_zoo.models.summary import forward_macs
 
-    return totals(summarize(build_model(config.model)))["macs"]
+    return forward_macs(build_model(config.model))
 
 
 def recorded_precision(run_dir: Path) -> str | None:
     """The precision recorded in a run's environment.json (None: not recorded)."""
-    import json
-
-    try:
-        return json.loads((Path(run_dir) / rundir.ENVIRONMENT_FILE).read_text(encoding="utf-8"))["precision"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return rundir.read_environment(run_dir).get("precision")
 
 
 @contextlib.contextmanager
