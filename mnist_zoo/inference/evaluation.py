@@ -157,8 +157,9 @@ def run_evaluation(
         from mnist_zoo.report.plots import plot_confusion_matrix, plot_misclassified
 
         plot_prefix = prefix if model.kind != "keras" else ""
-        title = (f"Confusion matrix: {model_path.name} ({model.kind}), {data.name} test set "
-                 f"({report['accuracy']:.2%} accuracy)")
+        # Two lines: a long file name and the runtime do not fit beside the data set in one.
+        title = (f"Confusion matrix: {model_path.name} ({model.kind})\n"
+                 f"{data.name} test set, {report['accuracy']:.2%} accuracy")
         matrix_path, grid_path = folder / f"{plot_prefix}confusion_matrix.png", folder / f"{plot_prefix}misclassified.png"
         plot_confusion_matrix(np.array(report["confusion_matrix"]), data.class_names, matrix_path, title)
         plot_misclassified(data.test_images, data.test_labels, probabilities, data.class_names, grid_path)
