@@ -1,4 +1,4 @@
-"""The `mnist-zoo` command line: train, evaluate, predict, plot-history, compare, models, summary, config."""
+"""The `mnist-zoo` command line: train, evaluate, predict, export, serve, plot-history, compare, doctor, models, summary, config."""
 
 from __future__ import annotations
 
@@ -409,6 +409,57 @@ def doctor(as_json, smoke, dataset, data_dir, runs_dir):
         click.echo(format_diagnosis(diagnosis))
     if not diagnosis.ready:
         raise click.exceptions.Exit(1)
+
+
+# ----------------------------------------------------------------------------- serve
+
+
+@cli.command()
+@click.argument("paths", metavar="[RUN_DIR_OR_MODEL]...", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+              help="Also serve every finished run in this folder.")
+@click.option("--no-runs", is_flag=True, help="Serve only the models named, not the runs in --runs-dir.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 makes the page reachable from the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: a free one).")
+@click.option("--access-log", is_flag=True, help="Print a line per request.")
+@_device_option
+def serve(paths, runs_dir, no_runs, host, port, access_log, device):
+    """Serve a page to draw digits on, and a JSON API, running the zoo's models side by side.
+
+    Serves every finished run in --runs-dir and any run directory or model file named (.keras,
+    .tflite, .onnx, a SavedModel folder). Drawings and uploads are prepared as `predict`
+    prepares pictures. Keras files are loaded in safe mode. Stop it with Ctrl-C.
+
+    \b
+    Examples:
+      mnist-zoo serve
+      mnist-zoo serve runs/20261122-120000-cnn runs/20261122-120000-cnn/export/model.tflite --no-runs
+    """
+    from mnist_zoo.serve.server import bind, is_loopback, require_framework, run, url_of
+
+    require_framework()
+    _quiet_tensorflow()
+    from mnist_zoo.report.tables import format_served
+    from mnist_zoo.runtime.device import select_device
+    from mnist_zoo.serve.app import LOOPBACK_HOSTS, create_app
+    from mnist_zoo.serve.zoo import open_zoo
+
+    select_device(device)
+    zoo = open_zoo(list(paths), None if no_runs else runs_dir)
+    for reason in zoo.skipped:
+        _echo_err(f"skipped {reason}")
+    sock = bind(host, port)
+    loopback = is_loopback(host)
+    app = create_app(zoo, allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None)
+    click.echo(format_served([model.describe() for model in zoo.models.values()]))
+    if not loopback:
+        _echo_err(f"Warning: listening on {host}: the page and the API are reachable from the network, "
+                  "by anyone who can reach this machine. Use --host 127.0.0.1 to keep them on this machine.")
+    count = f"{len(zoo.models)} model{'s' if len(zoo.models) != 1 else ''}"
+    run(app, sock, access_log=access_log,
+        ready=lambda: click.echo(f"\nServing {count} at {url_of(sock, host)} (Ctrl-C to stop)"))
+    _echo_err("Stopped.")
 
 
 # ----------------------------------------------------------------------------- models and config

@@ -1,8 +1,9 @@
-"""Helpers shared by the tests: write IDX files and small data folders."""
+"""Helpers shared by the tests: write IDX files and small data folders, train tiny runs."""
 
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,19 @@ def random_mnist_folder(folder: Path, train: int = 64, test: int = 32, seed: int
 
 
 assert IMAGES_MAGIC == 0x0803 and LABELS_MAGIC == 0x0801  # the defaults idx_bytes derives
+
+
+def train_tiny(run_dir: Path, data_dir: Path, model: str, *extra: str) -> Path:
+    """Trains the registry's tiny variant of `model` for one epoch into `run_dir` (through the CLI)."""
+    from click.testing import CliRunner
+
+    from mnist_zoo.cli import cli
+    from mnist_zoo.models.registry import MODELS
+
+    tiny = [f"--set=model.{key}={json.dumps(value)}" for key, value in MODELS[model].tiny.items()]
+    result = CliRunner().invoke(cli, [
+        "train", "--model", model, "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "1",
+        "--set", "data.validation_size=200", "--set", "train.verbose=0", *tiny, *extra,
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return run_dir

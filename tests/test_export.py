@@ -13,18 +13,9 @@ from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
 from mnist_zoo.models.registry import MODELS
+from tests.helpers import train_tiny
 
 pytest.importorskip("onnxruntime", reason="the export extra is part of the test install")
-
-
-def train_tiny(run_dir: Path, data_dir: Path, model: str, *extra: str) -> Path:
-    tiny = [f"--set=model.{key}={json.dumps(value)}" for key, value in MODELS[model].tiny.items()]
-    result = CliRunner().invoke(cli, [
-        "train", "--model", model, "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "1",
-        "--set", "data.validation_size=200", "--set", "train.verbose=0", *tiny, *extra,
-    ], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return run_dir
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ LAYERS = [
     {"report"},
     {"inference"},
     {"export"},
+    {"serve"},
     {"train"},
     {"doctor"},
     {"cli", "__main__"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,31 @@ def run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
     return data.dataset, data.data_dir
 
 
+def report_place(model_path: Path, run_dir: Path | None, kind: str) -> tuple[Path, str]:
+    """(folder, file-name prefix) of a model's evaluation report, when no output folder is given.
+
+    The run's own model reports into the run directory; any other file (a foreign .keras, an
+    export in <run>/export/) beside itself, under its own name, so that no two overwrite each other.
+    """
+    if run_dir is not None and model_path.parent == run_dir and kind == "keras":
+        return run_dir, ""
+    return model_path.parent, f"{model_path.stem if kind == 'keras' else model_path.name}."
+
+
+def read_report(model_path: Path, run_dir: Path | None, kind: str) -> dict | None:
+    """The evaluation report `evaluate` wrote for this model file, or None (none, unreadable, another file's)."""
+    folder, prefix = report_place(model_path, run_dir, kind)
+    path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    # The report names the file as evaluate was given it (perhaps relative to another folder).
+    if not isinstance(report, dict) or Path(str(report.get("model", ""))).name != Path(model_path).name:
+        return None
+    return report
+
+
 def run_evaluation(
     path: Path,
     dataset: str | None = None,
@@ -143,13 +169,10 @@ def run_evaluation(
     report, probabilities = evaluate_model(model, data.test_images, data.test_labels, data.class_names)
     report = {"model": str(model_path), "runtime": model.kind, "dataset": data.name, **report}
 
-    # The run's own model reports into the run directory; any other file (a foreign .keras, an
-    # export in <run>/export/) beside itself, under its own name, so that no two overwrite each other.
-    own_model = run_dir is not None and model_path.parent == run_dir and model.kind == "keras"
-    if output_dir is not None or own_model:
-        folder, prefix = Path(output_dir) if output_dir is not None else run_dir, ""
+    if output_dir is not None:
+        folder, prefix = Path(output_dir), ""
     else:
-        folder, prefix = model_path.parent, f"{model_path.stem if model.kind == 'keras' else model_path.name}."
+        folder, prefix = report_place(model_path, run_dir, model.kind)
     json_path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
     rundir.write_json(json_path, report)
     written = [json_path]

@@ -88,8 +88,13 @@ def predict_top_k(model, inputs: list[PreparedInput], top_k: int) -> None:
         raise TypeError(f"PreparedInput.image must hold uint8 pixels, received {pixels.dtype}")
     probabilities = predict_probabilities(model, pixels)  # the model's own scaling happens in there
     for item, row in zip(readable, probabilities):
-        best = np.argsort(row)[::-1][:top_k]
-        item.top_k = [(int(index), float(row[index])) for index in best]
+        item.top_k = ranked(row, top_k)
+
+
+def ranked(probabilities: np.ndarray, top_k: int) -> list[tuple[int, float]]:
+    """The `top_k` most likely (class index, probability) of one row, most likely first."""
+    best = np.argsort(probabilities)[::-1][:top_k]
+    return [(int(index), float(probabilities[index])) for index in best]
 
 
 def save_preprocessed(inputs: list[PreparedInput], folder: Path) -> list[Path]:

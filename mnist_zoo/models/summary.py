@@ -80,3 +80,33 @@ def totals(rows: list[LayerSummary]) -> dict:
         "macs": total([row.macs for row in rows]),
         "macs_bias_as_input": total([row.macs_bias_as_input for row in rows]),
     }
+
+
+# Layers that only reshape, rescale or activate: the course notation (784-256-64-10) leaves them out.
+_SILENT_LAYERS = ("InputLayer", "Flatten", "Reshape", "Rescaling", "Activation", "Softmax", "ReLU")
+_NOTATION = {"MaxPooling2D": "pool", "AveragePooling2D": "pool", "GlobalAveragePooling2D": "gap",
+             "GlobalMaxPooling2D": "gmp", "Dropout": "dropout", "SpatialDropout2D": "dropout",
+             "BatchNormalization": "bn", "LayerNormalization": "ln"}
+
+
+def architecture(model) -> str:
+    """The model in the course material's notation: '784-256-64-10', '32c5-pool-64c5-pool-1024-dropout-10'.
+
+    A Conv2D with f filters of k x k is 'fck'; a Dense is its units, after the input's size when
+    it comes first; a layer of another kind is its class name in lower case.
+    """
+    parts = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in _SILENT_LAYERS:
+            continue
+        if kind == "Dense":
+            if not parts:
+                parts.append(str(int(layer.input.shape[-1])))
+            parts.append(str(layer.units))
+        elif kind == "Conv2D":
+            height, width = layer.kernel_size
+            parts.append(f"{layer.filters}c{height}" if height == width else f"{layer.filters}c{height}x{width}")
+        else:
+            parts.append(_NOTATION.get(kind, kind.lower()))
+    return "-".join(parts)

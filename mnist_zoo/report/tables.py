@@ -128,3 +128,12 @@ def format_diagnosis(diagnosis) -> str:
     verdict = "ready to train" if diagnosis.ready else "cannot train: " + "; ".join(
         f"{check.name}: {check.note}" for check in diagnosis.checks if not check.ok)
     return table(["check", "value", "", "note"], body, align="llll") + "\n\n" + verdict
+
+
+def format_served(models: list[dict]) -> str:
+    """The models a server runs, from their GET /api/models descriptions."""
+    body = [[model["id"], model["runtime"], model["architecture"] or "?",
+             "" if model["parameters"] is None else f"{model['parameters']:,}",
+             "not evaluated" if model["test_accuracy"] is None else f"{model['test_accuracy']:.2%}"]
+            for model in models]
+    return table(["model id", "runtime", "architecture", "parameters", "test acc"], body, align="lllrr")

@@ -1,0 +1,104 @@
+"""What a predict request carries, read into the 28x28 image the models see: a picture's bytes or 784 pixel values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mnist_zoo.errors import DataError
+from mnist_zoo.inference import pictures
+from mnist_zoo.serve.zoo import DEFAULT_TOP_K
+
+MAX_PICTURE_PIXELS = 50_000_000
+"""Larger pictures are refused before decoding: a 48-megapixel phone photo passes, a decompression bomb does not."""
+MAX_TOP_K = 10
+JSON_KEYS = ("pixels", "model", "top_k")
+
+
+def image_from_picture(data: bytes, name: str = "upload") -> np.ndarray:
+    """A PNG, JPEG (or other) picture's bytes, prepared as `mnist-zoo predict` prepares a file.
+
+    Raises:
+        DataError: empty, not a picture, too large, or blank.
+    """
+    if not data:
+        raise DataError(f"{name}: empty; send a PNG or JPEG picture, or JSON with 784 pixel values")
+    return pictures.prepare_picture(bytes(data), name, MAX_PICTURE_PIXELS)
+
+
+def image_from_values(values) -> np.ndarray:
+    """784 pixel values (flat or 28 rows of 28) taken as an MNIST-format image, as `predict` takes a .npy.
+
+    Integers are 0-255 pixels; floats are 0-1, or 0-255 if any is above 1.
+
+    Raises:
+        DataError: not a list of 784 numbers in range.
+    """
+    if not isinstance(values, list) or any(isinstance(value, bool) for value in _flatten(values)):
+        raise DataError(f"pixels: expected a list of 784 numbers, got {type(values).__name__}")
+    try:
+        array = np.asarray(values)
+    except ValueError as error:  # ragged rows
+        raise DataError(f"pixels: expected 784 numbers or 28 rows of 28 ({error})") from None
+    if array.size != 784:
+        raise DataError(f"pixels: expected 784 values (28x28), got {array.size}")
+    return pictures.as_pixels(array, "pixels")[0]
+
+
+def _flatten(values):
+    for value in values if isinstance(values, list) else [values]:
+        if isinstance(value, list):
+            yield from _flatten(value)
+        else:
+            yield value
+
+
+def top_k_from(value) -> int:
+    """A request's top_k (a number, or its text in a query or form field), 1-10; DEFAULT_TOP_K if absent.
+
+    Raises:
+        DataError: not a whole number from 1 to MAX_TOP_K.
+    """
+    if value is None or value == "":
+        return DEFAULT_TOP_K
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 1 <= number <= MAX_TOP_K:
+        raise DataError(f"top_k: expected a whole number from 1 to {MAX_TOP_K}, got {value!r}")
+    return number
+
+
+def model_id_from(value) -> str | None:
+    """A request's model id (None: all models).
+
+    Raises:
+        DataError: not a string.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise DataError(f"model: expected a model id (a string from GET /api/models), got {value!r}")
+    return value
+
+
+def parse_json(body: bytes) -> tuple[np.ndarray, str | None, int]:
+    """(image, model id, top_k) from a JSON body {"pixels": [...784], "model": id, "top_k": k}.
+
+    Raises:
+        DataError: not JSON, not an object, unknown keys, or bad values.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"the body is not valid JSON ({error})") from None
+    if not isinstance(payload, dict):
+        raise DataError(f"expected a JSON object with {', '.join(JSON_KEYS)}, got {type(payload).__name__}")
+    unknown = sorted(set(payload) - set(JSON_KEYS))
+    if unknown:
+        raise DataError(f"unknown key(s) {', '.join(map(repr, unknown))}; expected {', '.join(JSON_KEYS)}")
+    if "pixels" not in payload:
+        raise DataError('missing "pixels": 784 values (or send a PNG or JPEG picture instead of JSON)')
+    return image_from_values(payload["pixels"]), model_id_from(payload.get("model")), top_k_from(payload.get("top_k"))

@@ -1,0 +1,354 @@
+"""mnist-zoo serve: which models it finds, the JSON API (uploads, pixel values, refusals), batching, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mnist_zoo.cli import cli
+from mnist_zoo.models.registry import MODELS
+from tests.helpers import train_tiny
+
+pytest.importorskip("starlette", reason="the serve extra is part of the test install")
+from starlette.testclient import TestClient  # noqa: E402
+
+from mnist_zoo.serve.app import create_app  # noqa: E402
+from mnist_zoo.serve.zoo import open_zoo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, small_mnist_dir) -> Path:
+    """A runs folder holding a finished tiny run of every registry model."""
+    folder = tmp_path_factory.mktemp("serve-runs")
+    for model in MODELS:
+        train_tiny(folder / f"run-{model}", small_mnist_dir, model)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def zoo(runs_dir):
+    zoo = open_zoo([], runs_dir)
+    yield zoo
+    zoo.close()
+
+
+@pytest.fixture(scope="module")
+def client(zoo):
+    with TestClient(create_app(zoo)) as client:  # `with`: runs the lifespan (the batching thread)
+        yield client
+
+
+def digit_png(image: np.ndarray, size: int = 280, mode: str = "RGBA") -> bytes:
+    """A test digit drawn as the page sends it: white on black, `size` pixels, PNG."""
+    from PIL import Image
+
+    picture = Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR).convert(mode)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predict_cli_json(model: Path, picture: Path) -> list[dict]:
+    result = CliRunner().invoke(cli, ["predict", str(model), str(picture), "--json", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+# ----------------------------------------------------------------------------- the models served
+
+
+def test_models_lists_every_finished_run_with_architecture_parameters_and_test_accuracy(client, runs_dir):
+    listing = client.get("/api/models").json()
+    models = {model["id"]: model for model in listing["models"]}
+    assert sorted(models) == sorted(f"run-{model}" for model in MODELS)
+    for name in MODELS:
+        model = models[f"run-{name}"]
+        metrics = json.loads((runs_dir / f"run-{name}" / "metrics.json").read_text())
+        assert model["test_accuracy"] == metrics["test_accuracy"]
+        assert model["parameters"] == metrics["parameters"]
+        assert model["runtime"] == "keras" and model["dataset"] == "mnist" and model["classes"][7] == "7"
+    assert models["run-linear"]["architecture"] == "784-10"
+    assert models["run-mlp"]["architecture"] == "784-32-dropout-10"
+    assert models["run-cnn"]["architecture"] == "4c3-pool-16-dropout-10"
+    assert listing["top_k"] == 3 and listing["max_top_k"] == 10
+
+
+def test_unfinished_runs_are_left_out_with_the_reason_and_a_file_is_served_once(runs_dir, tmp_path):
+    unfinished = tmp_path / "runs" / "half-done"
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.yaml").write_text((runs_dir / "run-linear" / "config.yaml").read_text())
+    (unfinished / "status.json").write_text('{"status": "interrupted"}')
+    linear = runs_dir / "run-linear"
+    zoo = open_zoo([linear, linear / "best.keras"], tmp_path / "runs")
+    assert list(zoo.models) == ["run-linear"]
+    assert zoo.skipped == [f"{unfinished}: not finished (status: interrupted)"]
+
+
+def test_exports_are_served_in_their_runtime_beside_the_keras_model(runs_dir, tmp_path, small_mnist_dir):
+    pytest.importorskip("ai_edge_litert", reason="the export extra is part of the test install")
+    run = train_tiny(tmp_path / "exported", small_mnist_dir, "mlp")
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "tflite", "--data-dir", str(small_mnist_dir)])
+    assert result.exit_code == 0, result.output
+    tflite = run / "export" / "model.tflite"
+    zoo = open_zoo([run, tflite], None)
+    assert list(zoo.models) == ["exported", "exported/model.tflite"]
+    export = zoo.models["exported/model.tflite"].describe()
+    # The run's config gives the architecture; an export has no accuracy until `evaluate` measures it.
+    assert export["runtime"] == "tflite" and export["architecture"] == "784-32-dropout-10"
+    assert export["test_accuracy"] is None
+    result = CliRunner().invoke(cli, ["evaluate", str(tflite), "--data-dir", str(small_mnist_dir)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "export" / "model.tflite.evaluation.json").read_text())
+    assert open_zoo([tflite], None).models["exported/model.tflite"].test_accuracy == report["accuracy"]
+
+
+def test_a_named_path_without_a_model_is_an_error_and_so_is_nothing_to_serve(tmp_path):
+    from mnist_zoo.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="no such model file"):
+        open_zoo([tmp_path / "missing.keras"], None)
+    with pytest.raises(ModelFileError, match="no model to serve"):
+        open_zoo([], tmp_path / "no-runs-here")
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+@pytest.mark.parametrize("how", ["raw", "multipart"])
+def test_an_uploaded_drawing_gets_the_numbers_predict_gives_for_the_same_file(client, runs_dir, real_mnist,
+                                                                              tmp_path, how):
+    picture = tmp_path / "drawing.png"
+    picture.write_bytes(digit_png(real_mnist.test_images[0]))
+    if how == "raw":
+        response = client.post("/api/predict", content=picture.read_bytes(), headers={"Content-Type": "image/png"})
+    else:
+        response = client.post("/api/predict", files={"image": ("drawing.png", picture.read_bytes(), "image/png")})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    from mnist_zoo.inference.pictures import prepare_picture
+
+    assert answer["pixels"] == prepare_picture(picture).ravel().tolist()  # the image the models saw
+    assert [prediction["model"] for prediction in answer["predictions"]] == sorted(f"run-{m}" for m in MODELS)
+    for prediction in answer["predictions"]:
+        (expected,) = predict_cli_json(runs_dir / prediction["model"], picture)
+        assert prediction["prediction"] == expected["prediction"]
+        assert [entry["class"] for entry in prediction["top_k"]] == [entry["class"] for entry in expected["top_k"]]
+        np.testing.assert_allclose([entry["probability"] for entry in prediction["top_k"]],
+                                   [entry["probability"] for entry in expected["top_k"]], rtol=0, atol=1e-6)
+
+
+def test_784_pixel_values_are_taken_as_mnist_images_as_a_npy_file_is(client, runs_dir, real_mnist, tmp_path):
+    image = real_mnist.test_images[1]
+    np.save(tmp_path / "digit.npy", image)
+    as_ints = client.post("/api/predict", json={"pixels": image.ravel().tolist(), "top_k": 2})
+    as_floats = client.post("/api/predict", json={"pixels": (image / 255.0).tolist(), "model": "run-cnn"})
+    assert as_ints.status_code == 200 and as_floats.status_code == 200, (as_ints.text, as_floats.text)
+    assert as_ints.json()["pixels"] == image.ravel().tolist()
+    (expected,) = predict_cli_json(runs_dir / "run-cnn", tmp_path / "digit.npy")
+    cnn = [prediction for prediction in as_ints.json()["predictions"] if prediction["model"] == "run-cnn"][0]
+    assert len(cnn["top_k"]) == 2 and cnn["prediction"] == expected["prediction"]
+    (only,) = as_floats.json()["predictions"]
+    assert only["model"] == "run-cnn" and len(only["top_k"]) == 3
+    assert abs(only["top_k"][0]["probability"] - expected["top_k"][0]["probability"]) <= 1e-6
+
+
+def test_concurrent_requests_share_calls_and_get_the_numbers_they_would_alone(zoo, real_mnist):
+    images = real_mnist.test_images[:12]
+
+    async def together():
+        return await asyncio.gather(*(zoo.predict_batched(image) for image in images))
+
+    answers = asyncio.run(together())
+    assert max(prediction["batch_size"] for answer in answers for prediction in answer) > 1
+    for image, answer in zip(images, answers):
+        for batched, alone in zip(answer, zoo.predict(image)):
+            assert batched["model"] == alone["model"] and batched["prediction"] == alone["prediction"]
+            np.testing.assert_allclose([entry["probability"] for entry in batched["top_k"]],
+                                       [entry["probability"] for entry in alone["top_k"]], rtol=0, atol=1e-6)
+    zoo.close()
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("body, content_type, message", [
+    (b"hello, not a picture", "image/png", "not a readable image"),
+    (b"", "image/png", "empty"),
+    (b"%PDF-1.4 not an image", "application/pdf", "not a readable image"),
+    (b"{not json", "application/json", "not valid JSON"),
+    (b'{"pixels": [1, 2, 3]}', "application/json", "expected 784 values"),
+    (b'{"pixels": [300]}', "application/json", "expected 784 values"),
+    (json.dumps({"pixels": [300] * 784}).encode(), "application/json", "must lie in 0-255"),
+    (json.dumps({"pixels": ["a"] * 784}).encode(), "application/json", "expected numbers"),
+    (json.dumps({"pixels": [True] * 784}).encode(), "application/json", "expected a list of 784 numbers"),
+    (json.dumps({"pixels": [0] * 784, "colour": 1}).encode(), "application/json", "unknown key"),
+    (json.dumps({"pixels": [0] * 784, "top_k": 11}).encode(), "application/json", "top_k"),
+    (b"[]", "application/json", "expected a JSON object"),
+])
+def test_a_bad_body_gets_a_400_with_a_message_and_no_traceback(client, body, content_type, message):
+    response = client.post("/api/predict", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert message in error and "Traceback" not in error and "File \"" not in error
+
+
+def test_a_blank_drawing_is_a_400_that_says_so(client):
+    blank = digit_png(np.zeros((28, 28), np.uint8))
+    response = client.post("/api/predict", content=blank, headers={"Content-Type": "image/png"})
+    assert response.status_code == 400 and "blank image" in response.json()["error"]
+
+
+def test_a_multipart_upload_needs_its_picture_in_the_image_field(client, real_mnist):
+    response = client.post("/api/predict", files={"photo": ("a.png", digit_png(real_mnist.test_images[0]), "image/png")})
+    assert response.status_code == 400 and '"image"' in response.json()["error"]
+
+
+def test_bodies_over_the_limit_get_413_whether_declared_or_streamed(zoo):
+    with TestClient(create_app(zoo, max_body_bytes=1000)) as small:
+        declared = small.post("/api/predict", content=b"x" * 2000, headers={"Content-Type": "image/png"})
+        assert declared.status_code == 413 and "limit of 1,000 bytes" in declared.json()["error"]
+
+        def chunks():  # no Content-Length: the limit is counted as the body arrives
+            for _ in range(5):
+                yield b"x" * 400
+
+        streamed = small.post("/api/predict", content=chunks(), headers={"Content-Type": "image/png"})
+        assert streamed.status_code == 413 and "limit" in streamed.json()["error"]
+
+
+def test_pictures_with_too_many_pixels_are_refused_before_decoding(client, monkeypatch):
+    from PIL import Image
+
+    from mnist_zoo.serve import inputs
+
+    monkeypatch.setattr(inputs, "MAX_PICTURE_PIXELS", 10_000)
+    buffer = io.BytesIO()
+    Image.new("L", (200, 100)).save(buffer, format="PNG")  # 20,000 pixels in a few hundred bytes
+    response = client.post("/api/predict", content=buffer.getvalue(), headers={"Content-Type": "image/png"})
+    assert response.status_code == 400 and "200x100 pixels is more than the 10,000" in response.json()["error"]
+
+
+@pytest.mark.parametrize("model_id", ["no-such-run", "../run-cnn/best.keras", str(Path("run-cnn") / "best.keras")])
+def test_model_ids_are_looked_up_among_those_served_never_as_paths(client, real_mnist, model_id):
+    response = client.post("/api/predict", json={"pixels": real_mnist.test_images[0].ravel().tolist(),
+                                                 "model": model_id})
+    assert response.status_code == 404 and "no served model has the id" in response.json()["error"]
+
+
+def test_an_internal_failure_is_a_500_with_a_json_message_not_a_traceback(zoo, real_mnist, monkeypatch):
+    model = zoo.models["run-linear"]
+
+    def broken(images):
+        raise RuntimeError("the runtime fell over")
+
+    monkeypatch.setattr(model.classifier, "probabilities", broken)
+    with TestClient(create_app(zoo), raise_server_exceptions=False) as failing:
+        response = failing.post("/api/predict", json={"pixels": real_mnist.test_images[0].ravel().tolist(),
+                                                      "model": "run-linear"})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (RuntimeError); see the server's terminal"}
+
+
+def test_a_loopback_server_answers_only_to_its_own_host_names(zoo):
+    app = create_app(zoo, allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8000") as local:
+        assert local.get("/api/models").status_code == 200
+    with TestClient(app, base_url="http://attacker.example") as rebound:
+        assert rebound.get("/api/models").status_code == 400
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def test_the_page_and_its_assets_are_served_and_load_nothing_from_elsewhere(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="pad"' in page.text and 'id="seen"' in page.text
+    for asset, kind in (("app.js", "javascript"), ("style.css", "css")):
+        response = client.get(f"/static/{asset}")
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+    static = Path(__file__).resolve().parent.parent / "mnist_zoo" / "serve" / "static"
+    for path in static.iterdir():
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_serve_without_any_model_says_how_to_get_one(tmp_path):
+    result = CliRunner().invoke(cli, ["serve", "--runs-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "no model to serve" in result.output and "mnist-zoo train --model cnn" in result.output
+
+
+def test_a_taken_port_is_a_one_line_error(runs_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(runs_dir / "run-linear"), "--no-runs", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+
+
+def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """`mnist-zoo serve ARGS --port 0` as a real process; returns it and the URL it printed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "mnist_zoo", "serve", "--port", "0", *args], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Serving "):
+            return process, line.split(" at ", 1)[1].split()[0]
+    process.kill()
+    raise AssertionError("the server did not start:\n" + "".join(lines) + process.stderr.read())
+
+
+def stop(process: subprocess.Popen, signal_number=signal.SIGINT) -> tuple[int, str, str]:
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=30)
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_the_real_server_prints_its_url_answers_and_stops_cleanly(runs_dir, tmp_path, real_mnist, signal_number):
+    import urllib.request
+
+    process, url = start_server("--runs-dir", str(runs_dir), cwd=tmp_path)
+    try:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+        with urllib.request.urlopen(url + "api/models", timeout=30) as response:
+            assert len(json.load(response)["models"]) == len(MODELS)
+        request = urllib.request.Request(url + "api/predict", data=digit_png(real_mnist.test_images[0]),
+                                         headers={"Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert len(json.load(response)["predictions"]) == len(MODELS)
+    finally:
+        code, stdout, stderr = stop(process, signal_number)
+    assert code == 0, stderr
+    assert "Stopped." in stderr and "Traceback" not in stderr
+
+
+def test_listening_on_every_interface_warns_that_the_page_is_reachable_from_the_network(runs_dir, tmp_path):
+    process, url = start_server(str(runs_dir / "run-linear"), "--no-runs", "--host", "0.0.0.0", cwd=tmp_path)
+    code, _, stderr = stop(process)
+    assert url.startswith("http://127.0.0.1:")
+    assert "reachable from the network" in stderr and "--host 127.0.0.1" in stderr
+    assert code == 0
