@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +69,27 @@ def train_tiny(run_dir: Path, data_dir: Path, model: str, *extra: str) -> Path:
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return run_dir
+
+
+def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """`mnist-zoo serve ARGS --port 0` as a real process; returns it and the URL it printed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "mnist_zoo", "serve", "--port", "0", *args], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Serving "):
+            return process, line.split(" at ", 1)[1].split()[0]
+    process.kill()
+    raise AssertionError("the server did not start:\n" + "".join(lines) + process.stderr.read())
+
+
+def stop_server(process: subprocess.Popen, signal_number=signal.SIGINT) -> tuple[int, str, str]:
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=30)
+    return process.returncode, stdout, stderr

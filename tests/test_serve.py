@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +15,7 @@ from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
 from mnist_zoo.models.registry import MODELS
-from tests.helpers import train_tiny
+from tests.helpers import start_server, stop_server, train_tiny
 
 pytest.importorskip("starlette", reason="the serve extra is part of the test install")
 from starlette.testclient import TestClient  # noqa: E402
@@ -303,30 +299,6 @@ def test_a_taken_port_is_a_one_line_error(runs_dir):
     assert f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
 
 
-def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, str]:
-    """`mnist-zoo serve ARGS --port 0` as a real process; returns it and the URL it printed."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "mnist_zoo", "serve", "--port", "0", *args], cwd=cwd,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    lines = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("Serving "):
-            return process, line.split(" at ", 1)[1].split()[0]
-    process.kill()
-    raise AssertionError("the server did not start:\n" + "".join(lines) + process.stderr.read())
-
-
-def stop(process: subprocess.Popen, signal_number=signal.SIGINT) -> tuple[int, str, str]:
-    process.send_signal(signal_number)
-    stdout, stderr = process.communicate(timeout=30)
-    return process.returncode, stdout, stderr
-
-
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_the_real_server_prints_its_url_answers_and_stops_cleanly(runs_dir, tmp_path, real_mnist, signal_number):
     import urllib.request
@@ -341,14 +313,30 @@ def test_the_real_server_prints_its_url_answers_and_stops_cleanly(runs_dir, tmp_
         with urllib.request.urlopen(request, timeout=30) as response:
             assert len(json.load(response)["predictions"]) == len(MODELS)
     finally:
-        code, stdout, stderr = stop(process, signal_number)
+        code, stdout, stderr = stop_server(process, signal_number)
     assert code == 0, stderr
     assert "Stopped." in stderr and "Traceback" not in stderr
 
 
 def test_listening_on_every_interface_warns_that_the_page_is_reachable_from_the_network(runs_dir, tmp_path):
     process, url = start_server(str(runs_dir / "run-linear"), "--no-runs", "--host", "0.0.0.0", cwd=tmp_path)
-    code, _, stderr = stop(process)
+    code, _, stderr = stop_server(process)
     assert url.startswith("http://127.0.0.1:")
     assert "reachable from the network" in stderr and "--host 127.0.0.1" in stderr
     assert code == 0
+
+
+def test_the_load_benchmark_is_bounded_and_reports_its_figures(runs_dir, small_mnist_dir):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_serve.py"
+    runs = [str(runs_dir / f"run-{model}") for model in MODELS]
+    result = subprocess.run([sys.executable, str(script), "--runs", *runs, "--data-dir", str(small_mnist_dir),
+                             "--clients", "2", "--seconds", "1", "--warmup-seconds", "0.5", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["errors"] == 0 and figures["requests"] > 0 and figures["clients"] == 2
+    assert 0 < figures["p50_ms"] <= figures["p90_ms"] <= figures["p99_ms"]
+    assert figures["server_memory_mb_start"] > 0 and figures["cpu_flags"] is not None

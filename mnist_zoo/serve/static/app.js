@@ -71,7 +71,8 @@ function showPrediction(prediction) {
     row.append(label, track, value);
     return row;
   }));
-  card.querySelector(".time").textContent = `${prediction.milliseconds.toFixed(2)} ms`;
+  const shared = prediction.batch_size > 1 ? `, ${prediction.batch_size} drawings in the call` : "";
+  card.querySelector(".time").textContent = `model call ${prediction.milliseconds.toFixed(2)} ms${shared}`;
 }
 
 function resetCards() {

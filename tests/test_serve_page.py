@@ -1,0 +1,162 @@
+"""The drawing page in a real browser: headless Chromium draws, uploads and clears, and the page shows what predict says."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mnist_zoo.cli import cli
+from tests.conftest import data_missing
+from tests.helpers import start_server, stop_server, train_tiny
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of the test install")
+pytest.importorskip("starlette", reason="the serve extra is part of the test install")
+
+
+def chromium_path() -> str:
+    """Debian's chromium (browsers cannot be downloaded here; .ci/run installs it with apt-get)."""
+    path = os.environ.get("MNIST_ZOO_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        data_missing("no chromium found: apt-get install chromium")
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, small_mnist_dir):
+    """`mnist-zoo serve` running two tiny trained runs; yields (url, runs folder)."""
+    folder = tmp_path_factory.mktemp("page-runs")
+    for model in ("linear", "cnn"):
+        train_tiny(folder / f"run-{model}", small_mnist_dir, model)
+    process, url = start_server("--runs-dir", str(folder), cwd=folder)
+    yield url, folder
+    code, _, stderr = stop_server(process)
+    assert code == 0, stderr
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(),
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    context = browser.new_context(viewport={"width": 1100, "height": 760}, has_touch=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(served[0])
+    page.wait_for_selector("article.model")
+    yield page
+    context.close()
+    assert not errors, f"the page raised: {errors}"
+
+
+def wait_until_answered(page) -> None:
+    """Until the answer shown is the current drawing's (no request out, none waiting)."""
+    page.wait_for_function("document.body.dataset.idle === 'true' && document.body.dataset.state !== 'busy'",
+                           timeout=30_000)
+
+
+def draw_seven(page) -> int:
+    """Draws a 7 with mouse strokes on the canvas; returns how many predictions were asked for meanwhile."""
+    requests = []
+    page.on("request", lambda request: requests.append(request) if request.url.endswith("top_k=3") else None)
+    box = page.locator("#pad").bounding_box()
+    x, y, size = box["x"], box["y"], box["width"]
+    page.mouse.move(x + 0.25 * size, y + 0.22 * size)
+    page.mouse.down()
+    for step in range(1, 13):  # the bar, left to right
+        page.mouse.move(x + (0.25 + 0.5 * step / 12) * size, y + 0.22 * size)
+        page.wait_for_timeout(15)
+    for step in range(1, 17):  # the stem, down to the lower left
+        page.mouse.move(x + (0.75 - 0.3 * step / 16) * size, y + (0.22 + 0.6 * step / 16) * size)
+        page.wait_for_timeout(15)
+    page.mouse.up()
+    wait_until_answered(page)
+    return len(requests)
+
+
+def shown(page) -> dict:
+    """Each card's answer as the page shows it: {model id: (digit, [(class, probability), ...])}."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('article.model')].map(card => [
+        card.dataset.modelId,
+        [card.querySelector('.digit').textContent,
+         [...card.querySelectorAll('.bars li')].map(row => [row.dataset.class, Number(row.dataset.probability)])]]))""")
+
+
+def seen_pixels(page) -> list[int]:
+    """The 28x28 preview's gray values, as drawn on the page."""
+    return page.evaluate("""() => Array.from(document.getElementById('seen').getContext('2d')
+        .getImageData(0, 0, 28, 28).data.filter((value, index) => index % 4 === 0))""")
+
+
+def predict_says(model: Path, picture: Path) -> dict:
+    result = CliRunner().invoke(cli, ["predict", str(model), str(picture), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)[0]
+
+
+def assert_page_agrees_with_predict(page, runs: Path, picture: Path) -> None:
+    answers = shown(page)
+    assert sorted(answers) == ["run-cnn", "run-linear"]
+    for model_id, (digit, bars) in answers.items():
+        expected = predict_says(runs / model_id, picture)
+        assert digit == expected["prediction"]
+        assert [name for name, _ in bars] == [entry["class"] for entry in expected["top_k"]]
+        np.testing.assert_allclose([probability for _, probability in bars],
+                                   [entry["probability"] for entry in expected["top_k"]], rtol=0, atol=1e-6)
+
+
+def test_a_drawn_digit_gets_the_answers_predict_gives_for_the_same_picture(page, served, tmp_path):
+    from mnist_zoo.inference.pictures import prepare_picture
+
+    asked = draw_seven(page)
+    assert asked >= 3, "predictions should update while drawing, not only at the end"
+    data_url = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
+    picture = tmp_path / "drawing.png"
+    picture.write_bytes(base64.b64decode(data_url.split(",", 1)[1]))
+    assert_page_agrees_with_predict(page, served[1], picture)
+    assert seen_pixels(page) == prepare_picture(picture).ravel().tolist()  # what the models saw
+    page.screenshot(path=str(tmp_path / "page.png"))
+
+
+def test_an_uploaded_photo_is_predicted_as_predict_predicts_the_file(page, served, tmp_path, real_mnist):
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"  # dark ink on light paper, as a phone photo is
+    Image.fromarray(255 - real_mnist.test_images[3]).resize((300, 240)).convert("RGB").save(photo, quality=92)
+    page.set_input_files("#upload", str(photo))
+    wait_until_answered(page)
+    assert page.locator("#photo").is_visible()
+    assert_page_agrees_with_predict(page, served[1], photo)
+
+
+def test_clear_stroke_width_touch_and_a_bad_upload(page, tmp_path):
+    page.locator("#stroke").fill("30")
+    assert page.locator("#stroke-value").text_content() == "30"
+    box = page.locator("#pad").bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # a finger's dot
+    wait_until_answered(page)
+    assert all(digit != "–" for digit, _ in shown(page).values())
+    page.click("#clear")
+    assert all(digit == "–" and not bars for digit, bars in shown(page).values())
+    assert "Draw a digit" in page.locator("#status").text_content()
+    not_a_picture = tmp_path / "notes.png"
+    not_a_picture.write_text("these are not pixels")
+    page.set_input_files("#upload", str(not_a_picture))
+    wait_until_answered(page)
+    status = page.locator("#status").text_content()
+    assert page.evaluate("document.body.dataset.state") == "error"
+    assert "not a readable image" in status and "Traceback" not in status
