@@ -1,4 +1,4 @@
-"""The `mnist-zoo` command line: train, evaluate, predict, export, serve, plot-history, compare, doctor, models, summary, config."""
+"""The `mnist-zoo` command line: train, evaluate, predict, export, serve, sweep, plot-history, compare, doctor, models, summary, config."""
 
 from __future__ import annotations
 
@@ -409,6 +409,87 @@ def doctor(as_json, smoke, dataset, data_dir, runs_dir):
         click.echo(format_diagnosis(diagnosis))
     if not diagnosis.ready:
         raise click.exceptions.Exit(1)
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+@cli.command()
+@click.argument("target", metavar="SWEEP_FILE_OR_DIR")
+@click.option("--sweep-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the trials and results go (default: sweeps/<sweep file name>/).")
+@click.option("--storage", metavar="URL", help="The study's database: sqlite:///PATH, postgresql://..., mysql://... "
+              "(default: study.db in the sweep directory).")
+@click.option("--study", "study_name", metavar="NAME", help="The study's name (default: the sweep file's); "
+              "workers started with the same storage and name share its trials.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine.")
+@click.option("--report", "report_only", is_flag=True, help="Only report: the trials so far, best.yaml, the plots.")
+@click.option("--no-report", is_flag=True, hidden=True)
+@click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_report, worker_index, as_json):
+    """Search hyperparameters with Optuna: each trial is an ordinary run directory.
+
+    SWEEP_FILE_OR_DIR is a sweep file (YAML: base config, search space, objective, budget), the
+    name of a bundled one (mlp_quick, cnn_quick), or a sweep directory to report on. The same command started on several
+    machines with the same --storage and --study shares the study's trials; --workers runs
+    several on this machine. A rerun continues the study up to its trial count.
+
+    \b
+    Examples:
+      mnist-zoo sweep mlp_quick --workers 2
+      mnist-zoo sweep my_sweep.yaml --storage postgresql://me@db.lan/sweeps --study lr
+      mnist-zoo sweep sweeps/mlp_quick --report
+    """
+    _quiet_tensorflow()
+    from mnist_zoo.config.loading import bundled_sweep_path
+    from mnist_zoo.sweep.stage import open_existing, prepare_sweep, run_local_workers
+
+    found = Path(target) if Path(target).exists() else bundled_sweep_path(target)
+    if found is None:
+        raise UserError(f"{target}: no such sweep file or sweep directory, and no bundled sweep of that name")
+    target = found
+    if target.is_dir():
+        setup, report_only = open_existing(target, storage), True
+    elif report_only:
+        setup = open_existing(sweep_dir or Path("sweeps") / target.stem, storage)
+    else:
+        setup = prepare_sweep(target, sweep_dir, storage, study_name)
+    if not report_only:
+        if workers > 1:
+            code = run_local_workers(setup, workers)
+            if code:
+                raise click.exceptions.Exit(code)
+        else:
+            from mnist_zoo.sweep.spec import load_sweep
+            from mnist_zoo.sweep.study import run_worker
+
+            spec, base = load_sweep(setup.sweep_file)
+            run_worker(spec, base, setup.sweep_dir, setup.storage, setup.study_name, worker_index, _echo_err)
+    if no_report:
+        return
+    from mnist_zoo.sweep.results import sweep_results
+    from mnist_zoo.sweep.spec import load_sweep
+    from mnist_zoo.sweep.study import open_study
+
+    spec, _ = load_sweep(setup.sweep_file)
+    results = sweep_results(open_study(spec, setup.storage, setup.study_name), spec.objective, setup.sweep_dir)
+    if as_json:
+        click.echo(json.dumps(results.as_dict(), indent=2))
+        return
+    from mnist_zoo.report.tables import format_leaderboard, format_trials
+
+    click.echo(format_trials(results.trials, results.objective))
+    if results.leaderboard:
+        click.echo("\n" + format_leaderboard(results.leaderboard))
+    if results.best:
+        click.echo(f"\nbest: trial {results.best['number']}, {results.objective} {results.best['value']:.4f}: "
+                   + ", ".join(f"{key}={value!r}" for key, value in results.best["params"].items()))
+    for note in results.notes:
+        _echo_err(f"note: {note}")
+    for path in results.written:
+        _echo_err(f"wrote {path}")
 
 
 # ----------------------------------------------------------------------------- serve

@@ -20,6 +20,7 @@ LAYERS = [
     {"export"},
     {"serve"},
     {"train"},
+    {"sweep"},
     {"doctor"},
     {"cli", "__main__"},
 ]

@@ -16,6 +16,10 @@ from mnist_zoo.fields import did_you_mean
 from mnist_zoo.models.registry import MODELS
 
 
+SWEEPS_FOLDER = "sweeps"
+"""The bundled sweep files' folder inside configs/: sweeps, not configs."""
+
+
 def bundled_config_dir() -> Path:
     """The folder of the configs shipped with the package (top-level configs/ in a checkout)."""
     package_dir = Path(__file__).resolve().parent.parent  # mnist_zoo/
@@ -26,7 +30,14 @@ def bundled_config_dir() -> Path:
 def bundled_config_names() -> list[str]:
     """Names accepted by `--model`: bundled configs, e.g. 'cnn' or 'seeds/lab_cnn'."""
     root = bundled_config_dir()
-    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
+    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml")
+                  if path.relative_to(root).parts[0] != SWEEPS_FOLDER)
+
+
+def bundled_sweep_path(name: str) -> Path | None:
+    """The bundled sweep file `name` ('mlp_quick', ...), or None if there is none of that name."""
+    path = bundled_config_dir() / SWEEPS_FOLDER / f"{name}.yaml"
+    return path if path.is_file() else None
 
 
 def bundled_config_descriptions() -> list[tuple[str, str]]:

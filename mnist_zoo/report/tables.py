@@ -137,3 +137,19 @@ def format_served(models: list[dict]) -> str:
              "not evaluated" if model["test_accuracy"] is None else f"{model['test_accuracy']:.2%}"]
             for model in models]
     return table(["model id", "runtime", "architecture", "parameters", "test acc"], body, align="lllrr")
+
+
+def format_trials(trials: list[dict], objective: str) -> str:
+    """A sweep's trials (`sweep.results.SweepResults.trials`): number, state, objective value, parameters."""
+    keys = sorted({key for trial in trials for key in trial["params"]})
+    body = [[trial["number"], trial["state"], "" if trial["value"] is None else f"{trial['value']:.4f}",
+             trial["epochs"], *[_param(trial["params"].get(key)) for key in keys]] for trial in trials]
+    return table(["trial", "state", objective, "epochs", *keys], body, align="rlrr" + "r" * len(keys))
+
+
+def _param(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

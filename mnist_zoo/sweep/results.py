@@ -1,0 +1,119 @@
+"""A sweep's results: every trial, the leaderboard of finished ones, the best config as best.yaml, Optuna's plots."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mnist_zoo import rundir
+from mnist_zoo.errors import RunDirError
+
+BEST_CONFIG = "best.yaml"
+PLOTS = {
+    "optimization_history.png": "plot_optimization_history",
+    "param_importances.png": "plot_param_importances",
+    "parallel_coordinate.png": "plot_parallel_coordinate",
+}
+
+
+@dataclass
+class SweepResults:
+    """What `sweep_results` found and wrote."""
+
+    study_name: str
+    direction: str
+    objective: str
+    trials: list[dict]
+    """Every trial: number, state, value, params, run directory."""
+    leaderboard: list
+    """`report.compare.RunRow` of the finished trials, best objective first."""
+    best: dict | None
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"study": self.study_name, "objective": self.objective, "direction": self.direction,
+                "best": self.best, "trials": self.trials, "leaderboard": [row.as_dict() for row in self.leaderboard],
+                "written": [str(path) for path in self.written], "notes": self.notes}
+
+
+def _trial_record(trial) -> dict:
+    return {"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
+            "params": dict(trial.params), "run_dir": trial.user_attrs.get("run_dir"),
+            "epochs": len(trial.intermediate_values)}
+
+
+def sweep_results(study, objective: str, sweep_dir: Path, plots: bool = True) -> SweepResults:
+    """Reads the study's trials and their run directories; writes best.yaml and the plots into `sweep_dir`.
+
+    Raises:
+        RunDirError: the study has no trial yet.
+    """
+    from optuna.trial import TrialState
+
+    from mnist_zoo.report.compare import read_row
+
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        raise RunDirError(f"{sweep_dir}: the study {study.study_name!r} has no trial yet")
+    direction = study.direction.name.lower()
+    finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                and trial.value is not None]
+    # Pruned trials keep the value of their last reported epoch; only complete ones can be best.
+    complete = [trial for trial in finished if trial.state == TrialState.COMPLETE]
+    ordered = sorted(finished, key=lambda trial: trial.value, reverse=direction == "maximize")
+    leaderboard, notes = [], []
+    for trial in ordered:
+        run_dir = trial.user_attrs.get("run_dir")
+        try:
+            leaderboard.append(read_row(Path(run_dir)))
+        except (RunDirError, TypeError, OSError) as error:
+            notes.append(f"trial {trial.number}: {error}")
+    results = SweepResults(study.study_name, direction, objective, [_trial_record(trial) for trial in trials],
+                           leaderboard, None, notes=notes)
+    if complete:
+        best = study.best_trial
+        results.best = _trial_record(best)
+        source = Path(best.user_attrs["run_dir"]) / rundir.CONFIG_FILE
+        if source.is_file():
+            target = Path(sweep_dir) / BEST_CONFIG
+            with rundir.atomic_path(target) as temporary:
+                shutil.copyfile(source, temporary)
+            results.written.append(target)
+    if plots:
+        results.written += _plots(study, Path(sweep_dir), notes, len(complete))
+    return results
+
+
+def _plots(study, folder: Path, notes: list[str], complete: int) -> list[Path]:
+    """Optuna's matplotlib plots of the study, each skipped with a note when the study is too small for it."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as visualization
+
+    written = []
+    for name, function in PLOTS.items():
+        if complete < (2 if name == "param_importances.png" else 1):
+            notes.append(f"{name}: needs more complete trials")
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the matplotlib backend is experimental in Optuna
+            try:
+                axes = getattr(visualization, function)(study)
+            except (ValueError, RuntimeError) as error:
+                notes.append(f"{name}: {error}")
+                continue
+        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        figure.set_size_inches(9, 5.5)
+        figure.tight_layout()
+        path = folder / name
+        with rundir.atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

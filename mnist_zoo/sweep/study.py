@@ -1,0 +1,219 @@
+"""One sweep worker: joins the Optuna study and runs trials, each an ordinary run directory, until the budget is spent."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from mnist_zoo import rundir
+from mnist_zoo.errors import ConfigError
+from mnist_zoo.sweep.spec import SweepSpec, trial_config
+
+TRIALS_DIR = "trials"
+STUDY_FILE = "study.db"
+MAX_RETRIES = 2
+
+
+def default_storage(sweep_dir: Path) -> str:
+    """The embedded SQLite file inside the sweep directory."""
+    return f"sqlite:///{(Path(sweep_dir) / STUDY_FILE).resolve()}"
+
+
+def open_storage(url: str, heartbeat_seconds: int = 10):
+    """An Optuna RDB storage (SQLite, PostgreSQL, MySQL URL) with heartbeats and retries of killed trials.
+
+    A running trial's worker records a heartbeat every `heartbeat_seconds`; one silent for three
+    times as long is marked failed (its run directory too) and queued again, at most MAX_RETRIES
+    times, by the next worker that looks.
+
+    Raises:
+        ConfigError: not a database URL Optuna can open.
+    """
+    import optuna
+
+    if not any(url.startswith(prefix) for prefix in ("sqlite://", "postgresql", "mysql")):
+        raise ConfigError(f"--storage {url!r}: expected a database URL: sqlite:///PATH, postgresql://USER@HOST/DB "
+                          "or mysql://USER@HOST/DB")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+
+    def stale(study, trial) -> None:
+        run_dir = trial.user_attrs.get("run_dir")
+        if run_dir and Path(run_dir).is_dir():
+            rundir.write_status(Path(run_dir), "failed", error="its sweep worker stopped (killed, or its machine "
+                                f"lost): no heartbeat for {3 * heartbeat_seconds} s; the trial runs again")
+        retry(study, trial)
+
+    # Workers started at once on a new database race to create its tables: the losers try again.
+    for attempt in range(5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=heartbeat_seconds, grace_period=3 * heartbeat_seconds,
+                    heartbeat_stale_trial_callback=stale,
+                    # SQLite: several worker processes write one file; wait for the lock instead of failing.
+                    engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                )
+            except Exception as error:  # SQLAlchemy's and the drivers' many error types
+                from mnist_zoo.errors import describe
+
+                if "IntegrityError" in type(error).__name__ and attempt < 4:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                raise ConfigError(f"--storage {_masked(url)}: cannot open the study storage "
+                                  f"({describe(error)})") from None
+
+
+def _masked(url: str) -> str:
+    """The URL without its password, for messages and files."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def sampler_for(spec: SweepSpec, worker_index: int):
+    import optuna
+
+    seed = spec.seed + worker_index
+    if spec.sampler == "grid":
+        return optuna.samplers.GridSampler(spec.grid, seed=seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def pruner_for(spec: SweepSpec):
+    import optuna
+
+    if spec.pruner == "none":
+        return optuna.pruners.NopPruner()
+    # Two finished trials before any pruning, and never in a trial's first epoch (step 1): too noisy to judge.
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+
+
+def open_study(spec: SweepSpec, storage_url: str, study_name: str, worker_index: int = 0):
+    """Creates the study, or joins it when it exists (another worker, another machine, a rerun)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(storage=open_storage(storage_url, spec.heartbeat_seconds), study_name=study_name,
+                               direction=spec.direction, sampler=sampler_for(spec, worker_index),
+                               pruner=pruner_for(spec), load_if_exists=True)
+
+
+def counted_trials(study) -> list:
+    """The trials that use up the budget: finished (complete or pruned), running, or queued to run."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
+                                                    TrialState.WAITING))
+
+
+class SurplusTrial(Exception):
+    """Workers started more trials at once than the budget had left: this one is not run."""
+
+
+class PruningReport(keras.callbacks.Callback):
+    """Reports each epoch's objective to the trial, and stops training when the pruner says so.
+
+    The epoch is committed first (this callback comes after the run's own), so a pruned trial
+    is a complete run directory of the epochs it trained.
+    """
+
+    def __init__(self, trial, objective: str):
+        super().__init__()
+        self.trial = trial
+        self.objective = objective
+        self.pruned_at = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.objective)
+        if value is None:
+            raise ConfigError(f"the objective {self.objective} is not measured: the config holds out no "
+                              "validation images (data.validation_size: 0)")
+        self.trial.report(float(value), step=epoch + 1)
+        if self.trial.should_prune():
+            self.pruned_at = epoch + 1
+            self.model.stop_training = True
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What one worker did."""
+
+    trials_run: int
+    study_name: str
+
+
+def best_value(history: list[dict], objective: str, direction: str) -> float:
+    values = [record[objective] for record in history if record.get(objective) is not None]
+    return max(values) if direction == "maximize" else min(values)
+
+
+def run_worker(spec: SweepSpec, base: Path, sweep_dir: Path, storage_url: str, study_name: str,
+               worker_index: int = 0, report=lambda message: None) -> WorkerResult:
+    """Runs trials of the study until it has `spec.trial_count` of them, or the time budget ends.
+
+    Each trial trains in `sweep_dir/trials/NNNN-<model>/` through the ordinary train stage, so
+    that evaluate, plot-history, compare and --resume work on it. Its objective is its best
+    epoch's `spec.objective`; each epoch is reported to the pruner.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C or SIGTERM stopped the worker (the trial is marked failed,
+            its run directory interrupted; the next run of the sweep makes up for it).
+    """
+    import optuna
+
+    from mnist_zoo.train.stage import train_run
+
+    study = open_study(spec, storage_url, study_name, worker_index)
+    deadline = time.monotonic() + 60 * spec.time_budget_minutes if spec.time_budget_minutes else None
+    wanted = spec.trial_count
+    trials_dir = Path(sweep_dir) / TRIALS_DIR
+
+    def objective(trial) -> float:
+        if wanted is not None:
+            # Trials are numbered in the order they start: the first `wanted` that are not failed count.
+            earlier = [other for other in counted_trials(study) if other.number < trial.number]
+            if len(earlier) >= wanted:
+                raise SurplusTrial()
+        params = {key: dimension.suggest(trial, key) for key, dimension in spec.space.items()}
+        config = trial_config(spec, base, params, f"{study_name}-trial-{trial.number:04d}")
+        run_dir = rundir.prepare_named_run_dir(trials_dir / f"{trial.number:04d}-{config.model.type}", force=True)
+        trial.set_user_attr("run_dir", str(run_dir))
+        report(f"trial {trial.number}: {', '.join(f'{key}={value!r}' for key, value in params.items())}")
+        pruning = PruningReport(trial, spec.objective)
+        result = train_run(config, run_dir, extra_callbacks=[pruning])
+        history = rundir.read_history(run_dir)
+        value = best_value(history, spec.objective, spec.direction)
+        if pruning.pruned_at is not None:
+            rundir.write_status(run_dir, "pruned", epochs_completed=pruning.pruned_at, epochs=config.train.epochs,
+                                objective=spec.objective, value=value)
+            report(f"trial {trial.number}: pruned after epoch {pruning.pruned_at} ({spec.objective} {value:.4f})")
+            raise optuna.TrialPruned()
+        report(f"trial {trial.number}: {spec.objective} {value:.4f}, test accuracy "
+               f"{result.metrics['test_accuracy']:.2%}")
+        return value
+
+    trials_run, surplus = 0, False
+    while not surplus:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a killed worker's trial: failed, and queued again
+        if wanted is not None and len(counted_trials(study)) >= wanted:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        try:
+            study.optimize(objective, n_trials=1)
+        except SurplusTrial:
+            surplus = True  # marked failed by Optuna; the budget is spent
+        else:
+            trials_run += 1
+    return WorkerResult(trials_run, study_name)
