@@ -474,7 +474,7 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
     from mnist_zoo.sweep.study import open_study
 
     spec, _ = load_sweep(setup.sweep_file)
-    results = sweep_results(open_study(spec, setup.storage, setup.study_name), spec.objective, setup.sweep_dir)
+    results = sweep_results(open_study(spec, setup.storage, setup.study_name), spec, setup.sweep_dir)
     if as_json:
         click.echo(json.dumps(results.as_dict(), indent=2))
         return

@@ -38,14 +38,20 @@ class SweepResults:
                 "written": [str(path) for path in self.written], "notes": self.notes}
 
 
-def _trial_record(trial) -> dict:
-    return {"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
-            "params": dict(trial.params), "run_dir": trial.user_attrs.get("run_dir"),
-            "epochs": len(trial.intermediate_values)}
+def _trial_record(trial, spec) -> dict:
+    params = {key: spec.space[key].decode(value) if key in spec.space else value for key, value in trial.params.items()}
+    return {"number": trial.number, "state": trial.state.name.lower(), "value": trial.value, "params": params,
+            "run_dir": trial.user_attrs.get("run_dir"), "epochs": len(trial.intermediate_values)}
 
 
-def sweep_results(study, objective: str, sweep_dir: Path, plots: bool = True) -> SweepResults:
+def sweep_results(study, spec, sweep_dir: Path, plots: bool = True) -> SweepResults:
     """Reads the study's trials and their run directories; writes best.yaml and the plots into `sweep_dir`.
+
+    Args:
+        study: the Optuna study.
+        spec: the `SweepSpec` (its objective, and the choices the parameters stand for).
+        sweep_dir: where best.yaml and the plots go.
+        plots: also write Optuna's plots.
 
     Raises:
         RunDirError: the study has no trial yet.
@@ -70,11 +76,11 @@ def sweep_results(study, objective: str, sweep_dir: Path, plots: bool = True) ->
             leaderboard.append(read_row(Path(run_dir)))
         except (RunDirError, TypeError, OSError) as error:
             notes.append(f"trial {trial.number}: {error}")
-    results = SweepResults(study.study_name, direction, objective, [_trial_record(trial) for trial in trials],
+    results = SweepResults(study.study_name, direction, spec.objective, [_trial_record(trial, spec) for trial in trials],
                            leaderboard, None, notes=notes)
     if complete:
         best = study.best_trial
-        results.best = _trial_record(best)
+        results.best = _trial_record(best, spec)
         source = Path(best.user_attrs["run_dir"]) / rundir.CONFIG_FILE
         if source.is_file():
             target = Path(sweep_dir) / BEST_CONFIG

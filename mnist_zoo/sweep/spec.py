@@ -61,11 +61,16 @@ class Dimension(Frozen):
         return [value if isinstance(value, (bool, int, float, str)) or value is None else json.dumps(value)
                 for value in self.choice]
 
+    def decode(self, option):
+        """The choice an Optuna parameter value stands for (`options` back to `choice`); other values as they are."""
+        if self.kind == "choice" and option in self.options:
+            return self.choice[self.options.index(option)]
+        return option
+
     def suggest(self, trial, name: str):
         """Draws this key's value for an Optuna trial."""
         if self.kind == "choice":
-            option = trial.suggest_categorical(name, self.options)
-            return self.choice[self.options.index(option)]
+            return self.decode(trial.suggest_categorical(name, self.options))
         low, high = getattr(self, self.kind)
         if self.kind in ("int", "log_int"):
             step = int(self.step) if self.step else 1

@@ -38,6 +38,7 @@ def open_storage(url: str, heartbeat_seconds: int = 10):
     if not any(url.startswith(prefix) for prefix in ("sqlite://", "postgresql", "mysql")):
         raise ConfigError(f"--storage {url!r}: expected a database URL: sqlite:///PATH, postgresql://USER@HOST/DB "
                           "or mysql://USER@HOST/DB")
+    url = _with_installed_driver(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
@@ -70,6 +71,16 @@ def open_storage(url: str, heartbeat_seconds: int = 10):
                                   f"({describe(error)})") from None
 
 
+def _with_installed_driver(url: str) -> str:
+    """postgresql:// through psycopg (3) when psycopg2, SQLAlchemy's default driver, is not installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
+            and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
 def _masked(url: str) -> str:
     """The URL without its password, for messages and files."""
     import re
@@ -98,13 +109,20 @@ def pruner_for(spec: SweepSpec):
 
 
 def open_study(spec: SweepSpec, storage_url: str, study_name: str, worker_index: int = 0):
-    """Creates the study, or joins it when it exists (another worker, another machine, a rerun)."""
+    """Creates the study, or joins it when it exists (another worker, another machine, a rerun).
+
+    The sampler's seed is the sweep's, plus the worker's index, plus the trials the study already
+    has: a rerun or another worker does not draw the same points again.
+    """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(storage=open_storage(storage_url, spec.heartbeat_seconds), study_name=study_name,
-                               direction=spec.direction, sampler=sampler_for(spec, worker_index),
-                               pruner=pruner_for(spec), load_if_exists=True)
+    # Optuna logs a failed trial with its traceback; ours says it in one line (and --debug shows ours).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_storage(storage_url, spec.heartbeat_seconds)
+    study = optuna.create_study(storage=storage, study_name=study_name, direction=spec.direction,
+                                pruner=pruner_for(spec), load_if_exists=True)
+    study.sampler = sampler_for(spec, worker_index + len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def counted_trials(study) -> list:
@@ -206,7 +224,11 @@ def run_worker(spec: SweepSpec, base: Path, sweep_dir: Path, storage_url: str, s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # a killed worker's trial: failed, and queued again
-        if wanted is not None and len(counted_trials(study)) >= wanted:
+        counted = counted_trials(study)
+        waiting = any(trial.state == optuna.trial.TrialState.WAITING for trial in counted)
+        # A trial queued again (its worker was killed) is run even when the count is reached: it is
+        # one of the counted ones.
+        if wanted is not None and len(counted) >= wanted and not waiting:
             break
         if deadline is not None and time.monotonic() >= deadline:
             break
