@@ -219,39 +219,18 @@ def test_a_worker_killed_mid_trial_does_not_stall_the_study(tmp_path, small_mnis
 @pytest.fixture(scope="module")
 def postgres_url():
     """A throw-away PostgreSQL server on a loopback port (Debian's initdb and pg_ctl), for this module's tests."""
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    import sys
 
     from tests.conftest import data_missing
 
     pytest.importorskip("psycopg", reason="psycopg is part of the test install")
-    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not binaries:
-        data_missing("PostgreSQL's initdb not found: apt-get install postgresql")
-    bin_dir = binaries[-1].parent
-    folder = Path(tempfile.mkdtemp(prefix="mnist-zoo-postgres-"))
-    run_as = []
-    if os.geteuid() == 0:  # initdb refuses root: the server runs as the postgres user
-        shutil.chown(folder, "postgres")
-        folder.chmod(0o755)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", "zoo", "--auth=trust"],
-                   check=True, capture_output=True)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-o", options,
-                    "-l", str(folder / "server.log"), "-w", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql://zoo@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from bench_sweep import throwaway_postgres
+
+    with throwaway_postgres() as url:
+        if url is None:
+            data_missing("PostgreSQL's initdb not found: apt-get install postgresql")
+        yield url
 
 
 def test_two_workers_share_a_study_in_a_real_postgresql_server(tmp_path, small_mnist_dir, postgres_url):

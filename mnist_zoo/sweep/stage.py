@@ -38,7 +38,7 @@ def prepare_sweep(sweep_file: Path, sweep_dir: Path | None = None, storage: str 
         ConfigError: the sweep file is invalid, or the directory holds another sweep.
     """
     from mnist_zoo.sweep.spec import load_sweep
-    from mnist_zoo.sweep.study import _masked, default_storage
+    from mnist_zoo.sweep.storage import default_storage, masked
 
     sweep_file = Path(sweep_file)
     load_sweep(sweep_file)
@@ -54,7 +54,7 @@ def prepare_sweep(sweep_file: Path, sweep_dir: Path | None = None, storage: str 
         _copy_local_base(sweep_file, sweep_dir)
     storage = storage or default_storage(sweep_dir)
     study_name = study_name or sweep_file.stem
-    rundir.write_json(sweep_dir / SWEEP_RECORD, {"study": study_name, "storage": _masked(storage)})
+    rundir.write_json(sweep_dir / SWEEP_RECORD, {"study": study_name, "storage": masked(storage)})
     return SweepSetup(sweep_dir, copy, storage, study_name)
 
 
