@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.models.registry import MODELS
 from mnist_zoo.runtime.device import DEVICES
+from mnist_zoo.runtime.distribution import DISTRIBUTIONS, multi_worker_refusal
 from mnist_zoo.runtime.precision import PRECISIONS
 from mnist_zoo.fields import (
     Fraction,
@@ -172,12 +173,21 @@ class TrainConfig(Frozen):
     """auto: mixed_float16 on tensor-core GPUs; mixed_bfloat16 on CPUs with native bf16 for models of 1 M+ MACs per image; else float32. A resumed run keeps its own."""
     fast_paths: bool = True
     """Fused Adam, accuracy from logits, the batch gathered in the step (README, Performance); false: plain Keras."""
+    distribution: Literal[DISTRIBUTIONS] = "auto"
+    """auto: MirroredStrategy when more than one GPU is visible; mirrored: over every visible GPU (no GPU: every logical CPU device); none; multi_worker: refused (keras-team/keras#20585). The batch size is the global one; the learning rate is not scaled."""
     tensorboard: bool = True
     """Write TensorBoard logs of every epoch to <run>/tensorboard/ (view: tensorboard --logdir runs)."""
     steps_per_execution: PositiveInt = 1
     """Training steps per TensorFlow call; > 1 cuts per-step overhead (progress updates less often)."""
     verbose: Literal["auto", 0, 1, 2] = "auto"
     """Keras verbosity; auto: progress bar on a terminal, one line per epoch otherwise."""
+
+    @field_validator("distribution")
+    @classmethod
+    def _refuse_multi_worker(cls, value: str) -> str:
+        if value == "multi_worker":
+            raise ValueError(multi_worker_refusal())
+        return value
 
 
 class ReferenceConfig(Frozen):

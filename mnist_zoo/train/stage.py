@@ -24,11 +24,13 @@ class TrainResult:
     metrics: dict
 
 
-def compile_model(model, config: RunConfig, steps_per_epoch: int, fast_paths: bool | None = None) -> None:
+def compile_model(model, config: RunConfig, steps_per_epoch: int, fast_paths: bool | None = None,
+                  steps_per_execution: int | None = None) -> None:
     """Compiles `model` with the optimizer, schedule, loss and accuracy metric of `config`.
 
     Args:
         fast_paths: use the fused Adam and accuracy from logits (default: `train.fast_paths`).
+        steps_per_execution: training steps per TensorFlow call (default: `train.steps_per_execution`).
     """
     from mnist_zoo.train.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
 
@@ -41,7 +43,7 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int, fast_paths: bo
         optimizer=make_optimizer(train.optimizer, learning_rate, fast_paths),
         loss=make_loss(train.loss, config.model.output_activation),
         metrics=make_metrics(train.loss, fast_paths),
-        steps_per_execution=train.steps_per_execution,
+        steps_per_execution=steps_per_execution or train.steps_per_execution,
         # Keras's default ("auto") compiles with XLA when a GPU is present: GPU runs would take a
         # path that CPU runs, and so the tests, never take.
         jit_compile=False,
@@ -236,9 +238,13 @@ def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bo
     from mnist_zoo.runtime.precision import precision_scope
     from mnist_zoo.train.fast_paths import use_fast_paths
 
+    from mnist_zoo.runtime.distribution import choose_distribution
+
     device = select_device(config.train.device)
     precision = run_precision(config, device, run_dir if resume else None, report)
-    report(f"device: {device.description}, precision: {precision}")
+    distribution = choose_distribution(config.train.distribution)
+    spread = f", {distribution.description}" if distribution.strategy is not None else ""
+    report(f"device: {device.description}, precision: {precision}{spread}")
     if config.train.deterministic:
         import tensorflow as tf
 
@@ -249,9 +255,18 @@ def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bo
     fast_paths, warning = use_fast_paths(config.train.fast_paths)
     if warning:
         report(f"warning: {warning}")
+    if distribution.strategy is not None:
+        # The fast paths replace parts of Keras's step and optimizer that a strategy's replicas run
+        # their own way; several steps per call fail under MirroredStrategy in Keras 3.15 ("You must
+        # feed a value for placeholder tensor" in its multi-step loop).
+        off = [name for name, on in (("train.fast_paths", fast_paths),
+                                     ("train.steps_per_execution", config.train.steps_per_execution > 1)) if on]
+        fast_paths = False
+        if off:
+            report(f"note: {' and '.join(off)} off under MirroredStrategy (one step per call, plain Keras)")
     with precision_scope(precision), seeded(config.train.seed):
         return _train_in_scope(config, run_dir, report, extra_callbacks, resume, interrupts, device, precision,
-                               fast_paths, progressbar)
+                               fast_paths, progressbar, distribution)
 
 
 def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, report=lambda message: None) -> str:
@@ -312,7 +327,7 @@ def seeded(seed: int):
 
 
 def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts,
-                    device, precision: str, fast_paths: bool, progressbar: bool):
+                    device, precision: str, fast_paths: bool, progressbar: bool, distribution=None):
     from mnist_zoo.train import checkpoint
     from mnist_zoo.runtime.environment import environment_record
     from mnist_zoo.models.registry import build_model
@@ -332,11 +347,16 @@ def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, r
         environment = environment_record(
             device.description, precision, config.train.seed, dataset.name, dataset.checksum(), dataset.source
         )
+        if distribution is not None and distribution.strategy is not None:
+            environment["distribution"] = {"strategy": distribution.description, "replicas": distribution.replicas}
         rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
 
-    model = build_model(config.model)
-    compile_model(model, config, steps_per_epoch(len(splits.train_images), config.train.batch_size), fast_paths)
-    state = start_state(splits, model, run_dir, resume)
+    # Built in the strategy's scope, the model's variables are mirrored and fit runs on every replica.
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        model = build_model(config.model)
+        compile_model(model, config, steps_per_epoch(len(splits.train_images), config.train.batch_size), fast_paths,
+                      steps_per_execution=1 if distribution is not None and distribution.strategy is not None else None)
+        state = start_state(splits, model, run_dir, resume)
     if state.epochs_completed:
         report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
     if state.epochs_completed < config.train.epochs and not state.stopped_early:
