@@ -58,30 +58,95 @@ def bundled_config_path(name: str) -> Path:
     return bundled_config_dir() / f"{name}.yaml"
 
 
-def read_yaml(path: Path) -> dict:
-    """Reads a YAML mapping with the safe loader.
+MAX_CONFIG_BYTES = 1_000_000
+"""Config and sweep files are a few kB; a larger file is refused before it is parsed."""
+MAX_CONFIG_VALUES = 100_000
+"""Values a config may hold once YAML aliases are expanded: a few aliases can stand for billions."""
+MAX_CONFIG_DEPTH = 64
+"""Nesting levels a config may have."""
+
+
+def safe_yaml(text: str, source: str):
+    """Parses YAML with the safe loader, refusing what would expand past our limits.
+
+    PyYAML shares an aliased node instead of copying it, so a 300-byte file of nested aliases
+    loads at once and then takes hours for anything that walks it (validation, a deep copy).
+    The size is counted on the parsed node graph, each node once, before anything is built.
 
     Raises:
-        ConfigError: the file is missing, unreadable, not YAML, or not a mapping.
+        ConfigError: a syntax error, a disallowed tag, a node that refers to itself, more than
+            MAX_CONFIG_VALUES values or MAX_CONFIG_DEPTH levels.
     """
+    loader = yaml.SafeLoader(text)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read config file ({error})") from None
-    try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, source)
+        return loader.construct_document(node)
     except yaml.constructor.ConstructorError as error:
         raise ConfigError(
-            f"{path}: tag {error.problem.split()[-1] if error.problem else ''} is not allowed; "
+            f"{source}: tag {error.problem.split()[-1] if error.problem else ''} is not allowed; "
             "configs are plain YAML (mappings, lists, numbers, strings) read with a safe loader"
         ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep; configs are flat") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root, source: str) -> None:
+    """Counts the values `root` stands for with aliases expanded (each node's count computed once)."""
+    counts: dict[int, int] = {}
+
+    def count(node, depth: int, path: set) -> int:
+        if id(node) in counts:
+            return counts[id(node)]
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep; configs are flat")
+        if id(node) in path:
+            raise ConfigError(f"{source}: a YAML alias refers to a value that contains it; configs cannot be recursive")
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        path.add(id(node))
+        total = 1 + sum(count(child, depth + 1, path) for child in children)
+        path.discard(id(node))
+        if total > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{source}: expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases); "
+                              "a config holds a few dozen")
+        counts[id(node)] = total
+        return total
+
+    count(root, 0, set())
+
+
+def read_yaml(path: Path) -> dict:
+    """Reads a YAML mapping with the safe loader, within the limits of `safe_yaml`.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, over MAX_CONFIG_BYTES, not YAML, over the
+            limits, or not a mapping.
+    """
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,} "
+                              "(they are a few kB)")
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file ({error})") from None
+    data = safe_yaml(text, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -103,8 +168,10 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
                 f"--set {override!r}: expected KEY.PATH=VALUE, e.g. --set train.epochs=3"
             )
         try:
-            parsed[key_path.strip()] = yaml.safe_load(raw_value) if raw_value.strip() else None
-        except yaml.YAMLError:
+            parsed[key_path.strip()] = safe_yaml(raw_value, f"--set {key_path.strip()}") if raw_value.strip() else None
+        except ConfigError as error:
+            if "YAML syntax error" not in str(error):
+                raise  # over a limit: refused, not taken as text
             parsed[key_path.strip()] = raw_value
     return parsed
 

@@ -15,9 +15,13 @@ DIGIT_BOX = 20  # MNIST: each digit scaled to fit 20x20, then centred in 28x28 b
 IMAGE_SIZE = 28
 INK_THRESHOLD = 0.2  # of the ink range: fainter pixels do not widen the bounding box (noise, paper grain)
 MIN_CONTRAST = 0.05  # darkest-to-lightest spread below which an image is called blank
+MAX_PIXELS = 50_000_000
+"""Larger pictures are refused from their header, before decoding: a 48-megapixel phone photo
+passes; a small file that would decode to gigabytes does not (Pillow itself only warns below
+89 million pixels and refuses above 179 million)."""
 
 
-def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
+def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Reads an image of any mode and size as float32 grayscale in [0, 1] (1 = white).
 
     Transparent pixels are composited onto a background that contrasts with the visible strokes
@@ -27,7 +31,8 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
     Args:
         source: an image file, or its bytes (an upload).
         name: what error messages call it (default: the path, or "image").
-        max_pixels: refuse larger images before decoding them (a small file can decode to gigabytes).
+        max_pixels: refuse larger images before decoding them (a small file can decode to gigabytes);
+            None: no limit of ours.
 
     Raises:
         DataError: the data cannot be decoded as an image, or it has more than `max_pixels` pixels.
@@ -42,12 +47,15 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
         with Image.open(source) as image:
             width, height = image.size  # from the header: nothing decoded yet
             if max_pixels is not None and width * height > max_pixels:
-                raise DataError(f"{name}: {width}x{height} pixels is more than the {max_pixels:,} accepted; "
+                raise DataError(f"{name}: {width}x{height} pixels is more than the {max_pixels:,} pixels accepted; "
                                 "scale the picture down")
             image.seek(0)  # the first frame of an animated GIF
             ImageOps.exif_transpose(image, in_place=True)  # phone photos are often stored rotated
             image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # Pillow's own limit, checked when it opens the file
+        raise DataError(f"{name}: more than the {max_pixels or Image.MAX_IMAGE_PIXELS:,} pixels accepted ({error}); "
+                        "scale the picture down") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"{name}: not a readable image ({error})") from None
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
@@ -77,7 +85,7 @@ def to_pixels(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
-def prepare_picture(source: Path | bytes, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
+def prepare_picture(source: Path | bytes, name: str | None = None, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """A picture (a file or its bytes) as the 28x28 uint8 MNIST-style digit a model is shown (`mnist_style`).
 
     Args:

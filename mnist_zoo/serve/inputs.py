@@ -10,8 +10,8 @@ from mnist_zoo.errors import DataError
 from mnist_zoo.inference import pictures
 from mnist_zoo.serve.zoo import DEFAULT_TOP_K
 
-MAX_PICTURE_PIXELS = 50_000_000
-"""Larger pictures are refused before decoding: a 48-megapixel phone photo passes, a decompression bomb does not."""
+MAX_PICTURE_PIXELS = pictures.MAX_PIXELS
+"""Larger pictures are refused before decoding, as `predict` refuses them."""
 MAX_TOP_K = 10
 JSON_KEYS = ("pixels", "model", "top_k")
 
