@@ -162,6 +162,11 @@ def resolve_model_path(path: Path) -> tuple[Path, Path | None]:
     return path, owner
 
 
+def is_own_model(model_path: Path, run_dir: Path | None) -> bool:
+    """True for a `.keras` file directly in its run directory (best.keras, last.keras), not an export or a copy."""
+    return run_dir is not None and Path(model_path).parent == Path(run_dir) and Path(model_path).suffix == ".keras"
+
+
 def read_environment(run_dir: Path) -> dict:
     """The run's environment.json ({} if it has none or it is unreadable)."""
     try:

@@ -112,7 +112,7 @@ def report_place(model_path: Path, run_dir: Path | None, kind: str) -> tuple[Pat
     The run's own model reports into the run directory; any other file (a foreign .keras, an
     export in <run>/export/) beside itself, under its own name, so that no two overwrite each other.
     """
-    if run_dir is not None and model_path.parent == run_dir and kind == "keras":
+    if rundir.is_own_model(model_path, run_dir):
         return run_dir, ""
     return model_path.parent, f"{model_path.stem if kind == 'keras' else model_path.name}."
 

@@ -82,7 +82,7 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
     # holding the interpreter, and slow the model calls down with them.
     preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mnist-zoo prepare")
 
-    async def run_in_threadpool(function, *args):
+    async def prepared(function, *args):
         return await asyncio.get_running_loop().run_in_executor(preparing, function, *args)
 
     async def page(request):
@@ -99,7 +99,7 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
         model_id, top_k = query.get("model"), query.get("top_k")
         if content_type == "application/json":
             body = await request.body()
-            image, json_model, json_top_k = await run_in_threadpool(inputs.parse_json, body)
+            image, json_model, json_top_k = await prepared(inputs.parse_json, body)
             model_id, top_k = json_model or model_id, json_top_k if top_k is None else inputs.top_k_from(top_k)
         else:
             if content_type == "multipart/form-data":
@@ -112,7 +112,7 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
                     top_k = form.get("top_k") or top_k
             else:
                 data, name = await request.body(), "upload"
-            image = await run_in_threadpool(inputs.image_from_picture, data, name)
+            image = await prepared(inputs.image_from_picture, data, name)
             top_k = inputs.top_k_from(top_k)
         predictions = await zoo.predict_batched(image, inputs.model_id_from(model_id), top_k)
         return JSONResponse({"pixels": image.ravel().tolist(), "predictions": predictions})

@@ -40,7 +40,7 @@ class ServedModel:
     @property
     def name(self) -> str:
         """The run's name for a run's own model, else the file's name."""
-        if self.run_dir is not None and self.path.parent == self.run_dir and self.classifier.kind == "keras":
+        if rundir.is_own_model(self.path, self.run_dir):
             return self.run_dir.name
         return self.path.name
 
@@ -191,6 +191,7 @@ class Zoo:
 
     models: dict[str, ServedModel]
     skipped: list[str] = field(default_factory=list)
+    worker: BatchingWorker | None = field(default=None, repr=False)
 
     def select(self, model_id: str | None) -> list[ServedModel]:
         """All models (None), or the one with this id.
@@ -205,15 +206,13 @@ class Zoo:
             raise UnknownModelError(f"no served model has the id {model_id!r}; served: {served}")
         return [self.models[model_id]]
 
-    worker: BatchingWorker | None = field(default=None, repr=False)
-
     def predict(self, image: np.ndarray, model_id: str | None = None, top_k: int = DEFAULT_TOP_K) -> list[dict]:
         """Every selected model's top-k for one 28x28 uint8 image, one model after the other."""
         return [model.predict(image, top_k) for model in self.select(model_id)]
 
     async def predict_batched(self, image: np.ndarray, model_id: str | None = None,
                               top_k: int = DEFAULT_TOP_K) -> list[dict]:
-        """As `predict`, for a server: the models run in parallel, each batching concurrent requests."""
+        """As `predict`, for a server: through the `BatchingWorker`, which shares calls among concurrent requests."""
         import asyncio
 
         models = self.select(model_id)
@@ -304,8 +303,7 @@ def _model_facts(classifier, model_file: Path, run_dir: Path | None):
         except MnistZooError:
             model = None
     accuracy = None
-    own_model = run_dir is not None and model_file.parent == run_dir and classifier.kind == "keras"
-    if own_model and model_file.name == rundir.BEST_MODEL:
+    if rundir.is_own_model(model_file, run_dir) and model_file.name == rundir.BEST_MODEL:
         import json
 
         try:
@@ -320,8 +318,13 @@ def _model_facts(classifier, model_file: Path, run_dir: Path | None):
     return architecture(model), int(model.count_params()), accuracy
 
 
-def open_model(model_file: Path, model_id: str) -> ServedModel:
+def open_model(model_file: Path, run_dir: Path | None, model_id: str) -> ServedModel:
     """Opens one model file in its runtime (Keras files in safe mode) and traces it on a blank image.
+
+    Args:
+        model_file: the file (`rundir.resolve_model_path` of what the user named).
+        run_dir: the run it belongs to, or None.
+        model_id: its id in the API.
 
     Raises:
         ModelFileError, MissingDependencyError: as `runtimes.open_classifier`.
@@ -330,7 +333,6 @@ def open_model(model_file: Path, model_id: str) -> ServedModel:
     from mnist_zoo.inference.evaluation import run_data_settings
     from mnist_zoo.inference.runtimes import open_classifier
 
-    model_file, run_dir = rundir.resolve_model_path(model_file)
     dataset = run_data_settings(run_dir)[0]
     classifier = open_classifier(model_file, unsafe=False)
     classifier.probabilities(np.zeros((1, 28, 28), np.uint8))  # the first call traces: not on a user's request
@@ -357,10 +359,12 @@ def open_zoo(paths: list[Path], runs_dir: Path | None) -> Zoo:
             continue
         seen.add(model_file.resolve())
         _, run_dir = rundir.resolve_model_path(model_file)
-        own_model = run_dir is not None and model_file.parent == run_dir and model_file.suffix == ".keras"
-        wanted = run_dir.name if own_model else (f"{run_dir.name}/{model_file.name}" if run_dir else model_file.name)
+        if rundir.is_own_model(model_file, run_dir):
+            wanted = run_dir.name
+        else:
+            wanted = f"{run_dir.name}/{model_file.name}" if run_dir else model_file.name
         try:
-            model = open_model(model_file, _unique_id(wanted, models))
+            model = open_model(model_file, run_dir, _unique_id(wanted, models))
         except MnistZooError as error:
             if is_named:
                 raise
