@@ -444,7 +444,7 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
     """
     _quiet_tensorflow()
     from mnist_zoo.config.loading import bundled_sweep_path
-    from mnist_zoo.sweep.stage import open_existing, prepare_sweep, run_local_workers
+    from mnist_zoo.sweep.stage import DEFAULT_SWEEPS_ROOT, open_existing, prepare_sweep, run_local_workers
 
     found = Path(target) if Path(target).exists() else bundled_sweep_path(target)
     if found is None:
@@ -453,7 +453,7 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
     if target.is_dir():
         setup, report_only = open_existing(target, storage), True
     elif report_only:
-        setup = open_existing(sweep_dir or Path("sweeps") / target.stem, storage)
+        setup = open_existing(sweep_dir or DEFAULT_SWEEPS_ROOT / target.stem, storage)
     else:
         setup = prepare_sweep(target, sweep_dir, storage, study_name)
     if not report_only:
@@ -462,19 +462,16 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
             if code:
                 raise click.exceptions.Exit(code)
         else:
-            from mnist_zoo.sweep.spec import load_sweep
             from mnist_zoo.sweep.study import run_worker
 
-            spec, base = load_sweep(setup.sweep_file)
-            run_worker(spec, base, setup.sweep_dir, setup.storage, setup.study_name, worker_index, _echo_err)
+            run_worker(setup.spec, setup.base, setup.sweep_dir, setup.storage, setup.study_name, worker_index,
+                       _echo_err)
     if no_report:
         return
     from mnist_zoo.sweep.results import sweep_results
-    from mnist_zoo.sweep.spec import load_sweep
     from mnist_zoo.sweep.study import open_study
 
-    spec, _ = load_sweep(setup.sweep_file)
-    results = sweep_results(open_study(spec, setup.storage, setup.study_name), spec, setup.sweep_dir)
+    results = sweep_results(open_study(setup.spec, setup.storage, setup.study_name), setup.spec, setup.sweep_dir)
     if as_json:
         click.echo(json.dumps(results.as_dict(), indent=2))
         return

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mnist_zoo import rundir
 from mnist_zoo.errors import ConfigError, RunDirError
+from mnist_zoo.sweep.spec import SweepSpec, load_sweep
 
 SWEEP_FILE = "sweep.yaml"
 SWEEP_RECORD = "sweep.json"
@@ -26,6 +27,10 @@ class SweepSetup:
     """The sweep file's copy inside the sweep directory: what every worker and report reads."""
     storage: str
     study_name: str
+    spec: SweepSpec
+    """The validated sweep file."""
+    base: Path
+    """Its base config's file."""
 
 
 def prepare_sweep(sweep_file: Path, sweep_dir: Path | None = None, storage: str | None = None,
@@ -37,11 +42,10 @@ def prepare_sweep(sweep_file: Path, sweep_dir: Path | None = None, storage: str 
     Raises:
         ConfigError: the sweep file is invalid, or the directory holds another sweep.
     """
-    from mnist_zoo.sweep.spec import load_sweep
     from mnist_zoo.sweep.storage import default_storage, masked
 
     sweep_file = Path(sweep_file)
-    load_sweep(sweep_file)
+    spec, base = load_sweep(sweep_file)
     sweep_dir = Path(sweep_dir) if sweep_dir else DEFAULT_SWEEPS_ROOT / sweep_file.stem
     copy = sweep_dir / SWEEP_FILE
     text = sweep_file.read_text(encoding="utf-8")
@@ -51,22 +55,17 @@ def prepare_sweep(sweep_file: Path, sweep_dir: Path | None = None, storage: str 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if copy.resolve() != sweep_file.resolve():
         rundir.write_text(copy, text)
-        _copy_local_base(sweep_file, sweep_dir)
+        _copy_local_base(spec, base, sweep_file, sweep_dir)
     storage = storage or default_storage(sweep_dir)
     study_name = study_name or sweep_file.stem
     rundir.write_json(sweep_dir / SWEEP_RECORD, {"study": study_name, "storage": masked(storage)})
-    return SweepSetup(sweep_dir, copy, storage, study_name)
+    return SweepSetup(sweep_dir, copy, storage, study_name, spec, base)
 
 
-def _copy_local_base(sweep_file: Path, sweep_dir: Path) -> None:
+def _copy_local_base(spec: SweepSpec, base: Path, sweep_file: Path, sweep_dir: Path) -> None:
     """A base config given as a relative path travels with the sweep file's copy."""
-    from mnist_zoo.config.loading import bundled_config_names, read_yaml
-
-    base = read_yaml(sweep_file).get("base")
-    if isinstance(base, str) and base not in bundled_config_names() and not Path(base).is_absolute():
-        source = sweep_file.parent / base
-        if source.is_file():
-            rundir.write_text(sweep_dir / base, source.read_text(encoding="utf-8"))
+    if not Path(spec.base).is_absolute() and base == sweep_file.parent / spec.base:  # not a bundled config
+        rundir.write_text(sweep_dir / spec.base, base.read_text(encoding="utf-8"))
 
 
 def open_existing(sweep_dir: Path, storage: str | None = None) -> SweepSetup:
@@ -84,10 +83,11 @@ def open_existing(sweep_dir: Path, storage: str | None = None) -> SweepSetup:
         if "***" in record["storage"] or not record["storage"].startswith("sqlite"):
             raise RunDirError(f"{sweep_dir}: its study is in {record['storage']}; give that URL with --storage")
         storage = record["storage"]
-    return SweepSetup(sweep_dir, sweep_dir / SWEEP_FILE, storage, record["study"])
+    spec, base = load_sweep(sweep_dir / SWEEP_FILE)
+    return SweepSetup(sweep_dir, sweep_dir / SWEEP_FILE, storage, record["study"], spec, base)
 
 
-def run_local_workers(setup: SweepSetup, workers: int, extra_args: list[str] = ()) -> int:
+def run_local_workers(setup: SweepSetup, workers: int) -> int:
     """Runs `workers` worker processes on this machine and waits for them.
 
     Ctrl-C or SIGTERM is passed on to every worker, each of which stops after its current step
@@ -96,14 +96,12 @@ def run_local_workers(setup: SweepSetup, workers: int, extra_args: list[str] = (
     Returns:
         The first non-zero exit status of a worker, else 0.
     """
-    from mnist_zoo.sweep.spec import load_sweep
     from mnist_zoo.sweep.study import open_study
 
     # The study (and its database's tables) exist before the workers start: they only join it.
-    open_study(load_sweep(setup.sweep_file)[0], setup.storage, setup.study_name)
+    open_study(setup.spec, setup.storage, setup.study_name)
     command = [sys.executable, "-m", "mnist_zoo", "sweep", str(setup.sweep_file), "--sweep-dir",
-               str(setup.sweep_dir), "--storage", setup.storage, "--study", setup.study_name, "--no-report",
-               *extra_args]
+               str(setup.sweep_dir), "--storage", setup.storage, "--study", setup.study_name, "--no-report"]
     # Sessions of their own: a Ctrl-C reaches the workers once, through this process, not twice.
     processes = [subprocess.Popen([*command, "--worker-index", str(index)], start_new_session=True)
                  for index in range(workers)]
