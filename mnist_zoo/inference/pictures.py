@@ -39,9 +39,8 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if name is None:
-        name = "image" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    name = _name_of(source, name)
+    if isinstance(source, _BYTES):
         source = io.BytesIO(source)
     try:
         with Image.open(source) as image:
@@ -91,9 +90,18 @@ def prepare_picture(source: Path | bytes, name: str | None = None, max_pixels: i
     Args:
         source, name, max_pixels: as for `read_grayscale`.
     """
-    if name is None:
-        name = "image" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    name = _name_of(source, name)
     return to_pixels(mnist_style(read_grayscale(source, name, max_pixels), name))
+
+
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _name_of(source: Path | bytes, name: str | None) -> str:
+    """What messages call a picture: the name given, else its path, else "image" for bytes."""
+    if name is not None:
+        return name
+    return "image" if isinstance(source, _BYTES) else str(source)
 
 
 def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:
