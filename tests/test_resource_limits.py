@@ -27,7 +27,7 @@ def billion_laughs(levels: int = 9) -> str:
     ("model: &a [*a]\n", "refers to a value that contains it"),
     ("model: " + "[" * 200 + "]" * 200 + "\n", "nested more than 64 levels deep"),
     ("model: " + "{a: " * 100 + "1" + "}" * 100 + "\n", "nested more than 64 levels deep"),
-])
+], ids=["billion-laughs", "self-alias", "deep-lists", "deep-mappings"])
 def test_yaml_bombs_in_a_config_are_refused_at_once(tmp_path, text, message):
     path = tmp_path / "bomb.yaml"
     path.write_text(text)
@@ -85,3 +85,199 @@ def test_a_picture_declaring_huge_dimensions_is_refused_from_its_header(tmp_path
     assert time.monotonic() - start < 2
     assert f"more than the {MAX_PIXELS:,} pixels accepted" in str(raised.value)
     assert str(raised.value).count("\n") == 0 and "scale the picture down" in str(raised.value)
+
+
+def npy_header_only(shape: tuple, dtype: str = "<f8") -> bytes:
+    """A .npy file that declares `shape` in its header and holds 100 bytes of data."""
+    import io
+
+    from numpy.lib import format as npy_format
+
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + b"\0" * 100
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((10 ** 9, 28, 28), "more than the 1,073,741,824 accepted"),  # 5.7 TiB: numpy's MemoryError before
+    ((1000, 28, 28), "but the file holds 100 bytes; it is truncated or corrupt"),
+])
+def test_an_npy_declaring_more_than_it_holds_is_refused_from_its_header(tmp_path, linear_keras_file, shape,
+                                                                       message):
+    array_file = tmp_path / "digits.npy"
+    array_file.write_bytes(npy_header_only(shape))
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["predict", str(linear_keras_file), str(array_file)])
+    assert time.monotonic() - start < 5
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_an_npz_member_declaring_gigabytes_is_refused(tmp_path):
+    import zipfile
+
+    archive_path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x_train.npy", npy_header_only((3_000_000, 28, 28), "|u1"))
+    result = CliRunner().invoke(cli, ["train", "--model", "linear", "--data-dir", str(archive_path),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "x_train: declares a (3000000, 28, 28) uint8 array" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_npz_member_is_inflated_no_further_than_the_limit(tmp_path):
+    import numpy as np
+
+    from mnist_zoo.data.arrays import read_npz
+    from mnist_zoo.errors import DataError
+
+    np.savez_compressed(tmp_path / "zeros.npz", x_train=np.zeros((3000, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="more than the 1,000,000 accepted"):
+        read_npz(tmp_path / "zeros.npz", ("x_train",), max_bytes=1_000_000)
+    assert read_npz(tmp_path / "zeros.npz", ("x_train",))["x_train"].shape == (3000, 28, 28)
+
+
+def test_idx_headers_that_claim_too_much_are_refused_without_inflating(tmp_path):
+    import gzip
+
+    import numpy as np
+    from tests.helpers import idx_bytes, random_mnist_folder
+
+    from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.errors import DataError
+
+    folder = random_mnist_folder(tmp_path / "d")
+    images = folder / "train-images-idx3-ubyte.gz"
+    # 1.5 GB declared in 16 bytes.
+    images.write_bytes(gzip.compress((0x0803).to_bytes(4, "big") + b"".join(
+        size.to_bytes(4, "big") for size in (2_000_000, 28, 28))))
+    with pytest.raises(DataError, match=r"header declares \(2000000, 28, 28\) \(1,568,000,000 bytes\), more than"):
+        load_dataset("mnist", str(folder))
+    # A true header followed by 200 MB of zeros (200 kB compressed): read one byte past the claim, no further.
+    content = idx_bytes(np.zeros((64, 28, 28), np.uint8))
+    with gzip.open(images, "wb", compresslevel=1) as handle:
+        handle.write(content)
+        for _ in range(200):
+            handle.write(bytes(1_000_000))
+    start = time.monotonic()
+    with pytest.raises(DataError, match="but the file holds more; the file is truncated or corrupt"):
+        load_dataset("mnist", str(folder))
+    assert time.monotonic() - start < 1
+    # An uncompressed file is checked against its size before its data are read.
+    plain = random_mnist_folder(tmp_path / "plain", compress=False)
+    with open(plain / "train-labels-idx1-ubyte", "r+b") as handle:
+        handle.seek(4)
+        handle.write((10 ** 8).to_bytes(4, "big"))
+    with pytest.raises(DataError, match=r"header says \(100000000,\) \(100,000,008 bytes\) but the file holds 72 bytes"):
+        load_dataset("mnist", str(plain))
+
+
+@pytest.fixture(scope="module")
+def linear_keras_file(tmp_path_factory):
+    """A real, tiny .keras classifier (784-10) to make bombs from."""
+    import keras
+
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    path = tmp_path_factory.mktemp("bombs") / "linear.keras"
+    model.save(path)
+    return path
+
+
+def rewrite_archive(source, target, replace: dict) -> None:
+    """Copies a zip archive, with the members named in `replace` written by the callables given."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for member in original.infolist():
+            if member.filename in replace:
+                with copy.open(member.filename, "w", force_zip64=True) as handle:
+                    replace[member.filename](handle)
+            else:
+                copy.writestr(member, original.read(member.filename))
+
+
+def test_a_keras_file_whose_weights_dataset_declares_gigabytes_is_refused(tmp_path, linear_keras_file):
+    import io
+
+    import h5py
+
+    def huge_weights(handle):
+        # 1.2 GB of float32 declared by a chunked, compressed dataset that was never written: 10 kB on disk.
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as weights:
+            weights.create_dataset("layers/dense/vars/0", shape=(300_000_000,), dtype="float32",
+                                   chunks=(1_000_000,), compression="gzip")
+            weights.create_dataset("layers/dense/vars/1", data=[0.0] * 10, dtype="float32")
+        handle.write(buffer.getvalue())
+
+    bomb = tmp_path / "bomb.keras"
+    rewrite_archive(linear_keras_file, bomb, {"model.weights.h5": huge_weights})
+    assert bomb.stat().st_size < 100_000
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["summary", str(bomb)])
+    assert time.monotonic() - start < 5
+    assert result.exit_code == 2 and "its weights declare 1,200,000,040 bytes, more than the" in result.output
+
+
+def test_a_keras_zip_bomb_is_refused(tmp_path, linear_keras_file):
+    def zeros(handle):  # 1.1 GB of zeros, about 1 MB deflated
+        block = bytes(1 << 20)
+        for _ in range(1100):
+            handle.write(block)
+
+    bomb = tmp_path / "bomb.keras"
+    rewrite_archive(linear_keras_file, bomb, {"model.weights.h5": zeros})
+    assert bomb.stat().st_size < 5_000_000
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["evaluate", str(bomb)])
+    assert time.monotonic() - start < 5
+    assert result.exit_code == 2 and "its files declare 1,153," in result.output, result.output
+
+
+def test_the_keras_archive_check_passes_a_real_model(linear_keras_file):
+    from mnist_zoo.inference.modelfile import load_classifier
+
+    assert load_classifier(linear_keras_file).count_params() == 7850
+
+
+def test_an_onnx_graph_that_would_build_a_huge_constant_is_refused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from mnist_zoo.errors import ModelFileError
+    from mnist_zoo.inference.runtimes import open_classifier
+
+    # y = x @ W + sum(zeros(100000, 100000)): onnxruntime would fold the 40 GB constant when it loads.
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["scores"]),
+         helper.make_node("ConstantOfShape", ["big_shape"], ["big"]),
+         helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+         helper.make_node("Add", ["scores", "total"], ["y"])],
+        "bomb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(np.zeros((784, 10), np.float32), "W"),
+         numpy_helper.from_array(np.array([100_000, 100_000], np.int64), "big_shape")],
+    )
+    path = tmp_path / "bomb.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    start = time.monotonic()
+    with pytest.raises(ModelFileError, match="its tensors declare 40,000,"):
+        open_classifier(path)
+    assert time.monotonic() - start < 5
+
+
+def test_declared_tensor_sizes_count_unknown_dimensions_as_one(tmp_path):
+    import numpy as np
+
+    from mnist_zoo.errors import ModelFileError
+    from mnist_zoo.inference.model_limits import check_file_size, check_tensor_bytes
+
+    check_tensor_bytes(tmp_path, [([-1, 784], np.float32), ([None, 10], np.float32)], max_bytes=3200)
+    with pytest.raises(ModelFileError, match="its tensors declare 4,000 bytes, more than the 3,999 accepted"):
+        check_tensor_bytes(tmp_path, [([1000], np.float32)], max_bytes=3999)
+    (tmp_path / "saved_model").mkdir()
+    (tmp_path / "saved_model" / "saved_model.pb").write_bytes(bytes(5000))
+    with pytest.raises(ModelFileError, match="it holds 5,000 bytes"):
+        check_file_size(tmp_path / "saved_model", max_bytes=4096)

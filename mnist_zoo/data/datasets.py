@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from mnist_zoo.data import download, idx
+from mnist_zoo.data.arrays import read_npz
 from mnist_zoo.data.catalog import CLASS_NAMES, IDX_FILES
 from mnist_zoo.errors import DataError
 
@@ -84,16 +84,16 @@ def load_idx_folder(folder: Path, dataset: str) -> Dataset:
 def load_npz(path: Path, dataset: str) -> Dataset:
     """Reads Keras's `mnist.npz` (keys x_train, y_train, x_test, y_test)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: not a valid mnist.npz ({error})") from None
+        arrays = read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
+    except DataError as error:
+        raise DataError(f"not a valid mnist.npz: {error}") from None
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if images.shape[1:] != (28, 28) or images.dtype != np.uint8 or len(images) != len(labels):
+        if (images.shape[1:] != (28, 28) or images.dtype != np.uint8 or labels.ndim != 1
+                or labels.dtype.kind not in "ui" or len(images) != len(labels)):
             raise DataError(
                 f"{path}: x_{split} {images.shape} {images.dtype} and y_{split} {labels.shape} "
-                "do not look like MNIST (expected (n, 28, 28) uint8 and (n,))"
+                "do not look like MNIST (expected (n, 28, 28) uint8 and (n,) integers)"
             )
         idx.check_labels(labels, str(path))
     return Dataset(

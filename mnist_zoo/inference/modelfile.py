@@ -21,8 +21,8 @@ def load_classifier(path: Path, unsafe: bool = False):
         The uncompiled `keras.Model`.
 
     Raises:
-        ModelFileError: the file is missing, empty, not a `.keras` archive, refused by safe
-            mode, or not shaped for MNIST.
+        ModelFileError: the file is missing, empty, not a `.keras` archive, declaring more than
+            `model_limits.MAX_MODEL_BYTES`, refused by safe mode, or not shaped for MNIST.
     """
     path = Path(path)
     if not path.is_file():
@@ -31,6 +31,9 @@ def load_classifier(path: Path, unsafe: bool = False):
         raise ModelFileError(f"{path}: model file is empty")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: not a .keras archive (not a zip file, or truncated)")
+    from mnist_zoo.inference.model_limits import check_keras_archive
+
+    check_keras_archive(path)
     import keras
 
     try:

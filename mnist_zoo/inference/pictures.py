@@ -167,13 +167,11 @@ def read_array(path: Path) -> np.ndarray:
     (kept as they are) or floats in [0, 1] (floats above 1 are read as 0-255).
 
     Raises:
-        DataError: unreadable, or not 28x28 images.
+        DataError: unreadable, declaring more than `arrays.MAX_ARRAY_BYTES`, or not 28x28 images.
     """
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable .npy array ({error})") from None
-    return as_pixels(array, str(path))
+    from mnist_zoo.data.arrays import read_npy
+
+    return as_pixels(read_npy(path), str(path))
 
 
 def as_pixels(array: np.ndarray, name: str = "array") -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_zoo.errors import MissingDependencyError, ModelFileError, describe
+from mnist_zoo.inference import model_limits
 from mnist_zoo.inference.modelfile import check_mnist_io
 
 EXPORT_EXTRA = "pip install 'mnist-zoo[export]'"
@@ -98,6 +99,7 @@ class SavedModelClassifier(Classifier):
 
     def __init__(self, path: Path):
         super().__init__(path)
+        model_limits.check_file_size(self.path)
         import tensorflow as tf
 
         try:
@@ -132,10 +134,14 @@ class LiteRTClassifier(Classifier):
     def __init__(self, path: Path):
         super().__init__(path)
         interpreter_module = _require("ai_edge_litert.interpreter", "running .tflite files")
+        model_limits.check_file_size(self.path)
         try:
             self.interpreter = interpreter_module.Interpreter(model_path=str(self.path), num_threads=2)
+            tensors = self.interpreter.get_tensor_details()
         except Exception as error:  # LiteRT raises ValueError or RuntimeError for a bad flatbuffer
             raise ModelFileError(f"{self.path}: not a readable .tflite model ({describe(error)})") from None
+        # Declared shapes, before allocate_tensors would reserve them.
+        model_limits.check_tensor_bytes(self.path, [(item["shape"], item["dtype"]) for item in tensors])
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         check_mnist_io(self.path, [item["shape"] for item in inputs], [item["shape"] for item in outputs])
         self.input, self.output = inputs[0], outputs[0]
@@ -170,6 +176,9 @@ class OnnxClassifier(Classifier):
     def __init__(self, path: Path):
         super().__init__(path)
         onnxruntime = _require("onnxruntime", "running .onnx files")
+        _require("onnx", "checking .onnx files")
+        model_limits.check_file_size(self.path)
+        model_limits.check_onnx_graph(self.path)
         try:
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3  # its warnings are about graph optimizations, not the user's file
