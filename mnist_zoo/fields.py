@@ -83,7 +83,7 @@ class NamedSpec(BaseModel):
         if "name" not in data:
             raise ValueError(f"a {cls.KIND} mapping needs a 'name' key, received {dict(data)!r}")
         name = data["name"]
-        if name not in cls.KINDS:
+        if not isinstance(name, str) or name not in cls.KINDS:  # a list or mapping is no name (and unhashable)
             raise ValueError(
                 f"unknown {cls.KIND} '{name}'{did_you_mean(name, cls.KINDS)}; "
                 f"expected one of {_quoted(cls.KINDS)}"

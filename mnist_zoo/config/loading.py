@@ -77,8 +77,9 @@ def safe_yaml(text: str, source: str):
         ConfigError: a syntax error, a disallowed tag, a node that refers to itself, more than
             MAX_CONFIG_VALUES values or MAX_CONFIG_DEPTH levels.
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # it checks the characters at once: control characters raise here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -89,6 +90,9 @@ def safe_yaml(text: str, source: str):
             f"{source}: tag {error.problem.split()[-1] if error.problem else ''} is not allowed; "
             "configs are plain YAML (mappings, lists, numbers, strings) read with a safe loader"
         ) from None
+    except yaml.reader.ReaderError as error:
+        raise ConfigError(f"{source}: character #x{error.character:04x} at position {error.position} is not "
+                          f"allowed in YAML ({error.reason}); configs are plain text") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -97,7 +101,8 @@ def safe_yaml(text: str, source: str):
     except RecursionError:
         raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep; configs are flat") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_size(root, source: str) -> None:

@@ -26,7 +26,8 @@ from mnist_zoo.fields import (
 
 
 def _model_type(data: Any) -> str | None:
-    return data.get("type") if isinstance(data, dict) else getattr(data, "type", None)
+    model_type = data.get("type") if isinstance(data, dict) else getattr(data, "type", None)
+    return model_type if isinstance(model_type, str) else None
 
 
 ModelConfig = Annotated[
@@ -224,7 +225,7 @@ class RunConfig(Frozen):
     def _check_model_type(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("model"), dict):
             model_type = data["model"].get("type")
-            if model_type not in MODELS:
+            if not isinstance(model_type, str) or model_type not in MODELS:
                 raise ValueError(
                     f"model.type: unknown model {model_type!r}{did_you_mean(model_type, MODELS)}; "
                     f"expected one of {', '.join(repr(name) for name in MODELS)}"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from mnist_zoo.errors import DataError
+from mnist_zoo.errors import DataError, describe
 
 MAX_ARRAY_BYTES = 1 << 30
 """Arrays declaring more are refused before anything is allocated: all of MNIST is 55 MB, and a
@@ -47,7 +48,7 @@ def read_npz(path: Path, keys: tuple[str, ...], max_bytes: int = MAX_ARRAY_BYTES
                 size = archive.getinfo(member).file_size  # Python's zipfile never inflates past it
                 with archive.open(member) as handle:
                     arrays[key] = _read_checked(handle, size, f"{path}:{key}", max_bytes)
-    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as error:
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
         raise DataError(f"{path}: not a readable .npz archive ({error})") from None
     return arrays
 
@@ -62,8 +63,8 @@ def _read_checked(handle, size: int, name: str, max_bytes: int) -> np.ndarray:
             raise ValueError(f"unknown .npy version {version}")
         shape, fortran_order, dtype = (npy_format.read_array_header_1_0(handle) if version == (1, 0)
                                        else npy_format.read_array_header_2_0(handle))
-    except (ValueError, EOFError, SyntaxError, TypeError) as error:
-        raise DataError(f"{name}: not a readable .npy array ({error})") from None
+    except Exception as error:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
+        raise DataError(f"{name}: not a readable .npy array ({describe(error)})") from None
     if dtype.hasobject:
         raise DataError(f"{name}: holds Python objects ({dtype}), not numbers; refused (loading them would run code)")
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize

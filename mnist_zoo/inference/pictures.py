@@ -56,18 +56,25 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
                         "scale the picture down") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"{name}: not a readable image ({error})") from None
+    if image.mode == "LAB":  # its first band is the lightness, which Pillow cannot convert to L
+        image = image.getchannel(0)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max() > 255 else 255.0  # 16-bit data, or small ints in a wide mode
+        # 16-bit data, small ints in a wide mode, or floats in [0, 1]
+        top = 65535.0 if values.max() > 255 else 1.0 if image.mode == "F" and values.max() <= 1 else 255.0
         return np.clip(values / top, 0, 1).astype(np.float32)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
     # uint8 first, then float, scaled in place: np.asarray(image, dtype=float32) converts element by
     # element, and each fresh temporary of a large picture costs its page faults.
+    try:
+        converted = image.convert("RGBA" if has_alpha else "L") if image.mode not in ("L", "RGBA") else image
+    except ValueError as error:  # a mode Pillow reads but cannot convert
+        raise DataError(f"{name}: {image.mode} pictures are not supported ({error}); save it as PNG or JPEG") from None
     if not has_alpha:
-        gray = np.asarray(image.convert("L")).astype(np.float32)
+        gray = np.asarray(converted).astype(np.float32)
         gray /= 255.0
         return gray
-    rgba = np.asarray(image if image.mode == "RGBA" else image.convert("RGBA")).astype(np.float32)
+    rgba = np.asarray(converted).astype(np.float32)
     rgba /= 255.0
     gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     alpha = rgba[..., 3]
