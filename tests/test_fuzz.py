@@ -374,3 +374,60 @@ def _rewrite_member(content: bytes, data) -> bytes:
             member_content = source.read(member)
             target.writestr(member, _corrupt(member_content, data) if member == name else member_content)
     return target_buffer.getvalue()
+
+
+# ---------------------------------------------------------------- what fuzzing found, kept as plain tests
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("\x1f\nmodel: {type: linear}\n", [], "character #x001f at position 0 is not allowed in YAML"),
+    ("model: {type: linear}\n", ["model.type=[]"], "model.type: unknown model []"),
+    ("model: {type: linear}\n", ["train.loss.name=[]"], "unknown loss '[]'"),
+    ("model: {type: linear}\n", ["train.optimizer={name: {a: 1}}"], "unknown optimizer"),
+])
+def test_found_config_escapes_are_config_errors(tmp_path, text, overrides, message):
+    from mnist_zoo.config.loading import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(path, overrides)
+
+
+def test_found_picture_modes_are_read(tmp_path):
+    from PIL import Image
+
+    from mnist_zoo.inference.pictures import prepare_picture
+
+    stroke = np.zeros((40, 40), np.uint8)
+    stroke[5:35, 18:22] = 255  # a "1"
+    lab = Image.merge("LAB", [Image.fromarray(stroke)] * 3)
+    floats = Image.fromarray(stroke.astype(np.float32) / 255)  # mode F, values in [0, 1]
+    for name, image in (("lab.tif", lab), ("float.tif", floats)):
+        image.save(tmp_path / name)
+        digit = prepare_picture(tmp_path / name)
+        assert digit.max() == 255 and digit[:, :10].max() == 0, name  # a centred vertical stroke
+
+
+@pytest.mark.parametrize("content, message", [
+    # a deflate stream with a flipped bit: zlib.error inside zipfile
+    (None, r"a\.npz:?\S*: not a readable \.np[yz]"),
+    # a header whose dict is cut by a flipped byte: tokenize.TokenError inside numpy
+    (b"\x93NUMPY\x01\x00v\x00z'descr': '|u1', 'fortran_order': False, 'shape': (4, 28, 28), }" + b" " * 53 + b"\n",
+     "not a readable .npy array"),
+])
+def test_found_array_escapes_are_data_errors(tmp_path, content, message):
+    from mnist_zoo.data.arrays import read_npy, read_npz
+
+    if content is None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, x_train=(np.arange(400_000) % 251).astype(np.uint8))
+        archive = bytearray(buffer.getvalue())
+        archive[len(archive) // 3] ^= 0x10  # inside the compressed data of x_train.npy, past its header
+        (tmp_path / "a.npz").write_bytes(bytes(archive))
+        with pytest.raises(DataError, match=message):
+            read_npz(tmp_path / "a.npz", ("x_train",))
+    else:
+        (tmp_path / "a.npy").write_bytes(content)
+        with pytest.raises(DataError, match=message):
+            read_npy(tmp_path / "a.npy")
