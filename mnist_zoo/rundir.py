@@ -24,6 +24,7 @@ METRICS_FILE = "metrics.json"
 ENVIRONMENT_FILE = "environment.json"
 EVALUATION_FILE = "evaluation.json"
 STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -53,6 +54,23 @@ def atomic_path(path: Path):
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Deletes the temporaries `atomic_path` left in `folder` when a process was killed mid-write.
+
+    Only while holding the folder's `training_lock`: a live writer's temporary looks the same.
+    """
+    for path in Path(folder).glob(".*.*"):
+        if path.is_file() and path.name != LOCK_FILE and _is_temporary_name(path.name):
+            path.unlink(missing_ok=True)
+
+
+def _is_temporary_name(name: str) -> bool:
+    """`.<stem>.<8 random characters><suffix>`: the names `tempfile.mkstemp` gives `atomic_path`'s files."""
+    import re
+
+    return re.fullmatch(r"\.[^.].*\.[a-z0-9_]{8}(\.weights\.h5|\.[A-Za-z0-9]+)?", name) is not None
 
 
 def _umask() -> int:
@@ -199,7 +217,8 @@ def write_status(run_dir: Path, status: str, **details) -> None:
     write_json(Path(run_dir) / STATUS_FILE, record)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -209,8 +228,40 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+@contextmanager
+def training_lock(run_dir: Path):
+    """Holds the run directory's lock while this process trains in it (or replaces it).
+
+    An exclusive `flock` on `<run>/.lock`: the kernel releases it when the process ends however it
+    ends, kill -9 included, so a killed run never stays locked and a reused process id never
+    looks like a live trainer. Where `fcntl` is missing (Windows), falls back to the process id
+    recorded in status.json (`check_not_in_use`).
+
+    Raises:
+        RunDirError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        check_not_in_use(run_dir)
+        yield
+        return
+    handle = open(Path(run_dir) / LOCK_FILE, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        status = read_status(run_dir)
+        who = f"process {status['pid']}" if status.get("pid") and status.get("status") == "running" else "another process"
+        raise RunDirError(f"{run_dir}: {who} is training in it; wait for it to finish or stop it first") from None
+    try:
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
 def check_not_in_use(run_dir: Path) -> None:
-    """Refuses a run directory that another live process on this machine is training in.
+    """Refuses a run directory that another live process on this machine is training in (without `fcntl`).
 
     Raises:
         RunDirError: status.json says "running" and its process is alive.
@@ -222,7 +273,7 @@ def check_not_in_use(run_dir: Path) -> None:
         and isinstance(pid, int)
         and pid != os.getpid()
         and status.get("host") == socket.gethostname()
-        and _process_alive(pid)
+        and process_alive(pid)
     ):
         raise RunDirError(f"{run_dir}: process {pid} is still training in it; stop it first")
 
@@ -243,13 +294,13 @@ def prepare_named_run_dir(path: Path, force: bool) -> Path:
                 f"{path}: run directory already exists; continue it with --resume {path} "
                 "or replace it with --force"
             )
-        if not (path / CONFIG_FILE).is_file():
+        if not ((path / CONFIG_FILE).is_file() or (path / STATUS_FILE).is_file()):
             raise RunDirError(f"{path}: not empty and holds no {CONFIG_FILE}, so it is not a run directory; "
                               "--force only replaces run directories")
-        check_not_in_use(path)
         import shutil
 
-        shutil.rmtree(path)
+        with training_lock(path):  # never delete a run another process is training in
+            shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:

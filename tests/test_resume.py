@@ -224,13 +224,33 @@ def test_resume_refuses_different_data(tmp_path, small_mnist_dir, shared_data):
 
 
 def test_a_run_directory_in_use_is_refused(tmp_path, small_mnist_dir):
+    import subprocess
+    import sys
+
+    run_dir = fresh_run_dir(tmp_path, "run")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        "handle = open(sys.argv[1], 'a'); fcntl.flock(handle, fcntl.LOCK_EX); print('locked', flush=True)\n"
+        "time.sleep(120)"), str(run_dir / rundir.LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rundir.write_status(run_dir, "running")
+        with pytest.raises(RunDirError, match="is training in it; wait for it to finish or stop it first"):
+            train_run(make_config(small_mnist_dir, "linear"), run_dir, resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_live_process_id_without_the_lock_is_not_a_trainer(tmp_path, small_mnist_dir):
+    # After kill -9 the recorded process id can belong to another program: the lock, not the id, decides.
     run_dir = fresh_run_dir(tmp_path, "run")
     rundir.write_status(run_dir, "running")
     status = rundir.read_status(run_dir)
-    status["pid"] = os.getppid()  # a live process other than this one
+    status["pid"] = os.getppid()  # alive, and not training
     rundir.write_json(run_dir / rundir.STATUS_FILE, status)
-    with pytest.raises(RunDirError, match=f"process {os.getppid()} is still training"):
-        train_run(make_config(small_mnist_dir, "linear"), run_dir, resume=True)
+    train_run(make_config(small_mnist_dir, "linear", {"epochs": 1}), run_dir, resume=True)
+    assert rundir.read_status(run_dir)["status"] == "complete"
 
 
 # ----------------------------------------------------------------------------- repeatability

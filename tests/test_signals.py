@@ -159,3 +159,21 @@ def test_kill_9_leaves_a_resumable_run_that_ends_like_an_unbroken_one(tmp_path, 
 def test_resume_of_a_complete_run_is_refused(unbroken_run):
     code, _, stderr = finish(start_training("--resume", unbroken_run))
     assert code == 2 and "already complete" in stderr
+
+
+SOAK_KILLS = int(os.environ.get("MNIST_ZOO_SOAK_KILLS", "8"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, kills", [("train", SOAK_KILLS), ("export", max(2, SOAK_KILLS // 4))])
+def test_kill_9_soak_ends_identical_to_an_unbroken_run(tmp_path, shared_data, target, kills):
+    # scripts/soak_resume.py kills at random moments (README "Robustness" has the 30-kill figures).
+    if target == "export":
+        pytest.importorskip("onnxruntime")
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "soak_resume.py")
+    result = subprocess.run([sys.executable, script, "--data-dir", str(shared_data), "--target", target,
+                             "--kills", str(kills), "--epochs", "4", "--work-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"{kills} ") and ("results identical" in summary or "every file intact" in summary)

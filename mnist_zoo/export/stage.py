@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,14 +115,24 @@ def _remove(path: Path) -> None:
 
 
 def _put_in_place(partial: Path, final: Path) -> None:
-    """Renames `partial` to `final`; an existing `final` (only with --force) goes first."""
-    if final.exists():
+    """Renames `partial` to `final`: one atomic rename for a file; a folder (SavedModel) moves the old one aside first."""
+    if final.is_dir():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
         os.replace(partial, final)
         _remove(old)
     else:
         os.replace(partial, final)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Deletes what exports killed mid-way (kill -9, power loss) left: partial files, scratch and old folders."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob(".*"):
+        owner = re.search(r"\.(?:partial|old|export-scratch)-(\d+)", path.name)
+        if owner and not rundir.process_alive(int(owner.group(1))):
+            _remove(path)
 
 
 def _size(path: Path) -> int:
@@ -293,8 +304,9 @@ def run_export(
     exported = inference_model(float32_model)
     exported(images[:1])  # Keras's exporters want a model that has been called once
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(folder)
     checks = []
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-scratch-") as scratch:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=f".export-scratch-{os.getpid()}-") as scratch:
         for name in formats:
             final = targets[name]
             partial = _partial_path(final)

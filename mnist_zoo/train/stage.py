@@ -196,9 +196,11 @@ def train_run(
     """
     from mnist_zoo.train.interrupts import GracefulInterrupts
 
-    rundir.check_not_in_use(run_dir)
-    with GracefulInterrupts() as interrupts:
+    with rundir.training_lock(run_dir), GracefulInterrupts() as interrupts:
+        rundir.remove_temporaries(run_dir)  # what a process killed mid-write left
         try:
+            if not resume:  # first: a run killed at any later moment can be resumed from its config
+                rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
             rundir.write_status(run_dir, "running", epochs=config.train.epochs)
             metrics = _train(config, run_dir, report, extra_callbacks, resume, interrupts, progressbar)
         except TrainingInterrupted as error:
@@ -340,10 +342,9 @@ def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, r
         f"data: {dataset.name} from {dataset.source}: {len(splits.train_images)} train, "
         f"{len(splits.val_images)} validation, {len(splits.test_images)} test images"
     )
-    if resume:
+    if resume and (run_dir / rundir.ENVIRONMENT_FILE).is_file():
         check_same_data(run_dir, dataset)
-    else:
-        rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
+    else:  # a new run, or one killed before it recorded its environment
         environment = environment_record(
             device.description, precision, config.train.seed, dataset.name, dataset.checksum(), dataset.source
         )

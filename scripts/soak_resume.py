@@ -1,0 +1,269 @@
+"""Kill -9 soak: SIGKILL `mnist-zoo train` (or `export`) at random moments, resume, and compare with an unbroken run.
+
+    python scripts/soak_resume.py --data-dir ../shared/data                 # 30 kills of train, about 4 minutes
+    python scripts/soak_resume.py --data-dir ../shared/data --target export --kills 20
+
+train: a small CNN with dropout (its random-number state must survive too) trains into one run
+directory; each attempt is started (`train --run-dir`, or `train --resume` once the run has its
+config.yaml) and killed after a random delay drawn over the whole life of a process: start-up,
+epochs, checkpoint commits, the final evaluation. After every kill the run directory is checked:
+every JSON file parses, the checkpoint's state names files that exist, best.keras loads. When the
+run completes, its history.json (without timings), last.keras and best.keras weights and test
+accuracy must equal the unbroken reference's bit for bit; then a new run starts, until N kills.
+
+export: `mnist-zoo export RUN --format savedmodel --format tflite --format onnx --force` is
+killed at random; after each kill every file under a final name must open in its runtime and
+predict like the Keras model, and the next export must succeed. The kill delays use the system's
+random source (not a seed): each soak explores new moments, and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process loads models to compare them: no start-up chatter
+
+MNIST_ZOO = [sys.executable, "-m", "mnist_zoo"]
+SOAK_CONFIG = {
+    "model": {"type": "cnn", "conv_layers": [{"filters": 8, "kernel_size": 5}], "hidden_units": [32],
+              "dropout_rate": 0.3},
+    "data": {"validation_size": 500, "train_limit": 3000, "test_limit": 1000},
+    "train": {"epochs": 6, "batch_size": 32, "verbose": 0, "schedule": {"name": "one_cycle", "warmup_fraction": 0.1}},
+}
+
+
+def run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+
+
+def history_without_times(run_dir: Path) -> list[dict]:
+    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
+            for record in json.loads((run_dir / "history.json").read_text())["epochs"]]
+
+
+def model_weights(path: Path) -> list:
+    import keras
+
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+def same_weights(first: Path, second: Path) -> bool:
+    import numpy as np
+
+    ours, theirs = model_weights(first), model_weights(second)
+    return len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+def check_consistent(run_dir: Path) -> list[str]:
+    """What is wrong with a killed run directory: unparsable files, a checkpoint naming missing files."""
+    from mnist_zoo.train import checkpoint
+
+    problems = []
+    for path in run_dir.glob("*.json"):
+        try:
+            json.loads(path.read_text())
+        except ValueError as error:
+            problems.append(f"{path.name} does not parse ({error})")
+    try:
+        checkpoint.load_state(run_dir)  # raises unless its state parses and its files exist
+    except Exception as error:  # noqa: BLE001 - any failure is a finding
+        problems.append(f"checkpoint: {error}")
+    if (run_dir / "best.keras").exists():
+        try:
+            model_weights(run_dir / "best.keras")
+        except Exception as error:  # noqa: BLE001
+            problems.append(f"best.keras does not load ({error})")
+    return problems
+
+
+def where(run_dir: Path) -> str:
+    """Where a run stood at the kill: before its config, before its first commit, after N epochs, finishing."""
+    from mnist_zoo import rundir
+    from mnist_zoo.train import checkpoint
+
+    if not (run_dir / "config.yaml").exists():
+        return "start-up"
+    if (run_dir / "metrics.json").exists():
+        return "finished"
+    try:
+        state = checkpoint.load_state(run_dir)
+    except Exception as error:  # noqa: BLE001 - reported by check_consistent
+        return f"unreadable checkpoint ({error})"
+    half_written = [path.name for path in run_dir.rglob(".*") if rundir._is_temporary_name(path.name)]
+    epochs = state.epochs_completed if state else 0
+    return f"after {epochs} epochs" + (" (mid-write: " + ", ".join(half_written) + ")" if half_written else "")
+
+
+def soak_train(args, work: Path, config_path: Path) -> bool:
+    reference = work / "reference"
+    start = time.monotonic()
+    result = run([*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(reference)])
+    if result.returncode != 0:
+        sys.exit(f"the reference run failed:\n{result.stderr}")
+    lifetime = time.monotonic() - start
+    print(f"reference: {len(history_without_times(reference))} epochs in {lifetime:.1f} s (one process)", flush=True)
+    chance = random.SystemRandom()
+    kills, compared, identical = 0, 0, True
+    run_number = 1
+    while True:
+        run_dir = work / f"soak-{run_number}"
+        if _is_complete(run_dir):
+            same = _compare(run_dir, reference)
+            compared += 1
+            identical &= same
+            run_number += 1
+            if kills >= args.kills:
+                break
+            continue
+        resume = (run_dir / "config.yaml").exists()
+        command = ([*MNIST_ZOO, "train", "--resume", str(run_dir)] if resume
+                   else [*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(run_dir)])
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # killed before it wrote its config: as a user, start it again
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   cwd=REPO_ROOT)
+        # Once N kills are done, the last run is let finish.
+        delay = chance.uniform(0.2, lifetime) if kills < args.kills else None
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            kills += 1
+            moment = where(run_dir) if run_dir.exists() else "start-up"
+            problems = check_consistent(run_dir) if run_dir.exists() else []
+            print(f"kill {kills:3d} after {delay:5.2f} s: {moment}" + (f"  PROBLEMS: {problems}" if problems else ""),
+                  flush=True)
+            if problems:
+                return False
+            continue
+        if process.returncode != 0:
+            print(f"run {run_number} failed (exit {process.returncode}):\n{process.stderr.read()}")
+            return False
+    print(f"{kills} kills survived, {compared} runs compared with the unbroken run: "
+          f"{'results identical' if identical else 'RESULTS DIFFER'}")
+    return identical
+
+
+def _is_complete(run_dir: Path) -> bool:
+    from mnist_zoo import rundir
+
+    return rundir.read_status(run_dir).get("status") == "complete"
+
+
+def _compare(run_dir: Path, reference: Path) -> bool:
+    """Whether a soaked run ended exactly as the unbroken one, and left no half-written file."""
+    same = (history_without_times(run_dir) == history_without_times(reference)
+            and same_weights(run_dir / "last.keras", reference / "last.keras")
+            and same_weights(run_dir / "best.keras", reference / "best.keras")
+            and json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+            == json.loads((reference / "metrics.json").read_text())["test_accuracy"])
+    leftovers = sorted(path.name for path in run_dir.rglob(".*") if path.name != ".lock")
+    print(f"{run_dir.name} complete: {'identical to the unbroken run' if same else 'DIFFERENT'}"
+          + (f", leftovers {leftovers}" if leftovers else ""), flush=True)
+    return same and not leftovers
+
+
+def soak_export(args, work: Path, config_path: Path) -> bool:
+    from mnist_zoo.inference.runtimes import open_classifier
+
+    source = work / "source"
+    result = run([*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(source)])
+    if result.returncode != 0:
+        sys.exit(f"training the model to export failed:\n{result.stderr}")
+    export = [*MNIST_ZOO, "export", str(source), "--format", "savedmodel", "--format", "tflite",
+              "--format", "onnx", "--force"]
+    start = time.monotonic()
+    result = run(export)
+    if result.returncode != 0:
+        sys.exit(f"the reference export failed:\n{result.stderr}")
+    lifetime = time.monotonic() - start
+    print(f"reference export: {lifetime:.1f} s", flush=True)
+    import numpy as np
+
+    from mnist_zoo.data.datasets import load_dataset
+
+    images = load_dataset("mnist", args.data_dir).test_images[:200]
+    expected = open_classifier(source / "best.keras").probabilities(images).argmax(axis=1)
+    finals = [source / "export" / name for name in ("saved_model", "model.tflite", "model.onnx")]
+    chance = random.SystemRandom()
+    kills = attempts = 0
+    while kills < args.kills:
+        attempts += 1
+        process = subprocess.Popen(export, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+        delay = chance.uniform(0.2, lifetime)
+        try:
+            process.wait(timeout=delay)
+            outcome = "finished before the kill"
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            kills += 1
+            outcome = f"kill {kills}"
+        problems = []
+        for final in finals:
+            if not final.exists():
+                problems.append(f"{final.name} missing")  # a forced export replaces; it never deletes first
+                continue
+            try:
+                predicted = open_classifier(final).probabilities(images).argmax(axis=1)
+                if not np.array_equal(predicted, expected):
+                    problems.append(f"{final.name} predicts differently")
+            except Exception as error:  # noqa: BLE001
+                problems.append(f"{final.name}: {error}")
+        print(f"export {attempts:3d} after {delay:5.2f} s: {outcome}" + (f"  PROBLEMS: {problems}" if problems else ""),
+              flush=True)
+        if problems:
+            return False
+    result = run(export)
+    leftovers = sorted(path.name for path in (source / "export").glob(".*"))
+    print(f"final export: exit {result.returncode}; leftovers: {leftovers or 'none'}")
+    ok = result.returncode == 0 and not leftovers
+    print(f"{kills} export kills survived ({attempts} exports started): {'every file intact' if ok else 'PROBLEMS'}")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
+    parser.add_argument("--target", choices=["train", "export"], default="train")
+    parser.add_argument("--kills", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=SOAK_CONFIG["train"]["epochs"])
+    parser.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary folder)")
+    args = parser.parse_args()
+
+    from mnist_zoo.runtime.device import cpu_name
+    from mnist_zoo.runtime.precision import cpu_flags
+
+    flags = " ".join(sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile"}))
+    print(f"CPU: {cpu_name()} ({flags}); {args.kills} SIGKILLs of {args.target}", flush=True)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    config = json.loads(json.dumps(SOAK_CONFIG))
+    config["data"]["data_dir"] = str(Path(args.data_dir).resolve())
+    config["train"]["epochs"] = args.epochs
+    config_path = work / "soak.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    ok = soak_train(args, work, config_path) if args.target == "train" else soak_export(args, work, config_path)
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
