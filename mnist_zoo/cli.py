@@ -174,9 +174,14 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
     _echo_err(f"run directory: {run_dir}")
     try:
         result = train_run(config, run_dir, report=_echo_err, resume=resume, progressbar=_progressbar())
-    except (MnistZooError, OSError):
+    except (MnistZooError, OSError) as error:
         if not resume:
             _discard_if_unstarted(run_dir)
+        if isinstance(error, OSError) and error.filename and run_dir.exists():
+            # Disk full, read-only, no permission: the last committed epoch is on disk.
+            raise UserError(f"{error.filename2 or error.filename}: {error.strerror or error}; the run's last "
+                            f"complete epoch is kept: fix that, then continue with: mnist-zoo train --resume "
+                            f"{run_dir}") from None
         raise
     metrics = result.metrics
     click.echo(
@@ -188,12 +193,13 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
 
 
 def _discard_if_unstarted(run_dir: Path) -> None:
-    """Removes a new run directory that a user error stopped before its first epoch."""
+    """Removes a new run directory that a user error stopped before it committed its first epoch."""
     import shutil
 
     from mnist_zoo.rundir import HISTORY_JSON
+    from mnist_zoo.train.checkpoint import STATE_FILE, checkpoint_dir
 
-    if not (run_dir / HISTORY_JSON).exists():
+    if not (run_dir / HISTORY_JSON).exists() and not (checkpoint_dir(run_dir) / STATE_FILE).exists():
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -46,10 +46,14 @@ def atomic_path(path: Path):
         try:
             yield Path(temporary)
         except OSError as error:
-            if error.filename != temporary:
+            # A write that fails (disk full, quota, I/O error) names our temporary, or no file at
+            # all when a library writes through its own handle (Keras's zip, h5py): name the file
+            # the user knows. Errors about other files (a missing source of a copy) keep theirs.
+            ours = (temporary, str(temporary))
+            # shutil's copies name the source first and the destination second.
+            if error.filename not in (None, *ours) and error.filename2 not in ours:
                 raise
-            # Name the file the user knows (disk full, ...), not our temporary.
-            raise OSError(error.errno, error.strerror, str(path)) from error
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -431,3 +431,16 @@ def test_found_array_escapes_are_data_errors(tmp_path, content, message):
         (tmp_path / "a.npy").write_bytes(content)
         with pytest.raises(DataError, match=message):
             read_npy(tmp_path / "a.npy")
+
+
+def test_a_damaged_utf8_member_name_in_an_npz_is_a_data_error(tmp_path):
+    from mnist_zoo.data.arrays import read_npz
+
+    buffer = io.BytesIO()
+    np.savez(buffer, x_train=np.zeros(10, np.uint8))
+    archive = bytearray(buffer.getvalue())
+    archive[7] |= 0x08  # the local header's flag 0x0800: "the name is UTF-8"
+    archive[30] = 0xFF  # its first name byte, invalid UTF-8: zipfile raised UnicodeDecodeError
+    (tmp_path / "a.npz").write_bytes(bytes(archive))
+    with pytest.raises(DataError, match="not a readable .npz archive"):
+        read_npz(tmp_path / "a.npz", ("x_train",))

@@ -161,7 +161,7 @@ def test_resume_of_a_complete_run_is_refused(unbroken_run):
     assert code == 2 and "already complete" in stderr
 
 
-SOAK_KILLS = int(os.environ.get("MNIST_ZOO_SOAK_KILLS", "8"))
+SOAK_KILLS = int(os.environ.get("MNIST_ZOO_SOAK_KILLS", "6"))
 
 
 @pytest.mark.slow

@@ -48,8 +48,9 @@ def read_npz(path: Path, keys: tuple[str, ...], max_bytes: int = MAX_ARRAY_BYTES
                 size = archive.getinfo(member).file_size  # Python's zipfile never inflates past it
                 with archive.open(member) as handle:
                     arrays[key] = _read_checked(handle, size, f"{path}:{key}", max_bytes)
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
-        raise DataError(f"{path}: not a readable .npz archive ({error})") from None
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        # ValueError: zipfile decodes a damaged member name as UTF-8 (UnicodeDecodeError)
+        raise DataError(f"{path}: not a readable .npz archive ({describe(error)})") from None
     return arrays
 
 
