@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -13,6 +14,8 @@ from mnist_zoo.errors import DataError
 MIRRORS_ENV = "MNIST_ZOO_MIRRORS"
 CACHE_ENV = "MNIST_ZOO_CACHE_DIR"
 TIMEOUT_SECONDS = 30
+# Errors of the local file system: disk full, quota, read-only, no permission.
+_LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def cache_dir(dataset: str) -> Path:
@@ -85,6 +88,12 @@ def ensure_downloaded(
         DataError: a file could not be fetched from any mirror; says how to supply a folder instead.
     """
     folder = cache_dir(dataset)
+    try:
+        # Here, not in pooch: its exists-then-makedirs fails when two processes download at once.
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"{folder}: cannot create the download cache ({error.strerror}); set {CACHE_ENV} "
+                        "to another folder") from None
     for name in DOWNLOAD_FILES:
         target = folder / name
         if is_verified(target, dataset):
@@ -99,7 +108,12 @@ def ensure_downloaded(
                     break
                 target.unlink()
                 raise DataError("checksum mismatch (md5 differs from the published value)")
-            except (DataError, OSError) as error:
+            except OSError as error:
+                if error.errno in _LOCAL_ERRORS:  # our disk, not the mirror: another mirror cannot help
+                    raise DataError(f"{folder}: cannot write the download cache ({error.strerror}); free space "
+                                    f"there or set {CACHE_ENV} to another folder") from None
+                failures.append(f"{base}{name}: {error}")
+            except DataError as error:
                 failures.append(f"{base}{name}: {error}")
         else:
             raise DataError(

@@ -1,0 +1,271 @@
+"""Disk full and read-only folders at each write point: a one-line error naming the file, the last state intact.
+
+Two ways: a small tmpfs filled up or remounted read-only (real ENOSPC and EROFS, where this
+machine lets us mount: root with CAP_SYS_ADMIN), and injected errors at each write of a run
+(always, in-process), for the writes a filled disk cannot aim at one by one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mnist_zoo import rundir
+from mnist_zoo.cli import cli
+
+
+def _try_mount(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                            capture_output=True, text=True)
+    return result.returncode == 0
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mounts small tmpfs file systems; yields a function(size) -> mount point. Skips where mounting is not allowed."""
+    mounted = []
+
+    def mount(size: str = "16m") -> Path:
+        point = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
+        if not _try_mount(point, size):
+            pytest.skip("mounting a tmpfs needs root with CAP_SYS_ADMIN; the injected-error tests cover this")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def remount(point: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(point)], check=True, capture_output=True)
+
+
+def fill(point: Path, leave_bytes: int) -> Path:
+    """Writes a filler file so that about `leave_bytes` stay free on `point`."""
+    free = os.statvfs(point).f_bavail * os.statvfs(point).f_frsize
+    filler = point / "filler"
+    with open(filler, "wb") as handle:
+        handle.truncate(0)
+        handle.write(b"\0" * max(0, free - leave_bytes))
+    return filler
+
+
+def mnist_zoo(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_zoo", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def history_without_times(run_dir: Path) -> list[dict]:
+    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
+            for record in json.loads((run_dir / "history.json").read_text())["epochs"]]
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> str:
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "Traceback" not in stderr, stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in last, last
+    return last
+
+
+@pytest.fixture(scope="module")
+def small_config(small_mnist_dir, tmp_path_factory) -> Path:
+    config = {
+        "model": {"type": "cnn", "conv_layers": [{"filters": 8, "kernel_size": 5}], "hidden_units": [32],
+                  "dropout_rate": 0.3},
+        "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+        "train": {"epochs": 4, "batch_size": 64, "verbose": 0},
+    }
+    path = tmp_path_factory.mktemp("disk") / "small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_run(small_config, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("disk-reference") / "run"
+    result = mnist_zoo("train", "--config", small_config, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+# ---------------------------------------------------------------- a real, filled-up file system
+
+
+# Free space, in model files (best.keras sizes): full at the first checkpoint, at the best copy
+# or a later epoch's checkpoint, at last.keras (a run needs about three at its peak).
+@pytest.mark.parametrize("free_models", [0.5, 1.5, 2.5])
+def test_a_disk_filling_up_during_training_keeps_the_last_epoch_and_resume_ends_identically(
+        tmpfs, small_config, reference_run, free_models):
+    point = tmpfs("16m")
+    run_dir = point / "run"
+    filler = fill(point, int(free_models * (reference_run / "best.keras").stat().st_size))
+    result = mnist_zoo("train", "--config", small_config, "--run-dir", run_dir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = assert_one_line_error(result.stderr, "No space left on device")
+    assert str(run_dir) in line and ".partial" not in line and "/." not in line  # a final name, not a temporary
+    if run_dir.exists():  # an epoch was committed: it is intact and the message says how to go on
+        assert f"mnist-zoo train --resume {run_dir}" in line
+        from mnist_zoo.train import checkpoint
+
+        state = checkpoint.load_state(run_dir)
+        assert state is not None and state.epochs_completed >= 1
+    filler.unlink()  # space is freed
+    result = (mnist_zoo("train", "--resume", run_dir) if run_dir.exists()
+              else mnist_zoo("train", "--config", small_config, "--run-dir", run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert history_without_times(run_dir) == history_without_times(reference_run)
+    assert sorted(path.name for path in run_dir.glob(".*")) == [".lock"]  # no temporaries left
+
+
+def test_a_full_disk_during_export_keeps_the_previous_export(tmpfs, reference_run):
+    pytest.importorskip("onnxruntime")
+    point = tmpfs("32m")
+    run_dir = point / "run"
+    shutil.copytree(reference_run, run_dir)
+    first = mnist_zoo("export", run_dir, "--format", "onnx", "--format", "tflite")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {name: (run_dir / "export" / name).read_bytes() for name in ("model.onnx", "model.tflite")}
+    filler = fill(point, 20_000)  # less than either file
+    result = mnist_zoo("export", run_dir, "--format", "onnx", "--format", "tflite", "--force")
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+    after = {name: (run_dir / "export" / name).read_bytes() for name in ("model.onnx", "model.tflite")}
+    assert after == before  # the earlier files are whole
+    assert not list((run_dir / "export").glob(".*"))  # no partial files
+    filler.unlink()
+    assert mnist_zoo("export", run_dir, "--format", "onnx", "--force").returncode == 0
+
+
+def test_a_full_disk_during_a_download_leaves_no_partial_file(tmpfs, shared_data):
+    import functools
+    import http.server
+    import threading
+
+    point = tmpfs("2m")  # the training images alone are 9.9 MB
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_data))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "MNIST_ZOO_CACHE_DIR": str(point),
+           "MNIST_ZOO_MIRRORS": f"http://127.0.0.1:{server.server_address[1]}/{{dataset}}/"}
+    code = ("import sys\n"
+            "from mnist_zoo.data.download import ensure_downloaded\n"
+            "from mnist_zoo.errors import DataError\n"
+            "try:\n    ensure_downloaded('mnist')\n"
+            "except DataError as error:\n    print(error); sys.exit(2)")
+    try:
+        failed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert failed.returncode == 2, failed.stderr
+        assert f"{point / 'mnist'}: cannot write the download cache (No space left on device)" in failed.stdout
+        assert all(not path.name.startswith("tmp") for path in (point / "mnist").iterdir())  # pooch's temporary is gone
+        remount(point, "size=64m")
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_read_only_folders_give_one_line_errors_and_write_nothing(tmpfs, reference_run, small_config):
+    point = tmpfs("16m")
+    shutil.copytree(reference_run, point / "run")
+    remount(point, "ro")
+    cases = [
+        (["train", "--config", small_config, "--output-dir", point / "runs"], "Read-only file system"),
+        (["train", "--config", small_config, "--run-dir", point / "new"], "Read-only file system"),
+        (["train", "--resume", point / "run"], "already complete"),
+        (["plot-history", point / "run", "--output", point / "history.png"], "Read-only file system"),
+        (["evaluate", point / "run"], "Read-only file system"),
+    ]
+    if _has_export_extra():
+        cases.append((["export", point / "run", "--format", "onnx", "--force"], "Read-only file system"))
+    for args, message in cases:
+        result = mnist_zoo(*args)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert_one_line_error(result.stderr, message)
+    assert sorted(path.name for path in point.iterdir()) == ["run"]
+
+
+def _has_export_extra() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "tf2onnx"))
+
+
+# ---------------------------------------------------------------- injected errors, one write point at a time
+
+
+@contextlib.contextmanager
+def failing_write(monkeypatch, name: str, occurrence: int = 1, error_number: int = errno.ENOSPC):
+    """Makes the `occurrence`-th atomic write of a file called `name` fail with `error_number`."""
+    from mnist_zoo.report import plots
+
+    original = rundir.atomic_path
+    seen = {"count": 0}
+
+    @contextlib.contextmanager
+    def atomic_path(path):
+        with original(path) as temporary:
+            if Path(path).name == name:
+                seen["count"] += 1
+                if seen["count"] == occurrence:
+                    # As the OS reports a failed write: naming the file written, i.e. the temporary.
+                    raise OSError(error_number, os.strerror(error_number), str(temporary))
+            yield temporary
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rundir, "atomic_path", atomic_path)
+        patch.setattr(plots, "atomic_path", atomic_path)
+        yield seen
+
+
+WRITE_POINTS = [("config.yaml", 1), ("status.json", 1), ("environment.json", 1), ("epoch-0001.keras", 1),
+                ("epoch-0003.keras", 1), ("state.json", 2), ("best.keras", 2), ("history.json", 2),
+                ("history.csv", 1), ("last.keras", 1), ("metrics.json", 1), ("status.json", 2)]
+
+
+# Every write point with a full disk; a folder turning read-only at the first, a middle and the last one.
+INJECTED = [(name, occurrence, errno.ENOSPC) for name, occurrence in WRITE_POINTS] + [
+    ("config.yaml", 1, errno.EROFS), ("epoch-0003.keras", 1, errno.EROFS), ("status.json", 2, errno.EROFS)]
+
+
+@pytest.mark.parametrize("name, occurrence, error_number", INJECTED,
+                         ids=[f"{errno.errorcode[number]}-{name}#{occurrence}" for name, occurrence, number in INJECTED])
+def test_an_error_at_each_write_of_a_run_is_one_line_and_the_run_resumes(
+        tmp_path, monkeypatch, small_config, reference_run, name, occurrence, error_number):
+    run_dir = tmp_path / "run"
+    with failing_write(monkeypatch, name, occurrence, error_number) as seen:
+        result = CliRunner().invoke(cli, ["train", "--config", str(small_config), "--run-dir", str(run_dir)])
+    assert seen["count"] >= occurrence, f"{name} was written {seen['count']} times"
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and f"{name}: {os.strerror(error_number)}" in line, line
+    assert "/." not in line  # the file's name, not our temporary's
+    resumable = (run_dir / rundir.CONFIG_FILE).is_file()
+    args = ["train", "--resume", str(run_dir)] if resumable else \
+        ["train", "--config", str(small_config), "--run-dir", str(run_dir)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert history_without_times(run_dir) == history_without_times(reference_run)
+
+
+def test_an_error_writing_a_plot_leaves_no_file(tmp_path, monkeypatch, reference_run):
+    output = tmp_path / "history.png"
+    with failing_write(monkeypatch, "history.png"):
+        result = CliRunner().invoke(cli, ["plot-history", str(reference_run), "--output", str(output)])
+    assert result.exit_code == 2 and f"{output}: No space left on device" in result.output
+    assert not list(tmp_path.iterdir())
