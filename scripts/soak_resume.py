@@ -1,7 +1,8 @@
 """Kill -9 soak: SIGKILL `mnist-zoo train` (or `export`) at random moments, resume, and compare with an unbroken run.
 
     python scripts/soak_resume.py --data-dir ../shared/data                 # 30 kills of train, about 4 minutes
-    python scripts/soak_resume.py --data-dir ../shared/data --target export --kills 20
+    python scripts/soak_resume.py --data-dir ../shared/data --target export --kills 15
+    python scripts/soak_resume.py --data-dir ../shared/data --target sweep --kills 10
 
 train: a small CNN with dropout (its random-number state must survive too) trains into one run
 directory; each attempt is started (`train --run-dir`, or `train --resume` once the run has its
@@ -13,7 +14,11 @@ accuracy must equal the unbroken reference's bit for bit; then a new run starts,
 
 export: `mnist-zoo export RUN --format savedmodel --format tflite --format onnx --force` is
 killed at random; after each kill every file under a final name must open in its runtime and
-predict like the Keras model, and the next export must succeed. The kill delays use the system's
+predict like the Keras model, and the next export must succeed.
+
+sweep: a one-worker `mnist-zoo sweep` of 6 trials is killed at random and run again after its
+heartbeats go stale; every killed run directory must be consistent, and each finished sweep must
+hold all 6 trials, each with a complete run directory, and a best.yaml that passes `config check`. The kill delays use the system's
 random source (not a seed): each soak explores new moments, and prints them.
 """
 
@@ -237,10 +242,77 @@ def soak_export(args, work: Path, config_path: Path) -> bool:
     return ok
 
 
+def soak_sweep(args, work: Path, config_path: Path) -> bool:
+    """SIGKILL a sweep worker at random moments; rerun it; at the end the study has every trial it asked for."""
+    config = yaml.safe_load(config_path.read_text())
+    sweep = {
+        "base": "linear",
+        "set": {"data.data_dir": config["data"]["data_dir"], "data.train_limit": 3000, "data.validation_size": 500,
+                "data.test_limit": 1000, "train.epochs": 4},
+        "trials": 6, "sampler": "random", "pruner": "none", "heartbeat_seconds": 1, "seed": 0,
+        "space": {"train.optimizer.learning_rate": {"log_uniform": [0.01, 1.0]}},
+    }
+    sweep_file = work / "sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump(sweep))
+
+    def command(sweep_dir: Path) -> list[str]:
+        return [*MNIST_ZOO, "sweep", str(sweep_file), "--sweep-dir", str(sweep_dir), "--no-report"]
+
+    start = time.monotonic()
+    result = run(command(work / "reference-sweep"))
+    if result.returncode != 0:
+        sys.exit(f"the reference sweep failed:\n{result.stderr}")
+    lifetime = time.monotonic() - start
+    print(f"reference sweep: {sweep['trials']} trials in {lifetime:.1f} s (one worker)", flush=True)
+    chance = random.SystemRandom()
+    kills, sweeps_checked, ok = 0, 0, True
+    number = 1
+    while True:
+        sweep_dir = work / f"sweep-{number}"
+        process = subprocess.Popen(command(sweep_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   cwd=REPO_ROOT)
+        delay = chance.uniform(0.2, lifetime) if kills < args.kills else None
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            kills += 1
+            problems = [problem for trial in sorted((sweep_dir / "trials").glob("*")) if trial.is_dir()
+                        for problem in check_consistent(trial)] if (sweep_dir / "trials").is_dir() else []
+            print(f"kill {kills:3d} after {delay:5.2f} s" + (f"  PROBLEMS: {problems}" if problems else ""), flush=True)
+            if problems:
+                return False
+            time.sleep(3.5)  # three missed heartbeats: the killed trial is stale, and is run again
+            continue
+        if process.returncode != 0:
+            print(f"sweep {number} failed (exit {process.returncode}):\n{process.stderr.read()}")
+            return False
+        report = run([*MNIST_ZOO, "sweep", "--report", str(sweep_dir), "--json"])
+        trials = json.loads(report.stdout)["trials"]
+        finished = [trial for trial in trials if trial["state"] in ("complete", "pruned")]
+        complete_runs = all(_is_complete(Path(trial["run_dir"])) for trial in finished)
+        best = run([*MNIST_ZOO, "config", "check", str(sweep_dir / "best.yaml")]).returncode == 0 \
+            if (sweep_dir / "best.yaml").exists() else True
+        good = len(finished) == sweep["trials"] and complete_runs and best
+        failed = len(trials) - len(finished)
+        print(f"sweep {number} complete: {len(finished)} of {sweep['trials']} trials finished "
+              f"({failed} killed trials marked failed and run again), run directories complete: {complete_runs}",
+              flush=True)
+        ok &= good
+        sweeps_checked += 1
+        number += 1
+        if kills >= args.kills:
+            break
+    print(f"{kills} sweep worker kills survived, {sweeps_checked} sweeps checked: "
+          f"{'every trial accounted for' if ok else 'TRIALS LOST'}")
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
-    parser.add_argument("--target", choices=["train", "export"], default="train")
+    parser.add_argument("--target", choices=["train", "export", "sweep"], default="train")
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=SOAK_CONFIG["train"]["epochs"])
     parser.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary folder)")
@@ -259,7 +331,7 @@ def main() -> None:
     config_path = work / "soak.yaml"
     config_path.write_text(yaml.safe_dump(config))
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    ok = soak_train(args, work, config_path) if args.target == "train" else soak_export(args, work, config_path)
+    ok = {"train": soak_train, "export": soak_export, "sweep": soak_sweep}[args.target](args, work, config_path)
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if ok else 1)
