@@ -250,6 +250,7 @@ def training_lock(run_dir: Path):
         check_not_in_use(run_dir)
         yield
         return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)  # a library caller may name a folder still to make
     handle = open(Path(run_dir) / LOCK_FILE, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

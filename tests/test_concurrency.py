@@ -174,7 +174,7 @@ def test_compare_and_plot_history_read_a_consistent_snapshot_of_a_running_run(tm
     counts = []
     try:
         _wait_for_epochs(run_dir, 1, trainer)
-        while trainer.poll() is None and len(counts) < 30:
+        while trainer.poll() is None and len(counts) < 8:
             compared = CliRunner().invoke(cli, ["compare", str(runs), "--format", "json"])
             assert compared.exit_code == 0, compared.output
             rows = json.loads(compared.stdout)
@@ -190,5 +190,5 @@ def test_compare_and_plot_history_read_a_consistent_snapshot_of_a_running_run(tm
     finally:
         trainer.kill()
         trainer.communicate()
-    assert len(counts) >= 5
+    assert len(counts) >= 3
     assert counts == sorted(counts) and counts[-1] > counts[0]  # it watched training advance, never back

@@ -198,6 +198,38 @@ def test_export_runs_as_a_real_command(runs, tmp_path):
     assert "verifying saved_model" in result.stderr
 
 
+def test_kill_9_mid_export_leaves_the_previous_files_whole_and_the_next_export_clears_up(runs, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    first = export(str(runs["cnn"]), "--format", "onnx", "--format", "savedmodel", "-o", str(out))
+    assert first.exit_code == 0, first.output
+    before = (out / "model.onnx").read_bytes()
+    process = subprocess.Popen([sys.executable, "-m", "mnist_zoo", "export", str(runs["cnn"]), "--format", "onnx",
+                                "--format", "savedmodel", "-o", str(out), "--force"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".*partial*")) and time.monotonic() < deadline:  # a file being written or verified
+        assert process.poll() is None, "the export finished before it could be killed"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list(out.glob(".*")), "nothing was left to clear up"
+    assert (out / "model.onnx").read_bytes() == before or _opens(out / "model.onnx")  # whole: old or new
+    assert _opens(out / "saved_model")
+    again = export(str(runs["cnn"]), "--format", "onnx", "--format", "savedmodel", "-o", str(out), "--force")
+    assert again.exit_code == 0, again.output
+    assert not list(out.glob(".*"))  # the killed export's partial files and scratch folder are gone
+
+
+def _opens(path: Path) -> bool:
+    from mnist_zoo.inference.runtimes import open_classifier
+
+    return open_classifier(path).probabilities(np.zeros((2, 28, 28), np.uint8)).shape == (2, 10)
+
+
 # ----------------------------------------------------------------------------- exported files in evaluate and predict
 
 

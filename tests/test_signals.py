@@ -123,10 +123,9 @@ def kill_during_a_checkpoint_write(run_dir, process, timeout=300):
     return "after the polling ended (the write was not seen)"
 
 
-# Moments after epoch 2 is committed, in epochs: early and late in epoch 3 (the late one lands in
-# validation or the commit), in epoch 4, one drawn at random (not from Python's seeded `random`:
-# training seeds it), and the moment a checkpoint file is half written.
-KILL_MOMENTS = [0.1, 0.9, 1.5, "random", "checkpoint-write"]
+# Moments after epoch 2 is committed, in epochs: late in epoch 3 (in validation or the commit), and
+# the moment a checkpoint file is half written; the soak below kills at random moments.
+KILL_MOMENTS = [0.9, "checkpoint-write"]
 
 
 @pytest.mark.parametrize("moment", KILL_MOMENTS)
@@ -161,15 +160,13 @@ def test_resume_of_a_complete_run_is_refused(unbroken_run):
     assert code == 2 and "already complete" in stderr
 
 
-SOAK_KILLS = int(os.environ.get("MNIST_ZOO_SOAK_KILLS", "6"))
+SOAK_KILLS = int(os.environ.get("MNIST_ZOO_SOAK_KILLS", "4"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, kills", [("train", SOAK_KILLS), ("export", max(2, SOAK_KILLS // 4))])
+@pytest.mark.parametrize("target, kills", [("train", SOAK_KILLS)])
 def test_kill_9_soak_ends_identical_to_an_unbroken_run(tmp_path, shared_data, target, kills):
     # scripts/soak_resume.py kills at random moments (README "Robustness" has the 30-kill figures).
-    if target == "export":
-        pytest.importorskip("onnxruntime")
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "soak_resume.py")
     result = subprocess.run([sys.executable, script, "--data-dir", str(shared_data), "--target", target,
                              "--kills", str(kills), "--epochs", "4", "--work-dir", str(tmp_path)],
