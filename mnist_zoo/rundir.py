@@ -60,14 +60,21 @@ def atomic_path(path: Path):
             os.unlink(temporary)
 
 
-def remove_temporaries(folder: Path) -> None:
-    """Deletes the temporaries `atomic_path` left in `folder` when a process was killed mid-write.
+def remove_temporaries(run_dir: Path) -> None:
+    """Deletes the temporaries `atomic_path` left of a run's own files when a process was killed mid-write.
 
-    Only while holding the folder's `training_lock`: a live writer's temporary looks the same.
+    Only while holding the run's `training_lock`: a live writer's temporary looks the same.
     """
-    for path in Path(folder).glob(".*.*"):
-        if path.is_file() and path.name != LOCK_FILE and _is_temporary_name(path.name):
+    for path in Path(run_dir).glob(".*.*"):
+        if path.is_file() and _is_temporary_name(path.name) and path.name.split(".")[1] in _RUN_FILE_STEMS:
             path.unlink(missing_ok=True)
+
+
+# The files a run directory holds that are written through `atomic_path` (the checkpoint folder
+# cleans itself at each commit).
+_RUN_FILE_STEMS = {Path(name).stem for name in (CONFIG_FILE, HISTORY_JSON, BEST_MODEL, LAST_MODEL, METRICS_FILE,
+                                                ENVIRONMENT_FILE, EVALUATION_FILE, STATUS_FILE)} | {
+    "confusion_matrix", "misclassified"}
 
 
 def _is_temporary_name(name: str) -> bool:

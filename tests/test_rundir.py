@@ -48,3 +48,17 @@ def test_a_completed_write_replaces_the_file_with_normal_permissions(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("made by open()")
     assert path.stat().st_mode == plain.stat().st_mode  # not mkstemp's private 0600
+
+
+def test_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    import tempfile
+
+    from mnist_zoo.rundir import remove_temporaries
+
+    for stem, suffix in (("best", ".keras"), ("history", ".json"), ("history", ".csv"), ("status", ".json")):
+        tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix, dir=tmp_path)
+    kept = [".lock", ".notes.abcd1234.txt", "best.keras", ".hidden"]
+    for name in kept:
+        (tmp_path / name).touch()
+    remove_temporaries(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
