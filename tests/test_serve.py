@@ -340,3 +340,35 @@ def test_the_load_benchmark_is_bounded_and_reports_its_figures(runs_dir, small_m
     assert figures["errors"] == 0 and figures["requests"] > 0 and figures["clients"] == 2
     assert 0 < figures["p50_ms"] <= figures["p90_ms"] <= figures["p99_ms"]
     assert figures["server_memory_mb_start"] > 0 and figures["cpu_flags"] is not None
+
+
+def test_a_stop_signal_landing_in_a_callback_during_start_up_still_stops_the_server():
+    # A Ctrl-C that lands while Python runs a callback (an import lock's, in start-up) used to raise
+    # KeyboardInterrupt there, where Python prints it as "ignored": the server then served for ever.
+    import subprocess
+    import sys
+
+    script = """
+import os, signal, weakref
+from mnist_zoo.serve.server import bind, run
+
+async def app(scope, receive, send):
+    while scope["type"] == "lifespan":
+        kind = (await receive())["type"].removeprefix("lifespan.")
+        await send({"type": f"lifespan.{kind}.complete"})
+        if kind == "shutdown":
+            return
+
+class Thing:
+    pass
+
+def ready():
+    thing = Thing()
+    ready.reference = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGINT))
+    del thing  # the callback sends the signal: its handler runs inside the callback
+
+run(app, bind("127.0.0.1", 0), ready=ready)
+print("returned")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "returned", result.stderr[-2000:]

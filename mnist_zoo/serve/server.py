@@ -68,25 +68,29 @@ def run(app, sock: socket.socket, access_log: bool = False, ready=None) -> None:
         ready: called once the stop signals are handled, just before serving (to print the URL):
             a Ctrl-C from then on stops the server the same clean way.
     """
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="on",
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+
     def stop(signal_number, frame):
-        raise KeyboardInterrupt
+        # A flag, not KeyboardInterrupt: a signal landing while Python runs a callback (an import
+        # lock's, during start-up) would have the exception printed as "ignored" and lost, and the
+        # server would serve on. uvicorn reads the flag once it runs, and installs its own
+        # handlers, which end in this one again after the graceful shutdown.
+        server.should_exit = True
 
-    # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again for the
-    # handler it found: KeyboardInterrupt for both, so that this returns normally.
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        import uvicorn
-
-        config = uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="on",
-                                timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
         if ready is not None:
             ready()
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C during the shutdown
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         sock.close()
 
 
