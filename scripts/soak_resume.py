@@ -108,18 +108,35 @@ def where(run_dir: Path) -> str:
         state = checkpoint.load_state(run_dir)
     except Exception as error:  # noqa: BLE001 - reported by check_consistent
         return f"unreadable checkpoint ({error})"
-    half_written = [path.name for path in run_dir.rglob(".*") if rundir._is_temporary_name(path.name)]
+    half_written = [path.name for path in run_dir.rglob(".*") if rundir.is_temporary_name(path.name)]
     epochs = state.epochs_completed if state else 0
     return f"after {epochs} epochs" + (" (mid-write: " + ", ".join(half_written) + ")" if half_written else "")
 
 
+def timed_reference(command: list[str], what: str) -> float:
+    """Runs `command` unbroken, to the end; its seconds, which bound the kill delays. Exits if it fails."""
+    start = time.monotonic()
+    result = run(command)
+    if result.returncode != 0:
+        sys.exit(f"the reference {what} failed:\n{result.stderr}")
+    return time.monotonic() - start
+
+
+def start_and_kill(command: list[str], delay: float | None) -> tuple[subprocess.Popen, bool]:
+    """Starts `command` and SIGKILLs it after `delay` seconds (None: lets it finish); and whether it was killed."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        process.wait(timeout=delay)
+        return process, False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return process, True
+
+
 def soak_train(args, work: Path, config_path: Path) -> bool:
     reference = work / "reference"
-    start = time.monotonic()
-    result = run([*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(reference)])
-    if result.returncode != 0:
-        sys.exit(f"the reference run failed:\n{result.stderr}")
-    lifetime = time.monotonic() - start
+    lifetime = timed_reference([*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(reference)], "run")
     print(f"reference: {len(history_without_times(reference))} epochs in {lifetime:.1f} s (one process)", flush=True)
     chance = random.SystemRandom()
     kills, compared, identical = 0, 0, True
@@ -139,15 +156,10 @@ def soak_train(args, work: Path, config_path: Path) -> bool:
                    else [*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(run_dir)])
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # killed before it wrote its config: as a user, start it again
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                   cwd=REPO_ROOT)
         # Once N kills are done, the last run is let finish.
         delay = chance.uniform(0.2, lifetime) if kills < args.kills else None
-        try:
-            process.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process, killed = start_and_kill(command, delay)
+        if killed:
             kills += 1
             moment = where(run_dir) if run_dir.exists() else "start-up"
             problems = check_consistent(run_dir) if run_dir.exists() else []
@@ -187,16 +199,10 @@ def soak_export(args, work: Path, config_path: Path) -> bool:
     from mnist_zoo.inference.runtimes import open_classifier
 
     source = work / "source"
-    result = run([*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(source)])
-    if result.returncode != 0:
-        sys.exit(f"training the model to export failed:\n{result.stderr}")
+    timed_reference([*MNIST_ZOO, "train", "--config", str(config_path), "--run-dir", str(source)], "training to export")
     export = [*MNIST_ZOO, "export", str(source), "--format", "savedmodel", "--format", "tflite",
               "--format", "onnx", "--force"]
-    start = time.monotonic()
-    result = run(export)
-    if result.returncode != 0:
-        sys.exit(f"the reference export failed:\n{result.stderr}")
-    lifetime = time.monotonic() - start
+    lifetime = timed_reference(export, "export")
     print(f"reference export: {lifetime:.1f} s", flush=True)
     import numpy as np
 
@@ -209,16 +215,10 @@ def soak_export(args, work: Path, config_path: Path) -> bool:
     kills = attempts = 0
     while kills < args.kills:
         attempts += 1
-        process = subprocess.Popen(export, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
         delay = chance.uniform(0.2, lifetime)
-        try:
-            process.wait(timeout=delay)
-            outcome = "finished before the kill"
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            kills += 1
-            outcome = f"kill {kills}"
+        _, killed = start_and_kill(export, delay)
+        kills += killed
+        outcome = f"kill {kills}" if killed else "finished before the kill"
         problems = []
         for final in finals:
             if not final.exists():
@@ -258,25 +258,16 @@ def soak_sweep(args, work: Path, config_path: Path) -> bool:
     def command(sweep_dir: Path) -> list[str]:
         return [*MNIST_ZOO, "sweep", str(sweep_file), "--sweep-dir", str(sweep_dir), "--no-report"]
 
-    start = time.monotonic()
-    result = run(command(work / "reference-sweep"))
-    if result.returncode != 0:
-        sys.exit(f"the reference sweep failed:\n{result.stderr}")
-    lifetime = time.monotonic() - start
+    lifetime = timed_reference(command(work / "reference-sweep"), "sweep")
     print(f"reference sweep: {sweep['trials']} trials in {lifetime:.1f} s (one worker)", flush=True)
     chance = random.SystemRandom()
     kills, sweeps_checked, ok = 0, 0, True
     number = 1
     while True:
         sweep_dir = work / f"sweep-{number}"
-        process = subprocess.Popen(command(sweep_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                   cwd=REPO_ROOT)
         delay = chance.uniform(0.2, lifetime) if kills < args.kills else None
-        try:
-            process.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process, killed = start_and_kill(command(sweep_dir), delay)
+        if killed:
             kills += 1
             problems = [problem for trial in sorted((sweep_dir / "trials").glob("*")) if trial.is_dir()
                         for problem in check_consistent(trial)] if (sweep_dir / "trials").is_dir() else []
