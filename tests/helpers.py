@@ -93,3 +93,23 @@ def stop_server(process: subprocess.Popen, signal_number=signal.SIGINT) -> tuple
     process.send_signal(signal_number)
     stdout, stderr = process.communicate(timeout=30)
     return process.returncode, stdout, stderr
+
+
+def history_without_times(run_dir: Path) -> list[dict]:
+    """A run's per-epoch records without their timings: what an exactly resumed run must repeat."""
+    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
+            for record in json.loads((Path(run_dir) / "history.json").read_text())["epochs"]]
+
+
+def wait_for_epochs(run_dir: Path, count: int, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Blocks until `run_dir` has committed `count` epochs (history.json is written after the commit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(json.loads((Path(run_dir) / "history.json").read_text())["epochs"]) >= count:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        assert process.poll() is None, f"training ended early: {process.communicate()}"
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} epochs within {timeout} s")

@@ -18,6 +18,7 @@ import yaml
 
 from mnist_zoo import rundir
 from mnist_zoo.data.catalog import DOWNLOAD_FILES
+from tests.helpers import wait_for_epochs
 
 
 class _SlowHandler(http.server.SimpleHTTPRequestHandler):
@@ -116,23 +117,10 @@ def _mnist_zoo(*args, cwd=None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, cwd=cwd)
 
 
-def _wait_for_epochs(run_dir: Path, count: int, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if len(json.loads((run_dir / "history.json").read_text())["epochs"]) >= count:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"no {count} epochs within {timeout} s")
-
-
 def test_two_resumes_of_one_run_one_proceeds_the_other_is_refused(tmp_path, short_config):
     run_dir = tmp_path / "run"
     first = _mnist_zoo("train", "--config", short_config, "--run-dir", run_dir)
-    _wait_for_epochs(run_dir, 1, first)
+    wait_for_epochs(run_dir, 1, first)
     first.kill()  # kill -9: status.json still says "running", with a process id that is gone
     first.communicate()
 
@@ -150,7 +138,7 @@ def test_force_does_not_delete_a_run_that_is_training(tmp_path, slow_config):
     run_dir = tmp_path / "run"
     trainer = _mnist_zoo("train", "--config", slow_config, "--run-dir", run_dir)
     try:
-        _wait_for_epochs(run_dir, 1, trainer)
+        wait_for_epochs(run_dir, 1, trainer)
         replace = _mnist_zoo("train", "--config", slow_config, "--run-dir", run_dir, "--force")
         _, stderr = replace.communicate(timeout=120)
         assert replace.returncode == 2 and "is training in it" in stderr
@@ -173,7 +161,7 @@ def test_compare_and_plot_history_read_a_consistent_snapshot_of_a_running_run(tm
     trainer = _mnist_zoo("train", "--config", slow_config, "--run-dir", run_dir)
     counts = []
     try:
-        _wait_for_epochs(run_dir, 1, trainer)
+        wait_for_epochs(run_dir, 1, trainer)
         while trainer.poll() is None and len(counts) < 8:
             compared = CliRunner().invoke(cli, ["compare", str(runs), "--format", "json"])
             assert compared.exit_code == 0, compared.output

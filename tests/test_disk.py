@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from click.testing import CliRunner
 
 from mnist_zoo import rundir
 from mnist_zoo.cli import cli
+from tests.helpers import history_without_times
 
 
 def _try_mount(path: Path, size: str) -> bool:
@@ -68,11 +68,6 @@ def mnist_zoo(*args, env=None) -> subprocess.CompletedProcess:
                           timeout=600, env=env)
 
 
-def history_without_times(run_dir: Path) -> list[dict]:
-    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
-            for record in json.loads((run_dir / "history.json").read_text())["epochs"]]
-
-
 def assert_one_line_error(stderr: str, *fragments: str) -> str:
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "Traceback" not in stderr, stderr[-2000:]
@@ -81,17 +76,21 @@ def assert_one_line_error(stderr: str, *fragments: str) -> str:
     return last
 
 
-@pytest.fixture(scope="module")
-def small_config(small_mnist_dir, tmp_path_factory) -> Path:
-    config = {
-        "model": {"type": "cnn", "conv_layers": [{"filters": 8, "kernel_size": 5}], "hidden_units": [32],
-                  "dropout_rate": 0.3},
-        "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
-        "train": {"epochs": 4, "batch_size": 64, "verbose": 0},
-    }
-    path = tmp_path_factory.mktemp("disk") / "small.yaml"
+def write_config(tmp_path_factory, data_dir: Path, model: dict, epochs: int) -> Path:
+    """A config file for `model` on the small data set, batches of 64, quiet."""
+    config = {"model": model, "data": {"data_dir": str(data_dir), "validation_size": 200},
+              "train": {"epochs": epochs, "batch_size": 64, "verbose": 0}}
+    path = tmp_path_factory.mktemp("disk") / f"{model['type']}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture(scope="module")
+def small_config(small_mnist_dir, tmp_path_factory) -> Path:
+    """A small CNN with dropout for 4 epochs, trained as a real process."""
+    return write_config(tmp_path_factory, small_mnist_dir, {
+        "type": "cnn", "conv_layers": [{"filters": 8, "kernel_size": 5}], "hidden_units": [32], "dropout_rate": 0.3},
+        epochs=4)
 
 
 @pytest.fixture(scope="module")
@@ -211,11 +210,7 @@ def _has_export_extra() -> bool:
 @pytest.fixture(scope="module")
 def linear_config(small_mnist_dir, tmp_path_factory) -> Path:
     """The linear model for 3 epochs: a second a run, in-process."""
-    config = {"model": {"type": "linear"}, "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
-              "train": {"epochs": 3, "batch_size": 64, "verbose": 0}}
-    path = tmp_path_factory.mktemp("disk-linear") / "linear.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(tmp_path_factory, small_mnist_dir, {"type": "linear"}, epochs=3)
 
 
 @pytest.fixture(scope="module")

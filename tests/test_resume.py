@@ -20,6 +20,7 @@ from mnist_zoo.errors import RunDirError, TrainingInterrupted
 from mnist_zoo.train.interrupts import GracefulInterrupts
 from mnist_zoo.models.registry import MODELS
 from mnist_zoo.train.stage import train_run
+from tests.helpers import history_without_times
 
 SMALL_MODELS = {name: {"type": name, **entry.tiny} for name, entry in MODELS.items()}
 
@@ -34,11 +35,6 @@ def make_config(small_mnist_dir, model="mlp", train=None):
         },
         f"test-{model}",
     )
-
-
-def history_without_times(run_dir):
-    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
-            for record in json.loads((run_dir / "history.json").read_text())["epochs"]]
 
 
 def weights(path):

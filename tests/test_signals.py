@@ -17,6 +17,7 @@ import yaml
 
 from mnist_zoo import rundir
 from mnist_zoo.train import checkpoint
+from tests.helpers import history_without_times, wait_for_epochs
 
 EPOCHS = 8
 
@@ -43,25 +44,6 @@ def start_training(*args):
 def finish(process, timeout=300):
     stdout, stderr = process.communicate(timeout=timeout)
     return process.returncode, stdout, stderr
-
-
-def wait_for_epochs(run_dir, count, process, timeout=300):
-    """Blocks until `run_dir` has committed `count` epochs (history.json is written after the commit)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if len(json.loads((run_dir / "history.json").read_text())["epochs"]) >= count:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
-        assert process.poll() is None, f"training ended early: {finish(process)}"
-        time.sleep(0.05)
-    raise AssertionError(f"no {count} epochs within {timeout} s")
-
-
-def history_without_times(run_dir):
-    return [{key: value for key, value in record.items() if key != "epoch_seconds"}
-            for record in json.loads((run_dir / "history.json").read_text())["epochs"]]
 
 
 def final_weights(run_dir):
