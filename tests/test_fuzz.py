@@ -31,6 +31,18 @@ def _event(name: str) -> None:
         hypothesis.event(name)
 
 
+def _read_or_refuse(read, error_type, outcome: str = "read"):
+    """`read()`'s result, or None when it raises our own one-line `error_type`; each outcome is counted."""
+    try:
+        result = read()
+    except error_type as error:
+        assert str(error).strip().count("\n") == 0
+        _event("refused")
+        return None
+    _event(outcome)
+    return result
+
+
 def budget(default: int):
     """Hypothesis settings: `default` seeded examples, or $MNIST_ZOO_FUZZ_EXAMPLES random ones."""
     requested = os.environ.get(FUZZ_ENV)
@@ -193,13 +205,9 @@ def test_corrupted_idx_files_give_arrays_or_a_data_error(tmp_path_factory, real_
         raw = _corrupt(raw, data)
     path = tmp_path_factory.mktemp("fuzz") / "file-idx"
     path.write_bytes(raw)
-    try:
-        array = idx.read_images(path) if kind == "images" else idx.read_labels(path)
-    except DataError as error:
-        assert str(error).strip().count("\n") == 0
-        _event("refused")
+    array = _read_or_refuse(lambda: idx.read_images(path) if kind == "images" else idx.read_labels(path), DataError)
+    if array is None:
         return
-    _event("read")
     assert array.dtype == np.uint8
     if kind == "images":
         assert array.ndim == 3 and array.shape[1:] == (28, 28)
@@ -214,13 +222,9 @@ def test_corrupted_npz_files_give_a_data_set_or_a_data_error(tmp_path_factory, r
 
     path = tmp_path_factory.mktemp("fuzz") / "mnist.npz"
     path.write_bytes(_corrupt(real_files["npz"], data))
-    try:
-        dataset = load_npz(path, "mnist")
-    except DataError as error:
-        assert str(error).strip().count("\n") == 0
-        _event("refused")
+    dataset = _read_or_refuse(lambda: load_npz(path, "mnist"), DataError)
+    if dataset is None:
         return
-    _event("read")
     assert dataset.train_images.shape[1:] == (28, 28) and len(dataset.train_images) == len(dataset.train_labels)
 
 
@@ -233,13 +237,9 @@ def test_corrupted_npy_files_give_pixels_or_a_data_error(tmp_path_factory, real_
     np.save(buffer, np.frombuffer(real_files["images"][16:16 + 784 * 4], np.uint8).reshape(4, 28, 28))
     path = tmp_path_factory.mktemp("fuzz") / "digits.npy"
     path.write_bytes(_corrupt(buffer.getvalue(), data))
-    try:
-        pixels = read_array(path)
-    except DataError as error:
-        assert str(error).strip().count("\n") == 0
-        _event("refused")
+    pixels = _read_or_refuse(lambda: read_array(path), DataError)
+    if pixels is None:
         return
-    _event("read")
     assert pixels.dtype == np.uint8 and pixels.shape[1:] == (28, 28)
 
 
@@ -317,13 +317,9 @@ def test_pictures_at_the_size_extremes_give_a_digit_or_a_data_error(mode, width,
 def _check_picture_outcome(content: bytes) -> None:
     from mnist_zoo.inference.pictures import prepare_picture
 
-    try:
-        digit = prepare_picture(content)
-    except DataError as error:
-        assert str(error).strip().count("\n") == 0
-        _event("refused")
+    digit = _read_or_refuse(lambda: prepare_picture(content), DataError, "digit")
+    if digit is None:
         return
-    _event("digit")
     assert digit.shape == (28, 28) and digit.dtype == np.uint8
 
 
@@ -354,13 +350,9 @@ def test_corrupted_keras_files_give_a_model_or_a_model_error(tmp_path_factory, k
         content = _rewrite_member(original, data)
     path = tmp_path_factory.mktemp("fuzz") / "model.keras"
     path.write_bytes(content)
-    try:
-        model = load_classifier(path)
-    except ModelFileError as error:
-        assert str(error).strip().count("\n") == 0
-        _event("refused")
+    model = _read_or_refuse(lambda: load_classifier(path), ModelFileError, "loaded")
+    if model is None:
         return
-    _event("loaded")
     assert model.outputs[0].shape[-1] == 10
 
 

@@ -196,42 +196,40 @@ def rewrite_archive(source, target, replace: dict) -> None:
                 copy.writestr(member, original.read(member.filename))
 
 
-def test_a_keras_file_whose_weights_dataset_declares_gigabytes_is_refused(tmp_path, linear_keras_file):
+def huge_weights(handle) -> None:
+    """1.2 GB of float32 declared by a chunked, compressed dataset that was never written: 10 kB on disk."""
     import io
 
     import h5py
 
-    def huge_weights(handle):
-        # 1.2 GB of float32 declared by a chunked, compressed dataset that was never written: 10 kB on disk.
-        buffer = io.BytesIO()
-        with h5py.File(buffer, "w") as weights:
-            weights.create_dataset("layers/dense/vars/0", shape=(300_000_000,), dtype="float32",
-                                   chunks=(1_000_000,), compression="gzip")
-            weights.create_dataset("layers/dense/vars/1", data=[0.0] * 10, dtype="float32")
-        handle.write(buffer.getvalue())
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as weights:
+        weights.create_dataset("layers/dense/vars/0", shape=(300_000_000,), dtype="float32",
+                               chunks=(1_000_000,), compression="gzip")
+        weights.create_dataset("layers/dense/vars/1", data=[0.0] * 10, dtype="float32")
+    handle.write(buffer.getvalue())
 
+
+def zeros(handle) -> None:
+    """1.1 GB of zeros, about 1 MB deflated."""
+    block = bytes(1 << 20)
+    for _ in range(1100):
+        handle.write(block)
+
+
+@pytest.mark.parametrize("weights, command, largest, message", [
+    (huge_weights, "summary", 100_000, "its weights declare 1,200,000,040 bytes, more than the"),
+    (zeros, "evaluate", 5_000_000, "its files declare 1,153,"),
+], ids=["hdf5-dataset", "zip-member"])
+def test_a_keras_file_declaring_gigabytes_is_refused(tmp_path, linear_keras_file, weights, command, largest,
+                                                     message):
     bomb = tmp_path / "bomb.keras"
-    rewrite_archive(linear_keras_file, bomb, {"model.weights.h5": huge_weights})
-    assert bomb.stat().st_size < 100_000
+    rewrite_archive(linear_keras_file, bomb, {"model.weights.h5": weights})
+    assert bomb.stat().st_size < largest
     start = time.monotonic()
-    result = CliRunner().invoke(cli, ["summary", str(bomb)])
+    result = CliRunner().invoke(cli, [command, str(bomb)])
     assert time.monotonic() - start < 5
-    assert result.exit_code == 2 and "its weights declare 1,200,000,040 bytes, more than the" in result.output
-
-
-def test_a_keras_zip_bomb_is_refused(tmp_path, linear_keras_file):
-    def zeros(handle):  # 1.1 GB of zeros, about 1 MB deflated
-        block = bytes(1 << 20)
-        for _ in range(1100):
-            handle.write(block)
-
-    bomb = tmp_path / "bomb.keras"
-    rewrite_archive(linear_keras_file, bomb, {"model.weights.h5": zeros})
-    assert bomb.stat().st_size < 5_000_000
-    start = time.monotonic()
-    result = CliRunner().invoke(cli, ["evaluate", str(bomb)])
-    assert time.monotonic() - start < 5
-    assert result.exit_code == 2 and "its files declare 1,153," in result.output, result.output
+    assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_the_keras_archive_check_passes_a_real_model(linear_keras_file):
