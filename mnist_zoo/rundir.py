@@ -66,7 +66,7 @@ def remove_temporaries(run_dir: Path) -> None:
     Only while holding the run's `training_lock`: a live writer's temporary looks the same.
     """
     for path in Path(run_dir).glob(".*.*"):
-        if path.is_file() and _is_temporary_name(path.name) and path.name.split(".")[1] in _RUN_FILE_STEMS:
+        if path.is_file() and is_temporary_name(path.name) and path.name.split(".")[1] in _RUN_FILE_STEMS:
             path.unlink(missing_ok=True)
 
 
@@ -77,7 +77,7 @@ _RUN_FILE_STEMS = {Path(name).stem for name in (CONFIG_FILE, HISTORY_JSON, BEST_
     "confusion_matrix", "misclassified"}
 
 
-def _is_temporary_name(name: str) -> bool:
+def is_temporary_name(name: str) -> bool:
     """`.<stem>.<8 random characters><suffix>`: the names `tempfile.mkstemp` gives `atomic_path`'s files."""
     import re
 

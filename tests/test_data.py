@@ -106,8 +106,10 @@ def test_header_count_disagrees_with_content(tmp_path):
 
 
 def test_too_short_file(tmp_path):
+    path = tmp_path / "labels-idx1-ubyte"
+    path.write_bytes(b"\x00\x00")
     with pytest.raises(DataError, match="too short"):
-        idx.parse_idx(b"\x00\x00", idx.LABELS_MAGIC, "x")
+        idx.read_labels(path)
 
 
 def test_not_an_npz(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import zlib
 from pathlib import Path
 
@@ -48,11 +47,6 @@ def read_idx(path: Path, expected_magic: int, max_bytes: int = MAX_ARRAY_BYTES) 
         raise DataError(f"{source}: cannot read ({error.strerror or error})") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{source}: corrupt or truncated gzip file ({error}); delete it and fetch it again") from None
-
-
-def parse_idx(content: bytes, expected_magic: int, source: str, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
-    """Parses IDX bytes (already decompressed) into a uint8 array; as `read_idx`."""
-    return _read_stream(io.BytesIO(content), expected_magic, source, max_bytes, len(content))
 
 
 def _read_stream(stream, expected_magic: int, source: str, max_bytes: int, file_size: int | None) -> np.ndarray:

@@ -81,8 +81,12 @@ def check_tensor_bytes(path: Path, shapes_and_dtypes, max_bytes: int = MAX_MODEL
         raise _too_large(path, "its tensors declare", total, max_bytes)
 
 
-def check_onnx_graph(path: Path, max_bytes: int = MAX_MODEL_BYTES) -> None:
-    """Refuses an `.onnx` file with external data, or whose tensors (shape inference included) exceed `max_bytes`.
+def check_onnx_graph(path: Path, content: bytes, max_bytes: int = MAX_MODEL_BYTES) -> None:
+    """Refuses an `.onnx` model with external data, or whose tensors (shape inference included) exceed `max_bytes`.
+
+    Args:
+        path: the file, for messages.
+        content: its bytes, read once for this check and for onnxruntime.
 
     External data would make onnxruntime read other files named inside the model; mnist-zoo's
     exports keep their weights inside. Shape inference with data propagation sizes the outputs of
@@ -92,7 +96,7 @@ def check_onnx_graph(path: Path, max_bytes: int = MAX_MODEL_BYTES) -> None:
     from onnx import shape_inference
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load_from_string(content)  # external data is never loaded from a string
         inferred = shape_inference.infer_shapes(model, data_prop=True)
     except Exception as error:  # onnx raises DecodeError, ValidationError, InferenceError...
         from mnist_zoo.errors import describe

@@ -178,11 +178,12 @@ class OnnxClassifier(Classifier):
         onnxruntime = _require("onnxruntime", "running .onnx files")
         _require("onnx", "checking .onnx files")
         model_limits.check_file_size(self.path)
-        model_limits.check_onnx_graph(self.path)
+        content = self.path.read_bytes()
+        model_limits.check_onnx_graph(self.path, content)
         try:
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3  # its warnings are about graph optimizations, not the user's file
-            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for a bad file
             raise ModelFileError(f"{self.path}: not a readable .onnx model ({describe(error)})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
