@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -11,9 +12,30 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+import pytest
 
+from mnist_zoo.config.loading import validate_config
 from mnist_zoo.data.idx import IMAGES_MAGIC, LABELS_MAGIC
+from mnist_zoo.errors import TrainingInterrupted
+from mnist_zoo.models.registry import MODELS
+from mnist_zoo.train.stage import train_run
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str):
+    """Imports scripts/NAME.py as a module without putting scripts/ on sys.path for every later test."""
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
@@ -60,7 +82,6 @@ def train_tiny(run_dir: Path, data_dir: Path, model: str, *extra: str) -> Path:
     from click.testing import CliRunner
 
     from mnist_zoo.cli import cli
-    from mnist_zoo.models.registry import MODELS
 
     tiny = [f"--set=model.{key}={json.dumps(value)}" for key, value in MODELS[model].tiny.items()]
     result = CliRunner().invoke(cli, [
@@ -71,22 +92,76 @@ def train_tiny(run_dir: Path, data_dir: Path, model: str, *extra: str) -> Path:
     return run_dir
 
 
-def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, str]:
-    """`mnist-zoo serve ARGS --port 0` as a real process; returns it and the URL it printed."""
+class _Peak:
+    megabytes = 0.0
+
+
+@contextlib.contextmanager
+def python_memory_peak():
+    """Measures the peak of memory allocated through Python and numpy inside the block (tracemalloc)."""
+    import tracemalloc
+
+    peak = _Peak()
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak.megabytes = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+
+
+def copy_runs(runs: dict[str, Path], folder: Path, models=None) -> dict[str, Path]:
+    """Copies the session's tiny runs (all, or `models`) into `folder`, for a test that writes into them."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return {model: Path(shutil.copytree(runs[model], folder / runs[model].name))
+            for model in (models or runs)}
+
+
+def tree_signature(folder: Path) -> list[tuple[str, int, int]]:
+    """Every file under `folder` with its size and modification time: changes when anything is written."""
+    return sorted((str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns)
+                  for path in Path(folder).rglob("*"))
+
+
+def start_server(*args: str, cwd: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """`mnist-zoo serve ARGS --port 0` as a real process; returns it and the URL it printed.
+
+    Its output is read by a thread, so a server that hangs before printing anything fails after
+    `timeout` seconds instead of blocking the test in `readline`.
+    """
+    import queue
+    import threading
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "mnist_zoo", "serve", "--port", "0", *args], cwd=cwd,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    lines = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
+    lines: queue.Queue = queue.Queue()
+
+    def read_until_url():
+        for line in process.stdout:
+            lines.put(line)
+            if line.startswith("Serving "):
+                return
+        lines.put(None)  # the output ended without a URL
+
+    threading.Thread(target=read_until_url, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    seen = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
             break
-        lines.append(line)
+        if line is None:
+            break
+        seen.append(line)
         if line.startswith("Serving "):
             return process, line.split(" at ", 1)[1].split()[0]
     process.kill()
-    raise AssertionError("the server did not start:\n" + "".join(lines) + process.stderr.read())
+    _, stderr = process.communicate()
+    raise AssertionError("the server did not start:\n" + "".join(seen) + stderr)
 
 
 def stop_server(process: subprocess.Popen, signal_number=signal.SIGINT) -> tuple[int, str, str]:
@@ -113,3 +188,62 @@ def wait_for_epochs(run_dir: Path, count: int, process: subprocess.Popen, timeou
         assert process.poll() is None, f"training ended early: {process.communicate()}"
         time.sleep(0.05)
     raise AssertionError(f"no {count} epochs within {timeout} s")
+
+
+# ----------------------------------------------------------------------------- in-process training runs
+
+SMALL_MODELS = {name: {"type": name, **entry.tiny} for name, entry in MODELS.items()}
+
+
+def make_config(small_mnist_dir, model="mlp", train=None):
+    return validate_config(
+        {
+            "model": SMALL_MODELS[model],
+            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+            "train": {"epochs": 3, "batch_size": 64, "verbose": 0,
+                      "schedule": {"name": "cosine", "warmup_epochs": 0.5}, **(train or {})},
+        },
+        f"test-{model}",
+    )
+
+
+def weights(path):
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+class SignalAt(keras.callbacks.Callback):
+    """Sends this process `signum` at training step `step` of 0-based `epoch` (None: at epoch end)."""
+
+    def __init__(self, epoch, step=None, signum=signal.SIGINT):
+        super().__init__()
+        self.epoch, self.step, self.signum = epoch, step, signum
+        self._current = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._current == self.epoch and batch == self.step:
+            os.kill(os.getpid(), self.signum)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch and self.step is None:
+            os.kill(os.getpid(), self.signum)
+
+
+def fresh_run_dir(tmp_path, name):
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    return run_dir
+
+
+def interrupted(config, run_dir, callback):
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_run(config, run_dir, extra_callbacks=[callback])
+    return caught.value
+
+
+def op_determinism_enabled() -> bool:
+    from tensorflow.python.framework import config as tf_config  # TensorFlow exports no reader
+
+    return tf_config.is_op_determinism_enabled()

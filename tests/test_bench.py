@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import bench  # noqa: E402
+from mnist_zoo.models.registry import MODELS, build_model
+from tests.helpers import load_script
 
-from mnist_zoo.models.registry import MODELS, build_model  # noqa: E402
+bench = load_script("bench")
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -161,14 +161,14 @@ def test_reproduce_seeds_script_writes_the_table(small_mnist_dir, tmp_path, othe
 
 
 def test_reproduce_seeds_covers_every_seed_config():
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-    import reproduce_seeds
+    reproduce_seeds = load_script("reproduce_seeds")
 
     names = reproduce_seeds.networks()
     assert names[:3] == ["linear", "mlp", "cnn"]
     assert {"seeds/lab_cnn", "seeds/lab_mlp", "seeds/lab_mlp_392", "seeds/intro_dense512"} <= set(names)
 
 
+@pytest.mark.slow  # starts processes that import TensorFlow
 def test_the_reference_side_keeps_tensorflows_own_onednn_choice(monkeypatch):
     # Importing mnist_zoo (as this test process did) switches oneDNN on; the plain Keras side
     # must still get TensorFlow's machine default, "keras_onednn" and the zoo side get it on.
@@ -181,9 +181,9 @@ def test_the_reference_side_keeps_tensorflows_own_onednn_choice(monkeypatch):
     assert bench.run_worker({"kind": "settings", "side": "zoo"})["onednn"] is True
 
 
-def test_profile_script_lists_the_kernels_of_a_training_step(shared_data):
+def test_profile_script_lists_the_kernels_of_a_training_step(mnist_data):
     script = Path(__file__).resolve().parent.parent / "scripts" / "profile_training.py"
-    result = subprocess.run([sys.executable, str(script), "mlp", "--data-dir", str(shared_data), "--steps", "64", "--top", "8"],
+    result = subprocess.run([sys.executable, str(script), "mlp", "--data-dir", str(mnist_data), "--steps", "64", "--top", "8"],
                             capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -194,6 +194,7 @@ def test_profile_script_lists_the_kernels_of_a_training_step(shared_data):
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.5
 
 
+@pytest.mark.slow  # runs the profiling script as a process
 def test_layer_profile_times_every_layer_and_the_whole_step():
     script = Path(__file__).resolve().parent.parent / "scripts" / "profile_layers.py"
     result = subprocess.run([sys.executable, str(script), "mlp", "--rounds", "2"],
@@ -212,7 +213,7 @@ def test_layer_profile_times_every_layer_and_the_whole_step():
 
 
 def test_precision_study_report_compares_each_config_over_its_seeds():
-    import precision_study
+    precision_study = load_script("precision_study")
 
     runs = [{"config": "cnn", "seed": seed, "precision": precision, "test_accuracy": accuracy,
              "precision_used": precision, "epoch_seconds": [30.0, *seconds]}
@@ -243,7 +244,7 @@ def test_report_has_the_inference_runtimes_side_by_side():
 
 
 @pytest.mark.slow
-def test_runtimes_worker_measures_every_runtime(shared_data):
-    result = bench.work_runtimes({"data_dir": str(shared_data)})
+def test_runtimes_worker_measures_every_runtime(mnist_data):
+    result = bench.work_runtimes({"data_dir": str(mnist_data)})
     assert set(result) == set(bench.RUNTIMES)
     assert all(figures["images_per_second"] > 0 and figures["single_image_ms"] > 0 for figures in result.values())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -21,8 +20,8 @@ from mnist_zoo.data.catalog import DOWNLOAD_FILES
 from tests.helpers import wait_for_epochs
 
 
-class _SlowHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files in small chunks with pauses, counting overlapping requests: downloads overlap."""
+class _PairingHandler(http.server.SimpleHTTPRequestHandler):
+    """Holds each request until another one arrives, counting overlapping requests: downloads overlap."""
 
     def log_message(self, *args):
         pass
@@ -33,18 +32,21 @@ class _SlowHandler(http.server.SimpleHTTPRequestHandler):
             server.active += 1
             server.most_active = max(server.most_active, server.active)
         try:
-            while chunk := source.read(256 * 1024):
-                destination.write(chunk)
-                time.sleep(0.01)
+            try:
+                server.pairs.wait()  # both processes are downloading now (a broken pair still serves)
+            except threading.BrokenBarrierError:
+                pass
+            super().copyfile(source, destination)
         finally:
             with server.lock:
                 server.active -= 1
 
 
-def test_two_processes_downloading_into_one_cache_both_succeed(shared_data, tmp_path):
-    handler = functools.partial(_SlowHandler, directory=str(shared_data))
+def test_two_processes_downloading_into_one_cache_both_succeed(mnist_data, tmp_path):
+    handler = functools.partial(_PairingHandler, directory=str(mnist_data))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.lock, server.active, server.most_active = threading.Lock(), 0, 0
+    server.pairs = threading.Barrier(2, timeout=60)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     environment = {**os.environ, "MNIST_ZOO_CACHE_DIR": str(tmp_path / "cache"),
                    "MNIST_ZOO_MIRRORS": f"http://127.0.0.1:{server.server_address[1]}/{{dataset}}/"}
@@ -68,48 +70,55 @@ def test_two_processes_downloading_into_one_cache_both_succeed(shared_data, tmp_
     assert all(is_verified(cache / name, "mnist") for name in DOWNLOAD_FILES)
 
 
-def _create(root: str, start_at: float, queue) -> None:
-    time.sleep(max(0.0, start_at - time.time()))  # all at the same moment
-    queue.put(str(rundir.create_run_dir(Path(root), "cnn")))
+# One process creating a run directory with its clock stopped at one second, once `go` exists.
+_CREATE_IN_THE_SAME_SECOND = """
+import sys, time
+from datetime import datetime
+from pathlib import Path
+from mnist_zoo import rundir
+
+class FrozenClock:
+    @staticmethod
+    def now(tz=None):
+        return datetime(2026, 1, 1, 12, 0, 0, tzinfo=tz)
+
+rundir.datetime = FrozenClock  # this process's own module: the same second for every process
+go = Path(sys.argv[2])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+print(rundir.create_run_dir(Path(sys.argv[1]), "cnn"), flush=True)
+"""
 
 
 def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    start_at = time.time() + 2.0
-    workers = [context.Process(target=_create, args=(str(tmp_path), start_at, queue)) for _ in range(6)]
-    for worker in workers:
-        worker.start()
-    created = [queue.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join()
-    assert len(set(created)) == 6
-    stamps = {Path(path).name[:15] for path in created}
-    assert len(stamps) <= 2  # same second (at most a second boundary between them)
+    runs, go = tmp_path / "runs", tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", _CREATE_IN_THE_SAME_SECOND, str(runs), str(go)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    assert [worker.stdout.readline().strip() for worker in workers] == ["ready"] * 6
+    go.touch()  # all at the same moment
+    outcomes = [worker.communicate(timeout=120) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 6, outcomes
+    created = [stdout.strip() for stdout, _ in outcomes]
+    assert sorted(Path(path).name for path in created) == [
+        "20260101-120000-cnn", *(f"20260101-120000-cnn-{attempt}" for attempt in range(2, 7))]
     assert all(Path(path).is_dir() and not any(Path(path).iterdir()) for path in created)
 
 
-def _config(folder: Path, data_dir: Path, epochs: int) -> Path:
-    config = {
-        "model": {"type": "cnn", "conv_layers": [{"filters": 8, "kernel_size": 5}], "hidden_units": [32]},
-        "data": {"data_dir": str(data_dir), "validation_size": 200},
-        "train": {"epochs": epochs, "batch_size": 32, "verbose": 0},
-    }
-    path = folder / f"cnn-{epochs}.yaml"
+@pytest.fixture
+def short_config(small_cnn_config) -> Path:
+    """The shared small CNN: 4 epochs, a few seconds each."""
+    return small_cnn_config
+
+
+@pytest.fixture(scope="module")
+def slow_config(small_cnn_config, tmp_path_factory) -> Path:
+    """The same for 100 epochs: it is still training whenever a test looks (and is then killed)."""
+    config = yaml.safe_load(small_cnn_config.read_text())
+    config["train"].update(epochs=100, verbose=0)
+    path = tmp_path_factory.mktemp("concurrency") / "cnn-100.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-@pytest.fixture(scope="module")
-def short_config(small_mnist_dir, tmp_path_factory) -> Path:
-    """A small CNN of 6 epochs, a few seconds each."""
-    return _config(tmp_path_factory.mktemp("concurrency"), small_mnist_dir, 6)
-
-
-@pytest.fixture(scope="module")
-def slow_config(small_mnist_dir, tmp_path_factory) -> Path:
-    """The same for 100 epochs: it is still training whenever a test looks (and is then killed)."""
-    return _config(tmp_path_factory.mktemp("concurrency"), small_mnist_dir, 100)
 
 
 def _mnist_zoo(*args, cwd=None) -> subprocess.Popen:

@@ -40,9 +40,18 @@ def test_defaults_fill_every_section(model_type):
 
 
 def test_config_is_frozen():
+    # README (Configs): validated "into frozen, typed objects". Pydantic refuses the assignment
+    # at every level, and the value stays.
+    import pydantic
+
     config = validate_config({"model": {"type": "mlp"}}, "test")
-    with pytest.raises(Exception):
-        config.train.epochs = 3
+    for section, key, value in [(config.train, "epochs", 3), (config.model, "dropout_rate", 0.3),
+                                (config, "name", "x")]:
+        before = getattr(section, key)
+        with pytest.raises(pydantic.ValidationError, match=rf"{key}\n  Instance is frozen") as refused:
+            setattr(section, key, value)
+        assert [(error["type"], error["loc"]) for error in refused.value.errors()] == [("frozen_instance", (key,))]
+        assert getattr(section, key) == before
 
 
 def test_resolved_yaml_round_trips(tmp_path):

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from mnist_zoo import rundir
 from mnist_zoo.cli import cli
 from tests.helpers import history_without_times
+from tests.skips import import_or_skip, skip_for
 
 
 def _try_mount(path: Path, size: str) -> bool:
@@ -40,7 +41,7 @@ def tmpfs(tmp_path):
     def mount(size: str = "16m") -> Path:
         point = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
         if not _try_mount(point, size):
-            pytest.skip("mounting a tmpfs needs root with CAP_SYS_ADMIN; the injected-error tests cover this")
+            skip_for("tmpfs", f"cannot mount a tmpfs on {point}")
         mounted.append(point)
         return point
 
@@ -85,45 +86,41 @@ def write_config(tmp_path_factory, data_dir: Path, model: dict, epochs: int) -> 
     return path
 
 
-@pytest.fixture(scope="module")
-def small_config(small_mnist_dir, tmp_path_factory) -> Path:
-    """A small CNN with dropout for 4 epochs, trained as a real process."""
-    return write_config(tmp_path_factory, small_mnist_dir, {
-        "type": "cnn", "conv_layers": [{"filters": 8, "kernel_size": 5}], "hidden_units": [32], "dropout_rate": 0.3},
-        epochs=4)
+@pytest.fixture
+def small_config(small_cnn_config) -> Path:
+    return small_cnn_config
 
 
-@pytest.fixture(scope="module")
-def reference_run(small_config, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("disk-reference") / "run"
-    result = mnist_zoo("train", "--config", small_config, "--run-dir", run_dir)
-    assert result.returncode == 0, result.stderr
-    return run_dir
+@pytest.fixture
+def reference_run(small_cnn_reference) -> Path:
+    return small_cnn_reference
 
 
 # ---------------------------------------------------------------- a real, filled-up file system
 
 
-# Free space, in model files (best.keras sizes): full at the first checkpoint, or at a later
-# one's commit or the best copy (a run needs about three at its peak).
-@pytest.mark.parametrize("free_models", [0.5, 2.5])
+# Free space, in model files (best.keras sizes), and what fills it: half a model, and the first
+# checkpoint cannot be written (nothing was committed: the new run is removed); two and a half,
+# and epoch 1 is committed (its checkpoint and best.keras) but epoch 2's checkpoint does not fit.
+@pytest.mark.parametrize("free_models, full_at, kept", [(0.5, "epoch-0001.keras", False),
+                                                        (2.5, "epoch-0002.keras", True)])
 def test_a_disk_filling_up_during_training_keeps_the_last_epoch_and_resume_ends_identically(
-        tmpfs, small_config, reference_run, free_models):
+        tmpfs, small_config, reference_run, free_models, full_at, kept):
     point = tmpfs("16m")
     run_dir = point / "run"
     filler = fill(point, int(free_models * (reference_run / "best.keras").stat().st_size))
     result = mnist_zoo("train", "--config", small_config, "--run-dir", run_dir)
     assert result.returncode == 2, result.stderr[-2000:]
-    line = assert_one_line_error(result.stderr, "No space left on device")
-    assert str(run_dir) in line and ".partial" not in line and "/." not in line  # a final name, not a temporary
-    if run_dir.exists():  # an epoch was committed: it is intact and the message says how to go on
-        assert f"mnist-zoo train --resume {run_dir}" in line
+    line = assert_one_line_error(result.stderr, f"{run_dir / 'checkpoint' / full_at}: No space left on device")
+    assert run_dir.exists() == kept, line
+    if kept:  # an epoch was committed: it is intact and the message says how to go on
+        assert line.endswith(f"the run's last complete epoch is kept: fix that, then continue with: "
+                             f"mnist-zoo train --resume {run_dir}")
         from mnist_zoo.train import checkpoint
 
-        state = checkpoint.load_state(run_dir)
-        assert state is not None and state.epochs_completed >= 1
+        assert checkpoint.load_state(run_dir).epochs_completed == 1
     filler.unlink()  # space is freed
-    result = (mnist_zoo("train", "--resume", run_dir) if run_dir.exists()
+    result = (mnist_zoo("train", "--resume", run_dir) if kept
               else mnist_zoo("train", "--config", small_config, "--run-dir", run_dir))
     assert result.returncode == 0, result.stderr[-2000:]
     assert history_without_times(run_dir) == history_without_times(reference_run)
@@ -131,7 +128,7 @@ def test_a_disk_filling_up_during_training_keeps_the_last_epoch_and_resume_ends_
 
 
 def test_a_full_disk_during_export_keeps_the_previous_export(tmpfs, reference_run):
-    pytest.importorskip("onnxruntime")
+    import_or_skip("onnxruntime")
     point = tmpfs("32m")
     run_dir = point / "run"
     shutil.copytree(reference_run, run_dir)
@@ -148,13 +145,13 @@ def test_a_full_disk_during_export_keeps_the_previous_export(tmpfs, reference_ru
     assert mnist_zoo("export", run_dir, "--format", "onnx", "--force").returncode == 0
 
 
-def test_a_full_disk_during_a_download_leaves_no_partial_file(tmpfs, shared_data):
+def test_a_full_disk_during_a_download_leaves_no_partial_file(tmpfs, mnist_data):
     import functools
     import http.server
     import threading
 
     point = tmpfs("2m")  # the training images alone are 9.9 MB
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_data))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(mnist_data))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -188,20 +185,13 @@ def test_read_only_folders_give_one_line_errors_and_write_nothing(tmpfs, referen
         (["train", "--resume", point / "run"], "already complete"),
         (["plot-history", point / "run", "--output", point / "history.png"], "Read-only file system"),
         (["evaluate", point / "run"], "Read-only file system"),
+        (["export", point / "run", "--format", "onnx", "--force"], "Read-only file system"),
     ]
-    if _has_export_extra():
-        cases.append((["export", point / "run", "--format", "onnx", "--force"], "Read-only file system"))
     for args, message in cases:
         result = mnist_zoo(*args)
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert_one_line_error(result.stderr, message)
     assert sorted(path.name for path in point.iterdir()) == ["run"]
-
-
-def _has_export_extra() -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "tf2onnx"))
 
 
 # ---------------------------------------------------------------- injected errors, one write point at a time
@@ -248,6 +238,9 @@ def failing_write(monkeypatch, name: str, occurrence: int = 1, error_number: int
 WRITE_POINTS = [("config.yaml", 1), ("status.json", 1), ("environment.json", 1), ("epoch-0001.keras", 1),
                 ("epoch-0003.keras", 1), ("state.json", 2), ("best.keras", 2), ("history.json", 2),
                 ("history.csv", 1), ("last.keras", 1), ("metrics.json", 1), ("status.json", 2)]
+# Up to epoch 1's checkpoint nothing is committed and the new run directory is removed; from
+# then on the run is kept and the error says how to resume it.
+BEFORE_THE_FIRST_COMMIT = {("config.yaml", 1), ("status.json", 1), ("environment.json", 1), ("epoch-0001.keras", 1)}
 
 
 # Every write point with a full disk; a folder turning read-only at the first, a middle and the last one.
@@ -267,8 +260,11 @@ def test_an_error_at_each_write_of_a_run_is_one_line_and_the_run_resumes(
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("Error: ") and f"{name}: {os.strerror(error_number)}" in line, line
     assert "/." not in line  # the file's name, not our temporary's
-    resumable = (run_dir / rundir.CONFIG_FILE).is_file()
-    args = ["train", "--resume", str(run_dir)] if resumable else \
+    kept = (name, occurrence) not in BEFORE_THE_FIRST_COMMIT
+    assert run_dir.exists() == kept, line
+    if kept:
+        assert line.endswith(f"continue with: mnist-zoo train --resume {run_dir}"), line
+    args = ["train", "--resume", str(run_dir)] if kept else \
         ["train", "--config", str(linear_config), "--run-dir", str(run_dir)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output

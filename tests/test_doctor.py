@@ -27,8 +27,8 @@ def test_the_reason_for_no_gpu_follows_from_the_probes(probes, reason):
     assert reason in gpu_absence_reason(probes)
 
 
-def test_a_machine_that_can_train(shared_data, tmp_path):
-    diagnosis = diagnose(data_dir=str(shared_data), runs_dir=tmp_path / "runs", probes=NO_GPU)
+def test_a_machine_that_can_train(mnist_data, tmp_path):
+    diagnosis = diagnose(data_dir=str(mnist_data), runs_dir=tmp_path / "runs", probes=NO_GPU)
     checks = {check.name: check for check in diagnosis.checks}
     assert diagnosis.ready
     assert {"Python", "TensorFlow, Keras, numpy", "CPU", "CPU flags", "precision: auto (CPU)", "oneDNN kernels",
@@ -59,8 +59,8 @@ def test_problems_exit_1_with_the_reasons(tmp_path, monkeypatch):
     assert verdict.startswith("cannot train: data: mnist:") and "does not exist" in verdict and "runs folder" in verdict
 
 
-def test_json_and_smoke_as_a_real_command(shared_data, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mnist_zoo", "doctor", "--json", "--smoke", "--data-dir", str(shared_data),
+def test_json_and_smoke_as_a_real_command(mnist_data, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mnist_zoo", "doctor", "--json", "--smoke", "--data-dir", str(mnist_data),
                              "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)

@@ -45,8 +45,8 @@ def serve(tmp_path):
         server.server_close()
 
 
-def test_downloads_verifies_caches_and_reuses(shared_data, serve, monkeypatch, tmp_path):
-    server, url = serve(shared_data)
+def test_downloads_verifies_caches_and_reuses(mnist_data, serve, monkeypatch, tmp_path):
+    server, url = serve(mnist_data)
     monkeypatch.setenv("MNIST_ZOO_MIRRORS", url)
     messages = []
     data = load_dataset("mnist", report=messages.append)
@@ -58,13 +58,13 @@ def test_downloads_verifies_caches_and_reuses(shared_data, serve, monkeypatch, t
     assert len(server.requests) == 4
 
 
-def test_corrupt_mirror_is_skipped_and_never_cached(shared_data, serve, monkeypatch, tmp_path):
+def test_corrupt_mirror_is_skipped_and_never_cached(mnist_data, serve, monkeypatch, tmp_path):
     bad_root = tmp_path / "bad"
-    shutil.copytree(shared_data / "mnist", bad_root / "mnist")
+    shutil.copytree(mnist_data / "mnist", bad_root / "mnist")
     labels = bad_root / "mnist" / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[:-10] + b"0123456789")  # same size, wrong bytes
     bad_server, bad_url = serve(bad_root)
-    good_server, good_url = serve(shared_data)
+    good_server, good_url = serve(mnist_data)
 
     monkeypatch.setenv("MNIST_ZOO_MIRRORS", bad_url)
     with pytest.raises(DataError, match="checksum mismatch") as caught:
@@ -79,8 +79,8 @@ def test_corrupt_mirror_is_skipped_and_never_cached(shared_data, serve, monkeypa
     assert download.is_verified(cache / "t10k-labels-idx1-ubyte.gz", "mnist")
 
 
-def test_corrupted_cache_file_is_fetched_again(shared_data, serve, monkeypatch, tmp_path):
-    server, url = serve(shared_data)
+def test_corrupted_cache_file_is_fetched_again(mnist_data, serve, monkeypatch, tmp_path):
+    server, url = serve(mnist_data)
     monkeypatch.setenv("MNIST_ZOO_MIRRORS", url)
     cache = download.ensure_downloaded("mnist")
     (cache / "train-labels-idx1-ubyte.gz").write_bytes(b"truncated")
@@ -100,8 +100,8 @@ def test_default_mirrors_are_https_for_mnist(monkeypatch):
     assert download.mirrors("fashion_mnist")
 
 
-def test_progress_bar_goes_to_stderr_only_when_asked(shared_data, serve, monkeypatch, capfd, tmp_path):
-    server, url = serve(shared_data)
+def test_progress_bar_goes_to_stderr_only_when_asked(mnist_data, serve, monkeypatch, capfd, tmp_path):
+    server, url = serve(mnist_data)
     monkeypatch.setenv("MNIST_ZOO_MIRRORS", url)
     download.ensure_downloaded("mnist")
     quiet = capfd.readouterr()

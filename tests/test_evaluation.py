@@ -140,3 +140,107 @@ def test_low_precision_softmax_outputs_are_probabilities(tmp_path, small_mnist_d
     best_class, best_probability = inputs[0].top_k[0]
     assert best_class == keras_probabilities[0].argmax()
     assert best_probability == pytest.approx(expected[0].max(), abs=0.02)
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST, --output-dir
+
+# Zalando's labels of the ten Fashion-MNIST classes, in class-index order (written out here, not
+# read from the package's catalog, so that a wrong or shuffled name there fails).
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+
+
+def invoke(*args):
+    from click.testing import CliRunner
+
+    from mnist_zoo.cli import cli
+
+    return CliRunner().invoke(cli, list(map(str, args)), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def small_fashion(tmp_path_factory, fashion_data):
+    """2,000 real Fashion-MNIST training and 500 test images as IDX files, and the test arrays."""
+    from mnist_zoo.data.datasets import load_dataset
+    from tests.helpers import write_mnist_folder
+
+    data = load_dataset("fashion_mnist", str(fashion_data))
+    folder = write_mnist_folder(tmp_path_factory.mktemp("small_fashion"), data.train_images[:2000],
+                                data.train_labels[:2000], data.test_images[:500], data.test_labels[:500])
+    return folder, data.test_images[:500], data.test_labels[:500]
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory, small_fashion):
+    """A run directory of the linear model trained one epoch on Fashion-MNIST (through `train`)."""
+    from tests.helpers import train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("fashion") / "run", small_fashion[0], "linear",
+                      "--dataset", "fashion_mnist")
+
+
+def per_class_names(output: str) -> list[str]:
+    """The first column of the ten rows of evaluate's per-class table."""
+    import re
+
+    lines = output.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("class "))
+    return [re.split(r"\s{2,}", row.strip())[0] for row in lines[start + 2: start + 12]]  # below the header's rule
+
+
+def test_evaluate_and_predict_name_fashion_mnist_classes(tmp_path, fashion_run, small_fashion):
+    # README: "A run directory trained on Fashion-MNIST prints class names (`Sneaker`, ...)";
+    # a run's config decides the data set, and for a bare file `--dataset` does.
+    _, images, labels = small_fashion
+    bare = tmp_path / "bare" / "model.keras"
+    bare.parent.mkdir()
+    bare.write_bytes((fashion_run / "best.keras").read_bytes())
+    for args in ([fashion_run], [bare, "--dataset", "fashion_mnist", "--data-dir", small_fashion[0]]):
+        result = invoke("evaluate", *args, "--output-dir", tmp_path / "reports")
+        assert result.exit_code == 0, result.output
+        assert per_class_names(result.stdout) == list(FASHION_CLASSES), result.stdout
+        report = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
+        assert report["dataset"] == "fashion_mnist"
+        assert [row["name"] for row in report["per_class"]] == list(FASHION_CLASSES)
+
+    one_of_each = images[[int(np.flatnonzero(labels == index)[0]) for index in range(10)]]
+    np.save(tmp_path / "clothes.npy", one_of_each)
+    result = invoke("predict", fashion_run, tmp_path / "clothes.npy", "--json", "--top-k", "10")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert len(records) == 10
+    for record in records:
+        assert record["prediction"] == FASHION_CLASSES[record["class_index"]]
+        assert [(entry["class"], entry["class_index"]) for entry in record["top_k"]] == \
+            [(FASHION_CLASSES[entry["class_index"]], entry["class_index"]) for entry in record["top_k"]]
+        assert sorted(entry["class"] for entry in record["top_k"]) == sorted(FASHION_CLASSES)
+    text = invoke("predict", fashion_run, tmp_path / "clothes.npy", "--top-k", "1")
+    assert text.exit_code == 0, text.output
+    assert [line.split(": ", 1)[1].split("  (")[0] for line in text.stdout.splitlines()] == \
+        [record["prediction"] for record in records]
+
+
+def test_evaluate_output_dir_gets_the_report_and_plots_and_the_model_folder_nothing(tmp_path, fashion_run,
+                                                                                  small_fashion):
+    # README (evaluate): the report goes into the run directory for the run's own model, beside
+    # any other .keras file, "`--output-dir` elsewhere"; "`--plots` also writes
+    # `confusion_matrix.png` and `misclassified.png`".
+    from tests.helpers import tree_signature
+
+    bare = tmp_path / "models" / "model.keras"
+    bare.parent.mkdir()
+    bare.write_bytes((fashion_run / "best.keras").read_bytes())
+    run_before, models_before = tree_signature(fashion_run), tree_signature(bare.parent)
+    for model, output, data in ((fashion_run, tmp_path / "from-run", []),
+                                (bare, tmp_path / "from-file", ["--dataset", "fashion_mnist", "--data-dir",
+                                                                small_fashion[0]])):
+        result = invoke("evaluate", model, "--plots", "--output-dir", output, *data)
+        assert result.exit_code == 0, result.output
+        written = [output / "evaluation.json", output / "confusion_matrix.png", output / "misclassified.png"]
+        assert sorted(output.iterdir()) == sorted(written)
+        assert [line for line in result.stdout.splitlines() if line.startswith("wrote ")] == \
+            [f"wrote {path}" for path in written]
+        assert json.loads(written[0].read_text())["model"] == str(model if model == bare else model / "best.keras")
+    assert tree_signature(fashion_run) == run_before  # no evaluation.json or plots in the run
+    assert tree_signature(bare.parent) == models_before  # none beside the file
+    assert [path.name for path in bare.parent.iterdir()] == ["model.keras"]

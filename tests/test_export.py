@@ -13,16 +13,16 @@ from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
 from mnist_zoo.models.registry import MODELS
-from tests.helpers import train_tiny
+from tests.helpers import copy_runs, train_tiny
+from tests.skips import import_or_skip
 
-pytest.importorskip("onnxruntime", reason="the export extra is part of the test install")
+import_or_skip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, small_mnist_dir):
-    """A trained tiny run of every registry model."""
-    folder = tmp_path_factory.mktemp("export-runs")
-    return {model: train_tiny(folder / model, small_mnist_dir, model) for model in MODELS}
+def runs(tmp_path_factory, tiny_runs):
+    """This module's copy of the session's tiny runs: exports and evaluations write into them."""
+    return copy_runs(tiny_runs, tmp_path_factory.mktemp("export-runs"))
 
 
 def export(*args: str):
@@ -37,16 +37,17 @@ def keras_probabilities(run_dir: Path, images: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("model", list(MODELS))
-def test_every_format_is_verified_in_its_runtime_and_runs_there_at_any_batch_size(runs, model, real_mnist):
+def test_every_format_is_verified_in_its_runtime_and_runs_there_at_any_batch_size(runs, model, real_mnist, tmp_path):
     run_dir = runs[model]
-    result = export(str(run_dir), "--format", "savedmodel", "--format", "tflite", "--format", "onnx", "--json")
+    folder = tmp_path / "export"
+    result = export(str(run_dir), "--format", "savedmodel", "--format", "tflite", "--format", "onnx", "--json",
+                    "-o", str(folder))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [check["format"] for check in report["exports"]] == ["savedmodel", "tflite", "onnx"]
     for check in report["exports"]:
         assert check["agreement"] == 1.0 and check["max_probability_difference"] <= 1e-4
         assert check["test_accuracy"] == check["keras_accuracy"] and check["size_bytes"] > 1000
-    folder = run_dir / "export"
     assert sorted(path.name for path in folder.iterdir()) == ["model.onnx", "model.tflite", "saved_model"]
     from mnist_zoo.inference.runtimes import open_classifier
 
@@ -109,27 +110,25 @@ def test_a_mixed_precision_run_exports_as_float32(tmp_path, small_mnist_dir):
 
 
 @pytest.mark.parametrize("quantize", ["float16", "int8"])
-def test_quantized_litert_is_smaller_and_keeps_its_accuracy(runs, shared_data, quantize):
+def test_quantized_litert_is_smaller_and_keeps_its_accuracy(runs, mnist_data, quantize, tmp_path):
     run_dir = runs["mlp"]
-    float_size = None
-    float_file = run_dir / "export" / "model.tflite"
-    if float_file.is_file():
-        float_size = float_file.stat().st_size
-    result = export(str(run_dir), "--format", "tflite", "--quantize", quantize, "--data-dir", str(shared_data),
-                    "--json", "--force")
+    float_export = export(str(run_dir), "--format", "tflite", "-o", str(tmp_path / "float"), "--json")
+    assert float_export.exit_code == 0, float_export.output
+    float_size = json.loads(float_export.stdout)["exports"][0]["size_bytes"]
+    result = export(str(run_dir), "--format", "tflite", "--quantize", quantize, "--data-dir", str(mnist_data),
+                    "--json", "-o", str(tmp_path / "quantized"))
     assert result.exit_code == 0, result.output
     check = json.loads(result.stdout)["exports"][0]
     assert check["quantize"] == quantize and Path(check["path"]).name == f"model-{quantize}.tflite"
     assert 100 * (check["keras_accuracy"] - check["test_accuracy"]) <= 0.3
     assert check["agreement"] > 0.95  # a tiny one-epoch model: many images sit near a class boundary
-    if float_size is not None:
-        assert check["size_bytes"] < float_size * (0.6 if quantize == "float16" else 0.35)
+    assert check["size_bytes"] < float_size * (0.6 if quantize == "float16" else 0.35)
     # Its outputs are read as the probabilities they are (rounded to int8 steps), not as logits.
     assert check["max_probability_difference"] < 0.15
     keras_loss = json.loads(CliRunner().invoke(cli, ["evaluate", str(run_dir), "--json", "--data-dir",
-                                                     str(shared_data)]).stdout)["loss"]
+                                                     str(mnist_data)]).stdout)["loss"]
     quantized = json.loads(CliRunner().invoke(cli, ["evaluate", check["path"], "--json", "--data-dir",
-                                                    str(shared_data)]).stdout)
+                                                    str(mnist_data)]).stdout)
     assert quantized["runtime"] == "tflite" and quantized["loss"] == pytest.approx(keras_loss, abs=0.03)
     if quantize == "int8":
         from ai_edge_litert.interpreter import Interpreter
@@ -294,6 +293,7 @@ def test_broken_exported_files_are_one_line_errors(exported_cnn, tmp_path, small
         assert len(errors) == 1 and str(path) in errors[0]
 
 
+@pytest.mark.slow  # a real process
 def test_a_broken_export_is_one_line_on_a_real_terminal_too(tmp_path):
     path = tmp_path / "random.tflite"
     path.write_bytes(bytes(range(256)) * 40)
@@ -309,7 +309,7 @@ def test_a_broken_export_is_one_line_on_a_real_terminal_too(tmp_path):
 def test_the_readme_snippets_run_on_an_export(exported_cnn, real_mnist, monkeypatch):
     import re
 
-    from tests.conftest import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     snippet = re.search(r"Using the files elsewhere.*?```python\n(.*?)```", readme, re.S).group(1)

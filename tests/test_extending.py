@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # copies the package and runs it in processes
 
 GUIDE = REPO_ROOT / "docs" / "extending.md"
 NEW_MODEL = "gap_cnn"
@@ -92,14 +94,15 @@ def test_the_new_model_trains_from_the_command_line(checkout, small_mnist_dir, t
     assert metrics["model"] == NEW_MODEL and metrics["test_accuracy"] > 0.3
 
 
-def test_the_registry_parametrized_tests_cover_the_new_model(checkout, shared_data):
+def test_the_registry_parametrized_tests_cover_the_new_model(checkout, mnist_data):
     # Resume (bit-exact after an interrupt), the in-step gather, parameters and MACs, the config
     # defaults and the benchmark's reference: none of these tests was edited for the new model.
     tests = ["tests/test_resume.py", "tests/test_pipeline.py", "tests/test_summary.py", "tests/test_config.py",
              "tests/test_models.py", "tests/test_bench.py::test_reference_models_match_the_zoo_architectures"]
     result = _run(checkout, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", NEW_MODEL, *tests,
-                  MNIST_ZOO_TEST_DATA=str(SHARED_DATA))
-    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))
-    assert passed >= 6 and "failed" not in result.stdout, result.stdout[-2000:]
+                  MNIST_ZOO_TEST_DATA=str(mnist_data))
+    closing = result.stdout.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", closing).group(1))
+    assert passed >= 6 and not re.search(r"\d+ (failed|error)", closing), result.stdout[-2000:]
     assert "test_resume_after_an_interrupt_equals_an_unbroken_run[gap_cnn]" in _run(
         checkout, "-m", "pytest", "--collect-only", "-q", "-k", NEW_MODEL, "tests/test_resume.py").stdout

@@ -14,7 +14,9 @@ import zipfile
 import numpy as np
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis")
+from tests.skips import import_or_skip
+
+hypothesis = import_or_skip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

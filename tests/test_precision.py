@@ -16,7 +16,7 @@ from mnist_zoo.data.batches import EpochShuffledDataset
 from mnist_zoo.runtime.precision import is_native, resolve_precision
 from mnist_zoo.models.registry import build_model
 from mnist_zoo.train.stage import run_precision, train_run
-from tests.test_resume import SignalAt, fresh_run_dir, history_without_times, interrupted, make_config, weights
+from tests.helpers import SignalAt, fresh_run_dir, history_without_times, interrupted, make_config, weights
 
 CPU = DeviceInfo("CPU (test)")
 
@@ -92,6 +92,36 @@ def test_resume_keeps_the_precision_the_run_started_with(tmp_path, small_mnist_d
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx2"})
     train_run(config, unbroken)
     assert history_without_times(run_dir) == history_without_times(unbroken)
+
+
+def test_resume_on_a_cpu_without_the_runs_precision_continues_with_a_warning(tmp_path, small_mnist_dir,
+                                                                            monkeypatch):
+    # README (Precision and device belong to the run): "Where the new device has no native
+    # arithmetic for it (bf16 on an AVX2 CPU, ...) the run still continues, with a warning that
+    # steps will be several times slower." Started where `auto` picks bf16, resumed with
+    # `mnist-zoo train --resume` on an AVX2 CPU: the user reads the warning on stderr.
+    from click.testing import CliRunner
+
+    from mnist_zoo.cli import cli
+
+    config = make_config(small_mnist_dir, "linear", {"epochs": 2})
+    run_dir = fresh_run_dir(tmp_path, "run")
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.setattr(precision_module, "BF16_MIN_MACS_PER_IMAGE", 0)  # even the linear model
+    interrupted(config, run_dir, SignalAt(epoch=0))
+    assert json.loads((run_dir / "environment.json").read_text())["precision"] == "mixed_bfloat16"
+
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx2"})
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run_dir), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    stderr = result.stderr.splitlines()
+    device_line = next(line for line in stderr if line.startswith("device: "))
+    device, precision = device_line.removeprefix("device: ").rsplit(", precision: ", 1)
+    assert precision == "mixed_bfloat16"
+    assert f"warning: {device} has no native bfloat16 arithmetic; the run started in it and keeps it, " \
+           "expect several times slower steps" in stderr, result.stderr
+    assert "resuming after epoch 1 of 2" in stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["precision"] == "mixed_bfloat16"
 
 
 def test_optimizer_state_that_does_not_fit_is_an_error_not_a_warning(tmp_path, small_mnist_dir):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,63 +14,12 @@ from mnist_zoo import rundir
 from mnist_zoo.train import checkpoint
 from mnist_zoo.train.callbacks import CommitEpochs
 from mnist_zoo.train.loop import TrainingLoop
-from mnist_zoo.config.loading import validate_config
 from mnist_zoo.errors import RunDirError, TrainingInterrupted
 from mnist_zoo.train.interrupts import GracefulInterrupts
 from mnist_zoo.models.registry import MODELS
 from mnist_zoo.train.stage import train_run
-from tests.helpers import history_without_times
-
-SMALL_MODELS = {name: {"type": name, **entry.tiny} for name, entry in MODELS.items()}
-
-
-def make_config(small_mnist_dir, model="mlp", train=None):
-    return validate_config(
-        {
-            "model": SMALL_MODELS[model],
-            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
-            "train": {"epochs": 3, "batch_size": 64, "verbose": 0,
-                      "schedule": {"name": "cosine", "warmup_epochs": 0.5}, **(train or {})},
-        },
-        f"test-{model}",
-    )
-
-
-def weights(path):
-    return keras.saving.load_model(path, compile=False).get_weights()
-
-
-class SignalAt(keras.callbacks.Callback):
-    """Sends this process `signum` at training step `step` of 0-based `epoch` (None: at epoch end)."""
-
-    def __init__(self, epoch, step=None, signum=signal.SIGINT):
-        super().__init__()
-        self.epoch, self.step, self.signum = epoch, step, signum
-        self._current = -1
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._current == self.epoch and batch == self.step:
-            os.kill(os.getpid(), self.signum)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch and self.step is None:
-            os.kill(os.getpid(), self.signum)
-
-
-def fresh_run_dir(tmp_path, name):
-    run_dir = tmp_path / name
-    run_dir.mkdir()
-    return run_dir
-
-
-def interrupted(config, run_dir, callback):
-    with pytest.raises(TrainingInterrupted) as caught:
-        train_run(config, run_dir, extra_callbacks=[callback])
-    return caught.value
-
+from tests.helpers import (REPO_ROOT, SignalAt, fresh_run_dir, history_without_times, interrupted, make_config,
+                           op_determinism_enabled, weights)
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_resume_after_an_interrupt_equals_an_unbroken_run(tmp_path, small_mnist_dir, model):
@@ -133,13 +81,16 @@ def test_second_signal_stops_at_once():
         stop_training = False
 
     model = Model()
+    # What was there before comes back: Python's default handler, or SIG_IGN where the suite runs as
+    # a background job of a non-interactive shell (`pytest &`), which starts with SIGINT ignored.
+    handler_before = signal.getsignal(signal.SIGINT)
     with GracefulInterrupts() as interrupts:
         interrupts.watch(model)
         os.kill(os.getpid(), signal.SIGINT)
         assert model.stop_training and interrupts.signal_number == signal.SIGINT
         with pytest.raises(TrainingInterrupted):
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 def test_resuming_a_finished_epoch_count_only_writes_the_report(tmp_path, small_mnist_dir):
@@ -210,11 +161,11 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path, small_mnist_dir):
         train_run(config, run_dir, resume=True)
 
 
-def test_resume_refuses_different_data(tmp_path, small_mnist_dir, shared_data):
+def test_resume_refuses_different_data(tmp_path, small_mnist_dir, mnist_data):
     config = make_config(small_mnist_dir, "linear")
     run_dir = fresh_run_dir(tmp_path, "run")
     interrupted(config, run_dir, SignalAt(epoch=0))
-    other = config.model_copy(update={"data": config.data.model_copy(update={"data_dir": str(shared_data)})})
+    other = config.model_copy(update={"data": config.data.model_copy(update={"data_dir": str(mnist_data)})})
     with pytest.raises(RunDirError, match="differ from the data this run started with"):
         train_run(other, run_dir, resume=True)
 
@@ -252,19 +203,12 @@ def test_a_live_process_id_without_the_lock_is_not_a_trainer(tmp_path, small_mni
 # ----------------------------------------------------------------------------- repeatability
 
 
-def _op_determinism_enabled() -> bool:
-    from tensorflow.python.framework import config as tf_config  # TensorFlow exports no reader
-
-    return tf_config.is_op_determinism_enabled()
-
-
 def test_deterministic_turns_on_op_determinism_and_runs_repeat(tmp_path, small_mnist_dir):
     # Op determinism is process-wide and cannot be undone: this run gets a process of its own.
     script = f"""
 import json, sys
 from pathlib import Path
-sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-from tests.test_resume import _op_determinism_enabled, history_without_times, make_config
+from tests.helpers import op_determinism_enabled, history_without_times, make_config
 from mnist_zoo.train.stage import train_run
 config = make_config(Path({str(small_mnist_dir)!r}), "cnn", {{"deterministic": True, "epochs": 2}})
 histories = []
@@ -273,20 +217,20 @@ for name in ("first", "second"):
     run_dir.mkdir()
     train_run(config, run_dir)
     histories.append(history_without_times(run_dir))
-print(json.dumps({{"same": histories[0] == histories[1], "enabled": _op_determinism_enabled()}}))
+print(json.dumps({{"same": histories[0] == histories[1], "enabled": op_determinism_enabled()}}))
 """
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "enabled": True}
 
 
 def test_a_default_run_leaves_op_determinism_off(tmp_path, small_mnist_dir):
     train_run(make_config(small_mnist_dir, "linear", {"epochs": 1}), fresh_run_dir(tmp_path, "run"))
-    assert not _op_determinism_enabled()
+    assert not op_determinism_enabled()
 
 
 def test_a_failing_status_write_does_not_hide_the_real_error(tmp_path, small_mnist_dir, monkeypatch):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
 import json
 import signal
 import socket
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -15,21 +18,21 @@ from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
 from mnist_zoo.models.registry import MODELS
-from tests.helpers import start_server, stop_server, train_tiny
+from tests.helpers import copy_runs, start_server, stop_server, train_tiny
+from tests.skips import import_or_skip
 
-pytest.importorskip("starlette", reason="the serve extra is part of the test install")
+import_or_skip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 from mnist_zoo.serve.app import create_app  # noqa: E402
-from mnist_zoo.serve.zoo import open_zoo  # noqa: E402
+from mnist_zoo.serve.zoo import Zoo, open_zoo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory, small_mnist_dir) -> Path:
-    """A runs folder holding a finished tiny run of every registry model."""
+def runs_dir(tmp_path_factory, tiny_runs) -> Path:
+    """A runs folder holding a finished tiny run of every registry model (copies of the session's)."""
     folder = tmp_path_factory.mktemp("serve-runs")
-    for model in MODELS:
-        train_tiny(folder / f"run-{model}", small_mnist_dir, model)
+    copy_runs(tiny_runs, folder)
     return folder
 
 
@@ -38,6 +41,15 @@ def zoo(runs_dir):
     zoo = open_zoo([], runs_dir)
     yield zoo
     zoo.close()
+
+
+@pytest.fixture
+def own_zoo(zoo):
+    """A zoo of its own over the module's opened models: for a test whose app starts and closes its batching
+    worker (an app's shutdown closes its zoo), so that no test closes the worker the module's `client` uses."""
+    own = Zoo(dict(zoo.models), list(zoo.skipped))
+    yield own
+    own.close()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +105,7 @@ def test_unfinished_runs_are_left_out_with_the_reason_and_a_file_is_served_once(
 
 
 def test_exports_are_served_in_their_runtime_beside_the_keras_model(runs_dir, tmp_path, small_mnist_dir):
-    pytest.importorskip("ai_edge_litert", reason="the export extra is part of the test install")
+    import_or_skip("ai_edge_litert")
     run = train_tiny(tmp_path / "exported", small_mnist_dir, "mlp")
     result = CliRunner().invoke(cli, ["export", str(run), "--format", "tflite", "--data-dir", str(small_mnist_dir)])
     assert result.exit_code == 0, result.output
@@ -160,7 +172,8 @@ def test_784_pixel_values_are_taken_as_mnist_images_as_a_npy_file_is(client, run
     assert abs(only["top_k"][0]["probability"] - expected["top_k"][0]["probability"]) <= 1e-6
 
 
-def test_concurrent_requests_share_calls_and_get_the_numbers_they_would_alone(zoo, real_mnist):
+def test_concurrent_requests_share_calls_and_get_the_numbers_they_would_alone(own_zoo, real_mnist):
+    zoo = own_zoo
     images = real_mnist.test_images[:12]
 
     async def together():
@@ -173,7 +186,6 @@ def test_concurrent_requests_share_calls_and_get_the_numbers_they_would_alone(zo
             assert batched["model"] == alone["model"] and batched["prediction"] == alone["prediction"]
             np.testing.assert_allclose([entry["probability"] for entry in batched["top_k"]],
                                        [entry["probability"] for entry in alone["top_k"]], rtol=0, atol=1e-6)
-    zoo.close()
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -211,8 +223,8 @@ def test_a_multipart_upload_needs_its_picture_in_the_image_field(client, real_mn
     assert response.status_code == 400 and '"image"' in response.json()["error"]
 
 
-def test_bodies_over_the_limit_get_413_whether_declared_or_streamed(zoo):
-    with TestClient(create_app(zoo, max_body_bytes=1000)) as small:
+def test_bodies_over_the_limit_get_413_whether_declared_or_streamed(own_zoo):
+    with TestClient(create_app(own_zoo, max_body_bytes=1000)) as small:
         declared = small.post("/api/predict", content=b"x" * 2000, headers={"Content-Type": "image/png"})
         assert declared.status_code == 413 and "limit of 1,000 bytes" in declared.json()["error"]
 
@@ -243,22 +255,22 @@ def test_model_ids_are_looked_up_among_those_served_never_as_paths(client, real_
     assert response.status_code == 404 and "no served model has the id" in response.json()["error"]
 
 
-def test_an_internal_failure_is_a_500_with_a_json_message_not_a_traceback(zoo, real_mnist, monkeypatch):
-    model = zoo.models["run-linear"]
+def test_an_internal_failure_is_a_500_with_a_json_message_not_a_traceback(own_zoo, real_mnist, monkeypatch):
+    model = own_zoo.models["run-linear"]
 
     def broken(images):
         raise RuntimeError("the runtime fell over")
 
     monkeypatch.setattr(model.classifier, "probabilities", broken)
-    with TestClient(create_app(zoo), raise_server_exceptions=False) as failing:
+    with TestClient(create_app(own_zoo), raise_server_exceptions=False) as failing:
         response = failing.post("/api/predict", json={"pixels": real_mnist.test_images[0].ravel().tolist(),
                                                       "model": "run-linear"})
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (RuntimeError); see the server's terminal"}
 
 
-def test_a_loopback_server_answers_only_to_its_own_host_names(zoo):
-    app = create_app(zoo, allowed_hosts=["127.0.0.1", "localhost"])
+def test_a_loopback_server_answers_only_to_its_own_host_names(own_zoo):
+    app = create_app(own_zoo, allowed_hosts=["127.0.0.1", "localhost"])
     with TestClient(app, base_url="http://127.0.0.1:8000") as local:
         assert local.get("/api/models").status_code == 200
     with TestClient(app, base_url="http://attacker.example") as rebound:
@@ -318,9 +330,108 @@ def test_the_real_server_prints_its_url_answers_and_stops_cleanly(runs_dir, tmp_
     assert "Stopped." in stderr and "Traceback" not in stderr
 
 
+def get_models_as(url: str, host_header: str) -> tuple[int, bytes]:
+    """GET /api/models from the server at `url` with this Host header (what a browser sends for the name it used)."""
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.putrequest("GET", "/api/models", skip_host=True)
+        connection.putheader("Host", host_header)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_real_server_answers_only_requests_addressed_to_its_own_host_names(runs_dir, tmp_path):
+    # The allowlist the command sets up itself: a page elsewhere that rebinds its DNS name to
+    # 127.0.0.1 reaches the port, but its requests carry its own name as Host.
+    process, url = start_server(str(runs_dir / "run-linear"), "--no-runs", cwd=tmp_path)
+    port = urlsplit(url).port
+    try:
+        for own in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+            status, body = get_models_as(url, own)
+            assert status == 200 and json.loads(body)["models"], (own, status, body)
+        for foreign in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}"):
+            status, body = get_models_as(url, foreign)
+            assert status == 400 and b"run-linear" not in body, (foreign, status, body)
+    finally:
+        code, _, stderr = stop_server(process)
+    assert code == 0, stderr
+
+
+def read_until(connection: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = connection.recv(4096)
+        assert chunk, f"the server closed the connection; it had sent {data!r}"
+        data += chunk
+    return data
+
+
+def wait_until_refused(url: str, process) -> None:
+    """Blocks until the server no longer accepts connections: its shutdown has begun."""
+    address = urlsplit(url)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=5).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the server still accepts connections 30 s after the signal")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=lambda number: number.name)
+def test_a_stop_signal_lets_the_request_under_way_finish_then_exits_0(runs_dir, tmp_path, real_mnist, signal_number):
+    process, url = start_server(str(runs_dir / "run-linear"), "--no-runs", cwd=tmp_path)
+    address = urlsplit(url)
+    picture = digit_png(real_mnist.test_images[0])
+    head = (f"POST /api/predict HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {len(picture)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    try:
+        with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+            connection.sendall(head + picture[:100])
+            # "100 Continue" comes when the endpoint starts reading the body: the request is under way.
+            assert read_until(connection, b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue")
+            process.send_signal(signal_number)
+            wait_until_refused(url, process)
+            # A slow client: the rest of its picture comes a second later. The server, stopping,
+            # neither answers nor hangs up meanwhile (one that dropped requests under way would).
+            connection.settimeout(1)
+            try:
+                early = connection.recv(100)
+            except TimeoutError:
+                early = None
+            assert early is None, f"the stopping server cut the request under way short: {early!r}"
+            connection.settimeout(30)
+            connection.sendall(picture[100:])
+            response = read_until(connection, b"\r\n\r\n")
+            while chunk := connection.recv(65536):  # the server closes it after the answer: it is stopping
+                response += chunk
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
+    _, stderr = process.communicate(timeout=30)  # no second signal: the first one stops it
+    code = process.returncode
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), response[:500]
+    (prediction,) = json.loads(body)["predictions"]
+    assert prediction["model"] == "run-linear" and len(prediction["top_k"]) == 3
+    assert code == 0, stderr
+    assert "Stopped." in stderr and "Traceback" not in stderr
+
+
 def test_listening_on_every_interface_warns_that_the_page_is_reachable_from_the_network(runs_dir, tmp_path):
     process, url = start_server(str(runs_dir / "run-linear"), "--no-runs", "--host", "0.0.0.0", cwd=tmp_path)
-    code, _, stderr = stop_server(process)
+    try:  # reachable from the network: by whatever name other machines know this one
+        status, _ = get_models_as(url, f"mnist-box.lan:{urlsplit(url).port}")
+    finally:
+        code, _, stderr = stop_server(process)
+    assert status == 200
     assert url.startswith("http://127.0.0.1:")
     assert "reachable from the network" in stderr and "--host 127.0.0.1" in stderr
     assert code == 0

@@ -13,27 +13,26 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
-from tests.conftest import data_missing
-from tests.helpers import start_server, stop_server, train_tiny
+from tests.helpers import copy_runs, start_server, stop_server
+from tests.skips import import_or_skip, skip_for
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of the test install")
-pytest.importorskip("starlette", reason="the serve extra is part of the test install")
+sync_api = import_or_skip("playwright.sync_api")
+import_or_skip("starlette")
 
 
 def chromium_path() -> str:
     """Debian's chromium (browsers cannot be downloaded here; .ci/run installs it with apt-get)."""
     path = os.environ.get("MNIST_ZOO_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        data_missing("no chromium found: apt-get install chromium")
+        skip_for("chromium", "no chromium on PATH (nor MNIST_ZOO_TEST_CHROMIUM)")
     return path
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, small_mnist_dir):
+def served(tmp_path_factory, tiny_runs):
     """`mnist-zoo serve` running two tiny trained runs; yields (url, runs folder)."""
     folder = tmp_path_factory.mktemp("page-runs")
-    for model in ("linear", "cnn"):
-        train_tiny(folder / f"run-{model}", small_mnist_dir, model)
+    copy_runs(tiny_runs, folder, ["linear", "cnn"])
     process, url = start_server("--runs-dir", str(folder), cwd=folder)
     yield url, folder
     code, _, stderr = stop_server(process)
@@ -68,8 +67,12 @@ def wait_until_answered(page) -> None:
                            timeout=30_000)
 
 
-def draw_seven(page) -> int:
-    """Draws a 7 with mouse strokes on the canvas; returns how many predictions were asked for meanwhile."""
+def draw_seven(page) -> tuple[int, dict]:
+    """Draws a 7 in one mouse stroke on the canvas.
+
+    Returns how many predictions the page asked for before the button went up, and the answers
+    it showed for the bar alone, with the button still down.
+    """
     requests = []
     page.on("request", lambda request: requests.append(request) if request.url.endswith("top_k=3") else None)
     box = page.locator("#pad").bounding_box()
@@ -78,13 +81,15 @@ def draw_seven(page) -> int:
     page.mouse.down()
     for step in range(1, 13):  # the bar, left to right
         page.mouse.move(x + (0.25 + 0.5 * step / 12) * size, y + 0.22 * size)
-        page.wait_for_timeout(15)
+    wait_until_answered(page)  # mid-stroke: the answer for the bar so far
+    bar_answers = shown(page)
     for step in range(1, 17):  # the stem, down to the lower left
         page.mouse.move(x + (0.75 - 0.3 * step / 16) * size, y + (0.22 + 0.6 * step / 16) * size)
-        page.wait_for_timeout(15)
+    wait_until_answered(page)
+    asked_while_drawing = len(requests)
     page.mouse.up()
     wait_until_answered(page)
-    return len(requests)
+    return asked_while_drawing, bar_answers
 
 
 def shown(page) -> dict:
@@ -121,8 +126,9 @@ def assert_page_agrees_with_predict(page, runs: Path, picture: Path) -> None:
 def test_a_drawn_digit_gets_the_answers_predict_gives_for_the_same_picture(page, served, tmp_path):
     from mnist_zoo.inference.pictures import prepare_picture
 
-    asked = draw_seven(page)
-    assert asked >= 3, "predictions should update while drawing, not only at the end"
+    asked, bar_answers = draw_seven(page)
+    # The answers update while drawing, not only at the end: the pen down, the bar, the stem.
+    assert asked >= 3 and all(digit != "–" for digit, _ in bar_answers.values()), (asked, bar_answers)
     data_url = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
     picture = tmp_path / "drawing.png"
     picture.write_bytes(base64.b64decode(data_url.split(",", 1)[1]))

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from mnist_zoo.cli import cli
 from mnist_zoo.errors import ConfigError
+from tests.skips import import_or_skip
 
-optuna = pytest.importorskip("optuna", reason="optuna is part of the test install")
+optuna = import_or_skip("optuna")
 
 from mnist_zoo.sweep.spec import load_sweep  # noqa: E402
 
@@ -36,6 +37,25 @@ def tiny_sweep(folder: Path, data_dir: Path, **changes) -> Path:
     }
     sweep.update(changes)
     return write_sweep(folder, **sweep)
+
+
+LEARNING_RATE = "train.optimizer.learning_rate"
+
+
+def draw(study, spec, count: int) -> list:
+    """The learning rates of the study's next `count` trials, each told finished as a worker would."""
+    values = []
+    for _ in range(count):
+        trial = study.ask()
+        values.append(spec.space[LEARNING_RATE].suggest(trial, LEARNING_RATE))
+        study.tell(trial, 0.5)
+    return values
+
+
+def draws_of(sampler: str, seed: int, spec, count: int) -> list:
+    """What Optuna's own sampler seeded with `seed` draws first on a new study: the reference sequence."""
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    return draw(optuna.create_study(sampler=samplers[sampler](seed=seed)), spec, count)
 
 
 # ----------------------------------------------------------------------------- the sweep file
@@ -87,6 +107,88 @@ def test_list_choices_such_as_layer_widths_reach_the_config(tmp_path):
     assert list(trial_config(spec, base, {"model.hidden_units": value}, "t").model.hidden_units) == value
 
 
+# ----------------------------------------------------------------------------- the study a worker joins
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_each_workers_sampler_is_seeded_with_the_seed_its_index_and_the_trials_so_far(tmp_path, sampler):
+    from mnist_zoo.sweep.study import open_study
+
+    spec, _ = load_sweep(write_sweep(tmp_path, base="linear", trials=6, seed=7, sampler=sampler,
+                                     space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}}))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = draw(open_study(spec, storage, "a"), spec, 3)
+    assert first == draws_of(sampler, 7, spec, 3)  # the sweep file's seed
+    assert draw(open_study(spec, storage, "b"), spec, 3) == first  # the same seed, the same points
+    assert draw(open_study(spec, storage, "c", worker_index=1), spec, 3) == draws_of(sampler, 7 + 1, spec, 3)
+    # Joining study a, which has 3 trials: seeded 7 + 3, so it does not draw a's points again.
+    assert draw(open_study(spec, storage, "a"), spec, 2) == draws_of(sampler, 7 + 3, spec, 2)
+
+
+def test_the_median_pruner_waits_for_two_finished_trials_and_a_trials_second_epoch(tmp_path):
+    """The study's own pruner (the default, median), fed epochs as PruningReport numbers them (the first is 1)."""
+    from mnist_zoo.sweep.study import open_study
+
+    spec, _ = load_sweep(write_sweep(tmp_path, base="linear", trials=6,
+                                     space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}}))
+    study = open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "pruned")
+
+    def stopped_at(val_accuracies: list[float]) -> int | None:
+        """Runs one trial through these epochs: the epoch the pruner stopped it after, or None."""
+        trial = study.ask()
+        for epoch, value in enumerate(val_accuracies, start=1):
+            trial.report(value, step=epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                return epoch
+        study.tell(trial, max(val_accuracies))
+        return None
+
+    assert stopped_at([0.90, 0.92, 0.93]) is None
+    assert stopped_at([0.10, 0.10, 0.10]) is None  # far below trial 0, but only one trial has finished
+    # From now on the median at epoch 2 is (0.92 + 0.10) / 2 = 0.51: 0.40 falls below it, 0.60 does
+    # not (a pruner at another percentile, 0.305 or 0.715, would judge one of them otherwise).
+    assert stopped_at([0.05, 0.05, 0.05]) == 2  # below from the start, but never stopped in its first epoch
+    assert stopped_at([0.05, 0.40, 0.90]) == 2
+    assert stopped_at([0.05, 0.60, 0.60]) is None
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize",
+                            "ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_killed_workers_trial_is_queued_again_with_its_values_at_most_twice(tmp_path):
+    import sqlite3
+
+    from mnist_zoo.sweep.study import open_study
+
+    spec, _ = load_sweep(write_sweep(tmp_path, base="linear", trials=1, heartbeat_seconds=1,
+                                     space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}}))
+    database = tmp_path / "study.db"
+    study = open_study(spec, f"sqlite:///{database}", "killed")
+    run_dir = tmp_path / "trials" / "0000-linear"
+    run_dir.mkdir(parents=True)
+    taken = []
+    while not taken or study.get_trials(states=(optuna.trial.TrialState.WAITING,)):
+        assert len(taken) < 5, f"trial {taken[0]} was queued again {len(taken) - 1} times"
+        # A worker takes the next trial (a queued one first), records a heartbeat, and is killed.
+        trial = study.ask()
+        taken.append(trial.number)
+        spec.space[LEARNING_RATE].suggest(trial, LEARNING_RATE)
+        trial.set_user_attr("run_dir", str(run_dir))
+        (run_dir / "status.json").write_text('{"status": "running"}')
+        study._storage.record_heartbeat(trial._trial_id)  # as study.optimize's heartbeat thread does
+        # Its heartbeat ages past three periods (dated back here rather than waited for) ...
+        with sqlite3.connect(database) as connection:
+            connection.execute("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'")
+        connection.close()
+        optuna.storages.fail_stale_trials(study)  # ... and the next worker to look finds it: what run_worker does first
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["status"] == "failed" and "no heartbeat for 3 s" in status["error"]
+    trials = study.get_trials()
+    assert taken == [0, 1, 2], "the trial, and queued again twice"
+    assert [trial.state for trial in trials] == [optuna.trial.TrialState.FAIL] * 3
+    assert len({trial.params[LEARNING_RATE] for trial in trials}) == 1  # each time with the same value
+
+
 # ----------------------------------------------------------------------------- running sweeps
 
 
@@ -127,14 +229,33 @@ def test_a_sweep_trains_each_trial_as_a_run_and_reports_best_yaml_and_plots(tmp_
 
 
 def test_a_rerun_continues_the_study_to_its_trial_count(tmp_path, small_mnist_dir):
-    sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=2)
+    from tests.helpers import tree_signature
+
+    sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=2, seed=3, pruner="none")
     out = tmp_path / "out"
-    assert sweep_cli(str(sweep_file), "--sweep-dir", str(out), "--no-report").exit_code == 0
-    tiny_sweep(tmp_path, small_mnist_dir, trials=3)  # the same sweep, one more trial wanted
+    first = sweep_cli(str(sweep_file), "--sweep-dir", str(out), "--no-report")
+    assert first.exit_code == 0, first.output
+    finished_runs = {run.name: tree_signature(run) for run in (out / "trials").iterdir()}
+    assert sorted(finished_runs) == ["0000-linear", "0001-linear"]
+    tiny_sweep(tmp_path, small_mnist_dir, trials=3, seed=3, pruner="none")  # the file changed where it was: refused
     result = sweep_cli(str(sweep_file), "--sweep-dir", str(out), "--json")
     assert result.exit_code == 2 and "holds another sweep" in result.output
-    result = sweep_cli(str(out / "sweep.yaml"), "--sweep-dir", str(out), "--json")
+    # The sweep directory's own copy may be edited (the message says so): one more trial wanted.
+    copy = out / "sweep.yaml"
+    copy.write_text(yaml.safe_dump({**yaml.safe_load(copy.read_text()), "trials": 3}))
+    result = sweep_cli(str(copy), "--sweep-dir", str(out), "--json")
     assert result.exit_code == 0, result.output
+    trials = json.loads(result.stdout)["trials"]
+    assert [(trial["number"], trial["state"]) for trial in trials] == [(0, "complete"), (1, "complete"),
+                                                                     (2, "complete")]
+    # Only the missing trial ran; the finished ones' run directories are as the first run left them.
+    started = [line.split(":")[0] for line in result.stderr.splitlines() if line.startswith("trial ") and "=" in line]
+    assert started == ["trial 2"], result.stderr
+    assert sorted(run.name for run in (out / "trials").iterdir()) == ["0000-linear", "0001-linear", "0002-linear"]
+    assert {name: tree_signature(out / "trials" / name) for name in finished_runs} == finished_runs
+    # The rerun's sampler was seeded with the sweep's seed plus the 2 trials the study had.
+    spec, _ = load_sweep(copy)
+    assert trials[2]["params"][LEARNING_RATE] == draws_of("random", 3 + 2, spec, 1)[0]
 
 
 def test_a_grid_sweep_enumerates_its_grid_exactly_once(tmp_path, small_mnist_dir):
@@ -149,27 +270,29 @@ def test_a_grid_sweep_enumerates_its_grid_exactly_once(tmp_path, small_mnist_dir
     assert combinations == sorted((rate, batch) for rate in (0.05, 0.2, 0.5) for batch in (64, 128))
 
 
-def test_the_pruner_stops_a_trial_and_its_run_directory_says_pruned(tmp_path, small_mnist_dir, monkeypatch):
-    from mnist_zoo.sweep import study as study_module
-
-    class PruneLaterTrials(optuna.pruners.BasePruner):
-        """Prunes every trial after the first at its second epoch: what the median pruner does to bad ones."""
-
-        def prune(self, study, trial):
-            return trial.number > 0 and trial.last_step is not None and trial.last_step >= 2
-
-    monkeypatch.setattr(study_module, "pruner_for", lambda spec: PruneLaterTrials())
-    sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=2, set={
-        "data.data_dir": str(small_mnist_dir), "data.validation_size": 200, "train.epochs": 4})
+def test_the_median_pruner_stops_a_poor_trial_after_its_second_epoch_and_its_run_says_pruned(tmp_path,
+                                                                                          small_mnist_dir):
+    # Seed 11 draws the learning rates 0.5, 1e-6, 1e-6: one trial that learns, then two that
+    # cannot (SGD at 1e-6 stays at chance), with identical epochs (same data, same weights).
+    sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=3, seed=11, space={
+        LEARNING_RATE: {"choice": [0.5, 1.0e-6]}}, set={
+        "data.data_dir": str(small_mnist_dir), "data.validation_size": 200, "train.epochs": 3})
     out = tmp_path / "out"
     result = sweep_cli(str(sweep_file), "--sweep-dir", str(out), "--json")
     assert result.exit_code == 0, result.output
     trials = json.loads(result.stdout)["trials"]
-    assert [trial["state"] for trial in trials] == ["complete", "pruned"]
-    status = json.loads((out / "trials" / "0001-linear" / "status.json").read_text())
+    assert [trial["params"][LEARNING_RATE] for trial in trials] == [0.5, 1e-6, 1e-6]
+    # Trial 1 is as poor as trial 2, but only one trial had finished when it ran: it trains to the end.
+    assert [trial["state"] for trial in trials] == ["complete", "complete", "pruned"]
+    histories = [json.loads((out / "trials" / f"{number:04d}-linear" / "history.json").read_text())["epochs"]
+                 for number in range(3)]
+    assert [len(history) for history in histories] == [3, 3, 2]
+    # Stopped by the rule: its best up to epoch 2 is below the median of the finished trials' epoch 2.
+    median = (histories[0][1]["val_accuracy"] + histories[1][1]["val_accuracy"]) / 2
+    assert max(epoch["val_accuracy"] for epoch in histories[2]) < median
+    status = json.loads((out / "trials" / "0002-linear" / "status.json").read_text())
     assert status["status"] == "pruned" and status["epochs_completed"] == 2
-    assert len(json.loads((out / "trials" / "0001-linear" / "history.json").read_text())["epochs"]) == 2
-    assert len(json.loads((out / "trials" / "0000-linear" / "history.json").read_text())["epochs"]) == 4
+    assert (out / "trials" / "0002-linear" / "best.keras").is_file()
 
 
 def test_two_worker_processes_share_one_sqlite_study_without_duplicates(tmp_path, small_mnist_dir):
@@ -191,6 +314,7 @@ def test_a_worker_killed_mid_trial_does_not_stall_the_study(tmp_path, small_mnis
     import subprocess
     import sys
     import time
+    import warnings
 
     sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=2, heartbeat_seconds=1, pruner="none", set={
         "data.data_dir": str(small_mnist_dir), "data.validation_size": 200, "train.epochs": 12})
@@ -204,7 +328,16 @@ def test_a_worker_killed_mid_trial_does_not_stall_the_study(tmp_path, small_mnis
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     assert history.is_file(), "the first trial never committed an epoch"
-    time.sleep(3.5)  # three heartbeats missed: the trial is stale
+    # Until its heartbeat is three periods old, as Optuna judges a trial stale (the rerun must find it so).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}", heartbeat_interval=1, grace_period=3)
+    study_id = storage.get_study_id_from_name("sweep")
+    deadline = time.monotonic() + 60
+    while not storage._get_stale_trial_ids(study_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert storage._get_stale_trial_ids(study_id), "the killed worker's trial never went stale"
+    storage.engine.dispose()
     result = sweep_cli(str(sweep_file), "--sweep-dir", str(out), "--json")
     assert result.exit_code == 0, result.output
     trials = json.loads(result.stdout)["trials"]
@@ -219,17 +352,13 @@ def test_a_worker_killed_mid_trial_does_not_stall_the_study(tmp_path, small_mnis
 @pytest.fixture(scope="module")
 def postgres_url():
     """A throw-away PostgreSQL server on a loopback port (Debian's initdb and pg_ctl), for this module's tests."""
-    import sys
+    from tests.helpers import load_script
+    from tests.skips import skip_for
 
-    from tests.conftest import data_missing
-
-    pytest.importorskip("psycopg", reason="psycopg is part of the test install")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-    from bench_sweep import throwaway_postgres
-
-    with throwaway_postgres() as url:
+    import_or_skip("psycopg")
+    with load_script("bench_sweep").throwaway_postgres() as url:
         if url is None:
-            data_missing("PostgreSQL's initdb not found: apt-get install postgresql")
+            skip_for("postgresql", "PostgreSQL's initdb not found")
         yield url
 
 

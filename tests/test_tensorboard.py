@@ -9,7 +9,7 @@ import pytest
 
 from mnist_zoo import rundir
 from mnist_zoo.train.stage import train_run
-from tests.test_resume import SignalAt, fresh_run_dir, history_without_times, interrupted, make_config
+from tests.helpers import SignalAt, fresh_run_dir, history_without_times, interrupted, make_config
 
 
 def scalars(folder) -> dict[str, list[tuple[int, float]]]:

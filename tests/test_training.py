@@ -144,8 +144,8 @@ def test_best_keras_scores_the_best_validation_accuracy_of_the_history(tmp_path,
     assert val_accuracy(run_dir / "last.keras") == pytest.approx(history[2]["val_accuracy"], abs=1e-6)
 
 
-def test_fashion_mnist_trains(tmp_path, shared_data):
-    metrics, _ = run(tmp_path, shared_data, {"epochs": 1}, data={"dataset": "fashion_mnist", "train_limit": 3000, "test_limit": 1000})
+def test_fashion_mnist_trains(tmp_path, fashion_data):
+    metrics, _ = run(tmp_path, fashion_data, {"epochs": 1}, data={"dataset": "fashion_mnist", "train_limit": 3000, "test_limit": 1000})
     assert metrics["dataset"] == "fashion_mnist" and metrics["test_accuracy"] > 0.6
 
 
