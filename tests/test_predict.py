@@ -237,7 +237,9 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, trained_model, digits):
     assert [record["input"] for record in records] == [f"{good}[0]", f"{good}[1]", str(tmp_path / "bad.png"),
                                                        str(tmp_path / "missing.png")]
     assert "error" in records[2] and "no such file" in records[3]["error"]
-    assert [int(record["prediction"]) for record in records[:2]] == [int(label) for label in digits[1][:2]]
+    # The good file's answers are those it gets alone (whatever a small model answers on any CPU).
+    alone = json.loads(CliRunner().invoke(cli, ["predict", str(trained_model), str(good), "--json"]).stdout)
+    assert records[:2] == alone
 
 
 def test_pixels_stay_uint8_from_the_file_to_the_model(tmp_path, digits):
