@@ -162,7 +162,7 @@ def small_cnn_reference(small_cnn_config, tmp_path_factory) -> Path:
 
 def pytest_addoption(parser):
     parser.addoption("--reverse", action="store_true", default=False,
-                     help="run the tests in reverse order (with -p random_order: any order), to show none "
+                     help="run the tests in reverse order (--random-order shuffles them), to show that none "
                           "depends on another's files or order")
 
 

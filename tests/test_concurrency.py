@@ -105,12 +105,6 @@ def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path):
     assert all(Path(path).is_dir() and not any(Path(path).iterdir()) for path in created)
 
 
-@pytest.fixture
-def short_config(small_cnn_config) -> Path:
-    """The shared small CNN: 4 epochs, a few seconds each."""
-    return small_cnn_config
-
-
 @pytest.fixture(scope="module")
 def slow_config(small_cnn_config, tmp_path_factory) -> Path:
     """The same for 100 epochs: it is still training whenever a test looks (and is then killed)."""
@@ -126,9 +120,9 @@ def _mnist_zoo(*args, cwd=None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, cwd=cwd)
 
 
-def test_two_resumes_of_one_run_one_proceeds_the_other_is_refused(tmp_path, short_config):
+def test_two_resumes_of_one_run_one_proceeds_the_other_is_refused(tmp_path, small_cnn_config):
     run_dir = tmp_path / "run"
-    first = _mnist_zoo("train", "--config", short_config, "--run-dir", run_dir)
+    first = _mnist_zoo("train", "--config", small_cnn_config, "--run-dir", run_dir)
     wait_for_epochs(run_dir, 1, first)
     first.kill()  # kill -9: status.json still says "running", with a process id that is gone
     first.communicate()

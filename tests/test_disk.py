@@ -86,16 +86,6 @@ def write_config(tmp_path_factory, data_dir: Path, model: dict, epochs: int) -> 
     return path
 
 
-@pytest.fixture
-def small_config(small_cnn_config) -> Path:
-    return small_cnn_config
-
-
-@pytest.fixture
-def reference_run(small_cnn_reference) -> Path:
-    return small_cnn_reference
-
-
 # ---------------------------------------------------------------- a real, filled-up file system
 
 
@@ -105,11 +95,11 @@ def reference_run(small_cnn_reference) -> Path:
 @pytest.mark.parametrize("free_models, full_at, kept", [(0.5, "epoch-0001.keras", False),
                                                         (2.5, "epoch-0002.keras", True)])
 def test_a_disk_filling_up_during_training_keeps_the_last_epoch_and_resume_ends_identically(
-        tmpfs, small_config, reference_run, free_models, full_at, kept):
+        tmpfs, small_cnn_config, small_cnn_reference, free_models, full_at, kept):
     point = tmpfs("16m")
     run_dir = point / "run"
-    filler = fill(point, int(free_models * (reference_run / "best.keras").stat().st_size))
-    result = mnist_zoo("train", "--config", small_config, "--run-dir", run_dir)
+    filler = fill(point, int(free_models * (small_cnn_reference / "best.keras").stat().st_size))
+    result = mnist_zoo("train", "--config", small_cnn_config, "--run-dir", run_dir)
     assert result.returncode == 2, result.stderr[-2000:]
     line = assert_one_line_error(result.stderr, f"{run_dir / 'checkpoint' / full_at}: No space left on device")
     assert run_dir.exists() == kept, line
@@ -121,17 +111,17 @@ def test_a_disk_filling_up_during_training_keeps_the_last_epoch_and_resume_ends_
         assert checkpoint.load_state(run_dir).epochs_completed == 1
     filler.unlink()  # space is freed
     result = (mnist_zoo("train", "--resume", run_dir) if kept
-              else mnist_zoo("train", "--config", small_config, "--run-dir", run_dir))
+              else mnist_zoo("train", "--config", small_cnn_config, "--run-dir", run_dir))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert history_without_times(run_dir) == history_without_times(reference_run)
+    assert history_without_times(run_dir) == history_without_times(small_cnn_reference)
     assert sorted(path.name for path in run_dir.glob(".*")) == [".lock"]  # no temporaries left
 
 
-def test_a_full_disk_during_export_keeps_the_previous_export(tmpfs, reference_run):
+def test_a_full_disk_during_export_keeps_the_previous_export(tmpfs, small_cnn_reference):
     import_or_skip("onnxruntime")
     point = tmpfs("32m")
     run_dir = point / "run"
-    shutil.copytree(reference_run, run_dir)
+    shutil.copytree(small_cnn_reference, run_dir)
     first = mnist_zoo("export", run_dir, "--format", "onnx")
     assert first.returncode == 0, first.stderr[-2000:]
     before = (run_dir / "export" / "model.onnx").read_bytes()
@@ -175,13 +165,13 @@ def test_a_full_disk_during_a_download_leaves_no_partial_file(tmpfs, mnist_data)
         server.server_close()
 
 
-def test_read_only_folders_give_one_line_errors_and_write_nothing(tmpfs, reference_run, small_config):
+def test_read_only_folders_give_one_line_errors_and_write_nothing(tmpfs, small_cnn_reference, small_cnn_config):
     point = tmpfs("16m")
-    shutil.copytree(reference_run, point / "run")
+    shutil.copytree(small_cnn_reference, point / "run")
     remount(point, "ro")
     cases = [
-        (["train", "--config", small_config, "--output-dir", point / "runs"], "Read-only file system"),
-        (["train", "--config", small_config, "--run-dir", point / "new"], "Read-only file system"),
+        (["train", "--config", small_cnn_config, "--output-dir", point / "runs"], "Read-only file system"),
+        (["train", "--config", small_cnn_config, "--run-dir", point / "new"], "Read-only file system"),
         (["train", "--resume", point / "run"], "already complete"),
         (["plot-history", point / "run", "--output", point / "history.png"], "Read-only file system"),
         (["evaluate", point / "run"], "Read-only file system"),

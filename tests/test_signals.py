@@ -21,16 +21,6 @@ from tests.helpers import history_without_times, wait_for_epochs
 EPOCHS = 4  # conftest's SMALL_CNN_EPOCHS
 
 
-@pytest.fixture
-def config_file(small_cnn_config):
-    return small_cnn_config
-
-
-@pytest.fixture
-def unbroken_run(small_cnn_reference):
-    return small_cnn_reference
-
-
 def start_training(*args):
     return subprocess.Popen([sys.executable, "-m", "mnist_zoo", "train", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -45,18 +35,18 @@ def final_weights(run_dir):
     return keras.saving.load_model(run_dir / "last.keras").get_weights()
 
 
-def assert_same_as_unbroken(run_dir, unbroken_run):
-    assert history_without_times(run_dir) == history_without_times(unbroken_run)
-    for ours, theirs in zip(final_weights(run_dir), final_weights(unbroken_run)):
+def assert_same_as_unbroken(run_dir, small_cnn_reference):
+    assert history_without_times(run_dir) == history_without_times(small_cnn_reference)
+    for ours, theirs in zip(final_weights(run_dir), final_weights(small_cnn_reference)):
         np.testing.assert_array_equal(ours, theirs)
     assert (json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
-            == json.loads((unbroken_run / "metrics.json").read_text())["test_accuracy"])
+            == json.loads((small_cnn_reference / "metrics.json").read_text())["test_accuracy"])
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_stops_cleanly_and_resume_matches(tmp_path, config_file, unbroken_run, signum, exit_code):
+def test_signal_stops_cleanly_and_resume_matches(tmp_path, small_cnn_config, small_cnn_reference, signum, exit_code):
     run_dir = tmp_path / "run"
-    process = start_training("--config", config_file, "--run-dir", run_dir)
+    process = start_training("--config", small_cnn_config, "--run-dir", run_dir)
     wait_for_epochs(run_dir, 2, process)
     process.send_signal(signum)
     code, _, stderr = finish(process)
@@ -73,7 +63,7 @@ def test_signal_stops_cleanly_and_resume_matches(tmp_path, config_file, unbroken
     code, stdout, stderr = finish(start_training("--resume", run_dir))
     assert code == 0, stderr
     assert f"resuming after epoch {status['epochs_completed']} of {EPOCHS}" in stderr
-    assert_same_as_unbroken(run_dir, unbroken_run)
+    assert_same_as_unbroken(run_dir, small_cnn_reference)
 
 
 # `mnist-zoo train` whose write of epoch 2's checkpoint stops half way, as a write cut short does,
@@ -102,9 +92,9 @@ main()
 """
 
 
-def kill_during_a_checkpoint_write(run_dir, config_file):
+def kill_during_a_checkpoint_write(run_dir, small_cnn_config):
     """Kills training while epoch 2's checkpoint file is half written; returns the half-written file."""
-    process = subprocess.Popen([sys.executable, "-c", HALF_WRITE_LAUNCHER, "--config", str(config_file),
+    process = subprocess.Popen([sys.executable, "-c", HALF_WRITE_LAUNCHER, "--config", str(small_cnn_config),
                                 "--run-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:  # pytest-timeout ends this if the line never comes
         if line.startswith("HALF-WRITTEN "):
@@ -114,10 +104,10 @@ def kill_during_a_checkpoint_write(run_dir, config_file):
     return Path(line.split(" ", 1)[1].strip())
 
 
-def test_kill_9_late_in_an_epoch_leaves_a_resumable_run_that_ends_like_an_unbroken_one(tmp_path, config_file,
-                                                                                       unbroken_run):
+def test_kill_9_late_in_an_epoch_leaves_a_resumable_run_that_ends_like_an_unbroken_one(tmp_path, small_cnn_config,
+                                                                                       small_cnn_reference):
     run_dir = tmp_path / "run"
-    process = start_training("--config", config_file, "--run-dir", run_dir)
+    process = start_training("--config", small_cnn_config, "--run-dir", run_dir)
     # Epoch 2's time is the unit: epoch 1's includes tracing and is several times longer. 0.9 of it
     # after epoch 2's commit is late in epoch 3 (its validation or its commit); the soak below kills
     # at random moments.
@@ -127,21 +117,21 @@ def test_kill_9_late_in_an_epoch_leaves_a_resumable_run_that_ends_like_an_unbrok
     assert process.poll() is None, "training ended before the kill"
     process.kill()
     finish(process)
-    assert_resumable_and_ends_like(run_dir, unbroken_run)
+    assert_resumable_and_ends_like(run_dir, small_cnn_reference)
 
 
-def test_kill_9_mid_checkpoint_write_leaves_a_resumable_run_that_ends_like_an_unbroken_one(tmp_path, config_file,
-                                                                                          unbroken_run):
+def test_kill_9_mid_checkpoint_write_leaves_a_resumable_run_that_ends_like_an_unbroken_one(tmp_path, small_cnn_config,
+                                                                                          small_cnn_reference):
     run_dir = tmp_path / "run"
-    half_written = kill_during_a_checkpoint_write(run_dir, config_file)
+    half_written = kill_during_a_checkpoint_write(run_dir, small_cnn_config)
     assert half_written.parent == run_dir / "checkpoint" and half_written.is_file()  # killed mid-write
     state = checkpoint.load_state(run_dir)
     assert state.epochs_completed == 1 and state.model_file == "epoch-0001.keras"  # epoch 2 never committed
-    assert_resumable_and_ends_like(run_dir, unbroken_run)
+    assert_resumable_and_ends_like(run_dir, small_cnn_reference)
     assert not half_written.exists()  # the killed write's temporary is cleared on resume
 
 
-def assert_resumable_and_ends_like(run_dir, unbroken_run):
+def assert_resumable_and_ends_like(run_dir, small_cnn_reference):
     state = checkpoint.load_state(run_dir)  # intact: parses, and names files that exist
     assert state is not None and state.epochs_completed >= 1
     assert rundir.read_status(run_dir)["status"] == "running"  # nobody could record the kill
@@ -149,13 +139,13 @@ def assert_resumable_and_ends_like(run_dir, unbroken_run):
 
     code, _, stderr = finish(start_training("--resume", run_dir))
     assert code == 0, stderr
-    assert_same_as_unbroken(run_dir, unbroken_run)
+    assert_same_as_unbroken(run_dir, small_cnn_reference)
 
 
-def test_resume_of_a_complete_run_is_refused(unbroken_run, tmp_path):
+def test_resume_of_a_complete_run_is_refused(small_cnn_reference, tmp_path):
     import shutil
 
-    run_dir = shutil.copytree(unbroken_run, tmp_path / "run")  # the refusal must write nothing, but it may
+    run_dir = shutil.copytree(small_cnn_reference, tmp_path / "run")  # the refusal must write nothing, but it may
     code, _, stderr = finish(start_training("--resume", run_dir))
     assert code == 2 and "already complete" in stderr
 
