@@ -225,7 +225,8 @@ def soak_export(args, work: Path, config_path: Path) -> bool:
                 problems.append(f"{final.name} missing")  # a forced export replaces; it never deletes first
                 continue
             try:
-                predicted = open_classifier(final).probabilities(images).argmax(axis=1)
+                # unsafe=True: the SavedModel is the one this soak's own export wrote.
+                predicted = open_classifier(final, unsafe=True).probabilities(images).argmax(axis=1)
                 if not np.array_equal(predicted, expected):
                     problems.append(f"{final.name} predicts differently")
             except Exception as error:  # noqa: BLE001

@@ -52,7 +52,7 @@ def test_every_format_is_verified_in_its_runtime_and_runs_there_at_any_batch_siz
     from mnist_zoo.inference.runtimes import open_classifier
 
     for name in ("saved_model", "model.tflite", "model.onnx"):  # each declares what it outputs
-        assert open_classifier(folder / name).output_kind == "probabilities", name
+        assert open_classifier(folder / name, unsafe=True).output_kind == "probabilities", name
 
     # Each file used the way a user would, in its runtime directly: uint8 (n, 28, 28) in, probabilities out.
     images = real_mnist.test_images[:7]
@@ -226,7 +226,7 @@ def test_kill_9_mid_export_leaves_the_previous_files_whole_and_the_next_export_c
 def _opens(path: Path) -> bool:
     from mnist_zoo.inference.runtimes import open_classifier
 
-    return open_classifier(path).probabilities(np.zeros((2, 28, 28), np.uint8)).shape == (2, 10)
+    return open_classifier(path, unsafe=True).probabilities(np.zeros((2, 28, 28), np.uint8)).shape == (2, 10)
 
 
 # ----------------------------------------------------------------------------- exported files in evaluate and predict
@@ -244,7 +244,8 @@ def exported_cnn(runs):
 @pytest.mark.parametrize("kind", ["savedmodel", "tflite", "onnx"])
 def test_evaluate_runs_an_export_in_its_runtime_with_the_same_report(exported_cnn, kind):
     keras_report = json.loads(CliRunner().invoke(cli, ["evaluate", str(exported_cnn["keras"]), "--json"]).stdout)
-    result = CliRunner().invoke(cli, ["evaluate", str(exported_cnn[kind]), "--json", "--plots"])
+    unsafe = ["--unsafe"] if kind == "savedmodel" else []  # a SavedModel is a program: loaded only if trusted
+    result = CliRunner().invoke(cli, ["evaluate", str(exported_cnn[kind]), "--json", "--plots", *unsafe])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["runtime"] == kind and keras_report["runtime"] == "keras"
@@ -255,7 +256,7 @@ def test_evaluate_runs_an_export_in_its_runtime_with_the_same_report(exported_cn
     # Beside the file under its own name: the run's evaluation.json and the other exports' stay.
     assert (path.parent / f"{path.name}.evaluation.json").is_file()
     assert (path.parent / f"{path.name}.confusion_matrix.png").stat().st_size > 10_000
-    text = CliRunner().invoke(cli, ["evaluate", str(path)]).stdout
+    text = CliRunner().invoke(cli, ["evaluate", str(path), *unsafe]).stdout
     assert f"({kind})" in text.splitlines()[0] and "most confused" in text
 
 
@@ -263,7 +264,8 @@ def test_predict_gives_the_same_answer_in_every_runtime(exported_cnn, tmp_path, 
     np.save(tmp_path / "digits.npy", real_mnist.test_images[:5])
     answers = {}
     for kind, path in exported_cnn.items():
-        result = CliRunner().invoke(cli, ["predict", str(path), str(tmp_path / "digits.npy"), "--json"])
+        unsafe = ["--unsafe"] if kind == "savedmodel" else []  # a SavedModel is a program: loaded only if trusted
+        result = CliRunner().invoke(cli, ["predict", str(path), str(tmp_path / "digits.npy"), "--json", *unsafe])
         assert result.exit_code == 0, result.output
         answers[kind] = json.loads(result.stdout)
     for kind, records in answers.items():
@@ -327,7 +329,7 @@ def test_a_damaged_saved_model_folder_is_a_one_line_error(exported_cnn, tmp_path
     shutil.copytree(exported_cnn["savedmodel"], damaged)
     pb = damaged / "saved_model.pb"
     pb.write_bytes(pb.read_bytes()[:200])
-    result = CliRunner().invoke(cli, ["evaluate", str(damaged), "--data-dir", str(small_mnist_dir)])
+    result = CliRunner().invoke(cli, ["evaluate", str(damaged), "--data-dir", str(small_mnist_dir), "--unsafe"])
     assert result.exit_code == 2 and "not a readable SavedModel" in result.output
     empty = tmp_path / "not_a_model"
     empty.mkdir()

@@ -286,15 +286,15 @@ def test_declared_tensor_sizes_count_unknown_dimensions_as_one(tmp_path):
 GIB = 1 << 30
 
 
-def refusals(model, tmp_path) -> list:
-    """`evaluate MODEL` and `predict MODEL digit.npy`, each refused: their one-line errors."""
+def refusals(model, tmp_path, *options: str) -> list:
+    """`evaluate MODEL` and `predict MODEL digit.npy` (with `options`), each refused: their one-line errors."""
     import numpy as np
 
     digit = tmp_path / "digit.npy"
     np.save(digit, np.zeros((28, 28), np.uint8))
     before = sorted(path for path in tmp_path.rglob("*") if path.is_file())
     errors = []
-    for args in (["evaluate", str(model)], ["predict", str(model), str(digit)]):
+    for args in (["evaluate", str(model), *options], ["predict", str(model), str(digit), *options]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2, (args, result.output)
         lines = [line for line in result.stderr.splitlines() if line]
@@ -304,15 +304,15 @@ def refusals(model, tmp_path) -> list:
     return errors
 
 
-def predicted(model, tmp_path) -> dict:
-    """`predict MODEL digit.npy --json`, which must succeed: the control."""
+def predicted(model, tmp_path, *options: str) -> dict:
+    """`predict MODEL digit.npy --json` (with `options`), which must succeed: the control."""
     import json
 
     import numpy as np
 
     digit = tmp_path / "control-digit.npy"
     np.save(digit, np.zeros((28, 28), np.uint8))
-    result = CliRunner().invoke(cli, ["predict", str(model), str(digit), "--json"])
+    result = CliRunner().invoke(cli, ["predict", str(model), str(digit), "--json", *options])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)[0]
 
@@ -429,12 +429,12 @@ def test_a_savedmodel_folder_over_a_gigabyte_is_refused_by_the_commands(tmp_path
     import shutil
 
     folder = Path(shutil.copytree(saved_model, tmp_path / "saved_model"))
-    assert len(predicted(folder, tmp_path)["top_k"]) == 3
+    assert len(predicted(folder, tmp_path, "--unsafe")["top_k"]) == 3  # a SavedModel is loaded only if trusted
     # The same folder with one more file: 1 GiB in all (a sparse file, no disk space), which the
     # limit counts before TensorFlow reads anything.
     sparse_file(folder / "assets" / "padding.bin", GIB)
     size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-    for error in refusals(folder, tmp_path):
+    for error in refusals(folder, tmp_path, "--unsafe"):
         assert error == (f"Error: {folder}: it holds {size:,} bytes, more than the {GIB:,} accepted for an "
                          "MNIST classifier; refused before loading")
 

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from mnist_zoo.config.run import RunConfig
+from mnist_zoo.data.files import read_regular_file
 from mnist_zoo.errors import ConfigError
 from mnist_zoo.fields import did_you_mean
 from mnist_zoo.models.registry import MODELS
@@ -59,7 +60,9 @@ def bundled_config_path(name: str) -> Path:
 
 
 MAX_CONFIG_BYTES = 1_000_000
-"""Config and sweep files are a few kB; a larger file is refused before it is parsed."""
+"""Config and sweep files are a few kB; a larger file is refused before it is parsed, and none is
+read past this many bytes: `--config /dev/zero`, or a file that grows while read, would otherwise
+fill memory."""
 MAX_CONFIG_VALUES = 100_000
 """Values a config may hold once YAML aliases are expanded: a few aliases can stand for billions."""
 MAX_CONFIG_DEPTH = 64
@@ -138,15 +141,14 @@ def read_yaml(path: Path) -> dict:
     """Reads a YAML mapping with the safe loader, within the limits of `safe_yaml`.
 
     Raises:
-        ConfigError: the file is missing, unreadable, over MAX_CONFIG_BYTES, not YAML, over the
-            limits, or not a mapping.
+        ConfigError: the file is missing, unreadable, not a regular file (a FIFO, a device), over
+            MAX_CONFIG_BYTES, not YAML, over the limits, or not a mapping.
     """
+    def too_large(size: int) -> ConfigError:
+        return ConfigError(f"{path}: {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,} (they are a few kB)")
+
     try:
-        size = Path(path).stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,} "
-                              "(they are a few kB)")
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular_file(Path(path), MAX_CONFIG_BYTES, ConfigError, too_large).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as error:

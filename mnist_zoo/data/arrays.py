@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from mnist_zoo.data.files import open_regular_file
 from mnist_zoo.errors import DataError, describe
 
 MAX_ARRAY_BYTES = 1 << 30
@@ -19,13 +21,13 @@ def read_npy(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
     """An array from a `.npy` file whose header fits the file's size and `max_bytes`.
 
     Raises:
-        DataError: unreadable, not .npy, an object array, or a header declaring more data than the
-            file holds or than `max_bytes`.
+        DataError: unreadable, not a regular file, not .npy, an object array, or a header declaring
+            a negative size, more data than the file holds or than `max_bytes`.
     """
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            return _read_checked(handle, path.stat().st_size, str(path), max_bytes)
+        with open_regular_file(path, DataError) as handle:  # a FIFO would block, a device read forever
+            return _read_checked(handle, os.fstat(handle.fileno()).st_size, str(path), max_bytes)
     except OSError as error:
         raise DataError(f"{path}: not a readable .npy array ({error.strerror or error})") from None
 
@@ -68,6 +70,9 @@ def _read_checked(handle, size: int, name: str, max_bytes: int) -> np.ndarray:
         raise DataError(f"{name}: not a readable .npy array ({describe(error)})") from None
     if dtype.hasobject:
         raise DataError(f"{name}: holds Python objects ({dtype}), not numbers; refused (loading them would run code)")
+    if any(size < 0 for size in shape):  # numpy's parser accepts them; two make a positive size that "fits"
+        raise DataError(f"{name}: header declares the shape {shape}, but sizes cannot be negative; the file "
+                        "is corrupt (write it again with numpy.save)")
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if declared > max_bytes:
         raise DataError(f"{name}: declares a {shape} {dtype} array of {declared:,} bytes, more than the "

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -24,29 +28,55 @@ def load_classifier(path: Path, unsafe: bool = False):
         ModelFileError: the file is missing, empty, not a `.keras` archive, declaring more than
             `model_limits.MAX_MODEL_BYTES`, refused by safe mode, or not shaped for MNIST.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"{path}: model file is empty")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path}: not a .keras archive (not a zip file, or truncated)")
-    from mnist_zoo.inference.model_limits import check_keras_archive
+    from mnist_zoo.inference.model_limits import check_keras_archive, read_model_file
 
-    check_keras_archive(path)
+    path = Path(path)
+    content = read_model_file(path)
+    if not content:
+        raise ModelFileError(f"{path}: model file is empty")
+    if not zipfile.is_zipfile(io.BytesIO(content)):
+        raise ModelFileError(f"{path}: not a .keras archive (not a zip file, or truncated)")
+    check_keras_archive(path, content=content)
     import keras
 
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
-    except Exception as error:  # Keras raises many types for bad archives
-        if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise ModelFileError(
-                f"{path}: refused by Keras safe mode, the model contains a Lambda layer (code that "
-                "would run on load); pass --unsafe only if you trust the file"
-            ) from None
-        raise ModelFileError(f"{path}: cannot load model ({describe(error)})") from None
+    with _private_copy(content, path) as copy:
+        try:
+            model = keras.saving.load_model(copy, compile=False, safe_mode=not unsafe)
+        except Exception as error:  # Keras raises many types for bad archives
+            if "safe_mode" in str(error) or "Lambda" in str(error):
+                raise ModelFileError(
+                    f"{path}: refused by Keras safe mode, the model contains a Lambda layer (code that "
+                    "would run on load); pass --unsafe only if you trust the file"
+                ) from None
+            raise ModelFileError(f"{path}: cannot load model ({describe(error)})") from None
     check_mnist_shapes(model, path)
     return model
+
+
+@contextlib.contextmanager
+def _private_copy(content: bytes, path: Path):
+    """A temporary `.keras` file of `content` (the bytes of `path`), readable by its owner only, removed afterwards.
+
+    Keras loads a `.keras` file by name only: it is given this copy of the bytes that were
+    checked, which no one else can replace (mode 0600), rather than the user's path again.
+
+    Raises:
+        ModelFileError: the copy cannot be written (the temporary folder is full or read-only).
+    """
+    name = None
+    try:
+        descriptor, name = tempfile.mkstemp(suffix=".keras", prefix="mnist-zoo-model-")  # mode 0600
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+    except OSError as error:
+        if name is not None:
+            os.unlink(name)
+        raise ModelFileError(f"{path}: cannot copy it into {tempfile.gettempdir()} to load it "
+                             f"({error.strerror or error}); free space there or set TMPDIR") from None
+    try:
+        yield Path(name)
+    finally:
+        os.unlink(name)
 
 
 def check_mnist_shapes(model, path: Path) -> None:

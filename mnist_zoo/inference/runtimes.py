@@ -93,12 +93,26 @@ class KerasClassifier(Classifier):
 
 
 class SavedModelClassifier(Classifier):
-    """A SavedModel folder, reloaded with `tf.saved_model.load`; its serving_default signature is called."""
+    """A SavedModel folder, reloaded with `tf.saved_model.load`; its serving_default signature is called.
+
+    A SavedModel is a TensorFlow program: its graph may hold ops that read and write files
+    (ReadFile, WriteFile, ...), run when it is called. It is loaded only if the user trusts it.
+
+    Args:
+        path: the folder (holding saved_model.pb).
+        unsafe: load it; without it the folder is refused before TensorFlow reads anything.
+
+    Raises:
+        ModelFileError: `unsafe` is False, or the folder is too large, unreadable or not an MNIST classifier.
+    """
 
     kind = "savedmodel"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, unsafe: bool = False):
         super().__init__(path)
+        if not unsafe:
+            raise ModelFileError(f"{self.path}: a SavedModel folder is a TensorFlow program (its graph can read and "
+                                 "write files when run); load it only if you trust it, with --unsafe")
         model_limits.check_file_size(self.path)
         import tensorflow as tf
 
@@ -134,9 +148,9 @@ class LiteRTClassifier(Classifier):
     def __init__(self, path: Path):
         super().__init__(path)
         interpreter_module = _require("ai_edge_litert.interpreter", "running .tflite files")
-        model_limits.check_file_size(self.path)
+        content = model_limits.read_model_file(self.path)  # once: the bytes checked are the bytes run
         try:
-            self.interpreter = interpreter_module.Interpreter(model_path=str(self.path), num_threads=2)
+            self.interpreter = interpreter_module.Interpreter(model_content=content, num_threads=2)
             tensors = self.interpreter.get_tensor_details()
         except Exception as error:  # LiteRT raises ValueError or RuntimeError for a bad flatbuffer
             raise ModelFileError(f"{self.path}: not a readable .tflite model ({describe(error)})") from None
@@ -177,8 +191,7 @@ class OnnxClassifier(Classifier):
         super().__init__(path)
         onnxruntime = _require("onnxruntime", "running .onnx files")
         _require("onnx", "checking .onnx files")
-        model_limits.check_file_size(self.path)
-        content = self.path.read_bytes()
+        content = model_limits.read_model_file(self.path)  # once: the bytes checked are the bytes run
         model_limits.check_onnx_graph(self.path, content)
         try:
             options = onnxruntime.SessionOptions()
@@ -206,10 +219,12 @@ def open_classifier(path: Path, unsafe: bool = False) -> Classifier:
 
     Args:
         path: the model file or folder.
-        unsafe: allow Lambda layers in `.keras` files.
+        unsafe: allow files that run code: Lambda layers in `.keras` files, and SavedModel folders
+            (refused without it). Only for files you trust.
 
     Raises:
-        ModelFileError: not a model file of a known kind, unreadable, or not shaped for MNIST.
+        ModelFileError: not a model file of a known kind, unreadable, not shaped for MNIST, or a
+            SavedModel without `unsafe`.
         MissingDependencyError: the runtime for its kind is not installed.
     """
     path = Path(path)
@@ -223,7 +238,9 @@ def open_classifier(path: Path, unsafe: bool = False) -> Classifier:
         raise ModelFileError(f"{path}: model file is empty")
     if kind == "keras":
         return KerasClassifier(path, unsafe=unsafe)
-    return {"savedmodel": SavedModelClassifier, "tflite": LiteRTClassifier, "onnx": OnnxClassifier}[kind](path)
+    if kind == "savedmodel":
+        return SavedModelClassifier(path, unsafe=unsafe)
+    return {"tflite": LiteRTClassifier, "onnx": OnnxClassifier}[kind](path)
 
 
 @dataclass(frozen=True)
