@@ -425,7 +425,7 @@ def doctor(as_json, smoke, dataset, data_dir, runs_dir):
 @click.option("--sweep-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the trials and results go (default: sweeps/<sweep file name>/).")
 @click.option("--storage", metavar="URL", help="The study's database: sqlite:///PATH, postgresql://..., mysql://... "
-              "(default: study.db in the sweep directory).")
+              "(default: $MNIST_ZOO_STORAGE, which keeps a password out of `ps`, else study.db in the sweep directory).")
 @click.option("--study", "study_name", metavar="NAME", help="The study's name (default: the sweep file's); "
               "workers started with the same storage and name share its trials.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -451,7 +451,10 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
     _quiet_tensorflow()
     from mnist_zoo.config.loading import bundled_sweep_path
     from mnist_zoo.sweep.stage import DEFAULT_SWEEPS_ROOT, open_existing, prepare_sweep, run_local_workers
+    from mnist_zoo.sweep.storage import STORAGE_ENV
 
+    # The local workers get the URL this way too: a command line is visible to every user.
+    storage = storage or os.environ.get(STORAGE_ENV) or None
     found = Path(target) if Path(target).exists() else bundled_sweep_path(target)
     if found is None:
         raise UserError(f"{target}: no such sweep file or sweep directory, and no bundled sweep of that name")

@@ -20,6 +20,14 @@ from mnist_zoo.sweep.spec import load_sweep  # noqa: E402
 BUNDLED_SWEEPS = sorted((Path(__file__).resolve().parent.parent / "configs" / "sweeps").glob("*.yaml"))
 
 
+@pytest.fixture(autouse=True)
+def _no_storage_from_the_environment(monkeypatch):
+    """The user's own $MNIST_ZOO_STORAGE must not point these tests at their database."""
+    from mnist_zoo.sweep.storage import STORAGE_ENV
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+
+
 def write_sweep(folder: Path, **sweep) -> Path:
     path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -40,6 +48,8 @@ def tiny_sweep(folder: Path, data_dir: Path, **changes) -> Path:
 
 
 LEARNING_RATE = "train.optimizer.learning_rate"
+PASSWORD = "hunter2"
+"""A storage password that no message or file may show."""
 
 
 def draw(study, spec, count: int) -> list:
@@ -362,20 +372,27 @@ def postgres_url():
         yield url
 
 
-def test_two_workers_share_a_study_in_a_real_postgresql_server(tmp_path, small_mnist_dir, postgres_url):
+def test_two_workers_share_a_study_in_a_real_postgresql_server(tmp_path, small_mnist_dir, postgres_url, monkeypatch):
+    from mnist_zoo.sweep.storage import STORAGE_ENV, masked_url
+
+    # The server trusts loopback connections: the password is accepted unread, and must show nowhere.
+    url = postgres_url.replace("zoo@", f"zoo:{PASSWORD}@")
     sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=4)
     out = tmp_path / "out"
-    result = sweep_cli(str(sweep_file), "--sweep-dir", str(out), "--workers", "2", "--storage", postgres_url,
+    result = sweep_cli(str(sweep_file), "--sweep-dir", str(out), "--workers", "2", "--storage", url,
                        "--study", "shared", "--json")
     assert result.exit_code == 0, result.output
     trials = finished(json.loads(result.stdout)["trials"])
-    assert sorted(trial["number"] for trial in trials) == [0, 1, 2, 3]
+    assert sorted(trial["number"] for trial in trials) == [0, 1, 2, 3]  # the workers found it in their environment
     assert not (out / "study.db").exists()
-    assert json.loads((out / "sweep.json").read_text()) == {"study": "shared", "storage": postgres_url}
-    # A report elsewhere needs the URL again; the study is found by its name.
+    assert json.loads((out / "sweep.json").read_text()) == {"study": "shared", "storage": masked_url(url)}
+    assert PASSWORD not in result.output and files_showing(out, PASSWORD) == []
+    # A report elsewhere needs the URL again (the option, or the environment); the study is found by its name.
     assert sweep_cli(str(out), "--report").exit_code == 2
-    again = sweep_cli(str(out), "--report", "--storage", postgres_url, "--json")
+    again = sweep_cli(str(out), "--report", "--storage", url, "--json")
     assert again.exit_code == 0 and len(finished(json.loads(again.stdout)["trials"])) == 4
+    monkeypatch.setenv(STORAGE_ENV, url)
+    assert sweep_cli(str(out), "--report", "--json").exit_code == 0
 
 
 def test_ctrl_c_stops_every_local_worker_cleanly(tmp_path, small_mnist_dir):
@@ -400,3 +417,154 @@ def test_ctrl_c_stops_every_local_worker_cleanly(tmp_path, small_mnist_dir):
     assert sorted(statuses) == ["interrupted", "interrupted"]
     leftover = subprocess.run(["pgrep", "-f", f"--sweep-dir {out}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a worker outlived Ctrl-C"
+
+
+# ----------------------------------------------------------------------------- passwords and the sweep directory's bounds
+
+
+def files_showing(folder: Path, secret: str) -> list[Path]:
+    """The files under `folder` that hold `secret`."""
+    return [path for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://zoo:hunter2@db.lan/sweeps", "postgresql://zoo:***@db.lan/sweeps"),
+    ("postgresql+psycopg://zoo:hunter2@db.lan:5432/sweeps", "postgresql+psycopg://zoo:***@db.lan:5432/sweeps"),
+    ("postgresql://zoo@db.lan/sweeps?sslmode=require&password=hunter2&connect_timeout=5",
+     "postgresql://zoo@db.lan/sweeps?sslmode=require&password=***&connect_timeout=5"),
+    ("mysql://zoo@db.lan/sweeps?passwd=hunter2", "mysql://zoo@db.lan/sweeps?passwd=***"),
+    ("postgresql://zoo@db.lan/sweeps?pass%77ord=hunter2", "postgresql://zoo@db.lan/sweeps?pass%77ord=***"),
+    ("postgresql://zoo:hunter2@db.lan/sweeps?password=hunter2", "postgresql://zoo:***@db.lan/sweeps?password=***"),
+    # An '@', ':', '/' or '?' the user did not percent-encode: the whole password is hidden, not its tail.
+    ("postgresql://zoo:hun@ter:2/x?y@db.lan/sweeps", "postgresql://zoo:***@db.lan/sweeps"),
+    ("postgresql://z@o:hunter2@db.lan/sweeps", "postgresql://z@o:***@db.lan/sweeps"),
+    # Not URLs that parse: read as user:password@ from the start.
+    ("zoo:hunter2@db.lan/sweeps", "zoo:***@db.lan/sweeps"),
+    ("postgres:/zoo:hunter2@db.lan", "postgres:***@db.lan"),
+    # Nothing secret: as given.
+    ("postgresql://zoo@db.lan:5432/sweeps", "postgresql://zoo@db.lan:5432/sweeps"),
+    ("sqlite:////tmp/a@b:c/study.db", "sqlite:////tmp/a@b:c/study.db"),
+    ("not a url", "not a url"),
+])
+def test_masked_url_hides_the_password_wherever_the_url_holds_it(url, shown):
+    from mnist_zoo.sweep.storage import masked_text, masked_url
+
+    assert masked_url(url) == shown
+    assert masked_text(f"could not connect to {url}", url) == f"could not connect to {shown}"
+    if PASSWORD in url and "://" in url:  # a driver's message may quote the password of a URL it read alone
+        assert masked_text(f"password {PASSWORD} refused", url) == "password *** refused"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("foo://zoo:hunter2@db.lan/sweeps", "foo://zoo:***@db.lan/sweeps"),  # not a database URL
+    ("postgresql://zoo@127.0.0.1:9/sweeps?password=hunter2", "postgresql://zoo@127.0.0.1:9/sweeps?password=***"),
+    # SQLAlchemy reads the password as 'hun', the port as 'ter': its error would quote part of the password.
+    ("postgresql://zoo:hun@127.0.0.1:ter@127.0.0.1:9/sweeps", "postgresql://zoo:***@127.0.0.1:9/sweeps"),
+    # Optuna formats the URL with str.format: a braced password was a KeyError naming it.
+    ("postgresql://zoo:{hunter2}@127.0.0.1:9/sweeps", "postgresql://zoo:***@127.0.0.1:9/sweeps"),
+    ("mysql://zoo:hunter2@127.0.0.1:9/sweeps", "mysql://zoo:***@127.0.0.1:9/sweeps"),
+], ids=["scheme", "query", "unencoded", "braces", "mysql"])
+@pytest.mark.parametrize("given_in", ["option", "environment"])
+def test_no_message_or_file_shows_the_storage_password(tmp_path, monkeypatch, url, shown, given_in):
+    """Port 9 refuses connections: each URL fails fast, before any training, in its own way."""
+    from mnist_zoo.sweep.storage import STORAGE_ENV
+
+    sweep_file = write_sweep(tmp_path, base="linear", trials=1, space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
+    arguments = [str(sweep_file), "--sweep-dir", str(tmp_path / "out")]
+    if given_in == "option":
+        arguments += ["--storage", url]
+    else:
+        monkeypatch.setenv(STORAGE_ENV, url)
+    result = sweep_cli(*arguments)
+    assert result.exit_code == 2, result.output
+    assert f"--storage {shown}: " in result.output
+    assert not any(part in result.output for part in ("hunter2", "hun@", ":ter")), result.output
+    assert files_showing(tmp_path, "hunter2") == [] and files_showing(tmp_path, ":ter@") == []
+
+
+@pytest.mark.parametrize("url", ["postgresql://zoo:hunter2@db.lan/sweeps",
+                                 "postgresql://zoo@db.lan/sweeps?password=hunter2"])
+def test_sweep_json_keeps_no_password_and_reopening_asks_for_the_url(tmp_path, url):
+    from mnist_zoo.errors import RunDirError
+    from mnist_zoo.sweep.stage import open_existing, prepare_sweep
+    from mnist_zoo.sweep.storage import masked_url
+
+    sweep_file = write_sweep(tmp_path, base="linear", trials=1, space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
+    out = tmp_path / "out"
+    prepare_sweep(sweep_file, out, url, "shared")  # writes the sweep directory; opens no database
+    assert json.loads((out / "sweep.json").read_text()) == {"study": "shared", "storage": masked_url(url)}
+    assert files_showing(out, PASSWORD) == []
+    with pytest.raises(RunDirError) as raised:
+        open_existing(out)  # the recorded URL cannot open the study: it lacks the password
+    assert f"its study is in {masked_url(url)}; give that URL" in str(raised.value)
+    assert "MNIST_ZOO_STORAGE" in str(raised.value) and PASSWORD not in str(raised.value)
+    assert open_existing(out, url).storage == url
+    # SQLite has no password: its sweep directory reopens from sweep.json alone.
+    local = tmp_path / "local"
+    prepare_sweep(sweep_file, local)
+    assert open_existing(local).storage == f"sqlite:///{(local / 'study.db').resolve()}"
+
+
+def test_local_workers_get_the_storage_url_in_their_environment_not_on_their_command_line(tmp_path, monkeypatch):
+    """`ps` shows every user each process's command line; its environment only to its own user."""
+    import subprocess
+
+    from mnist_zoo.sweep import stage, study
+    from mnist_zoo.sweep.storage import STORAGE_ENV
+
+    started = []
+
+    class Worker:
+        def __init__(self, command, env=None, **options):
+            started.append((command, env))
+
+        def poll(self):
+            return 0
+
+        def wait(self):
+            return 0
+
+    url = "postgresql://zoo:hunter2@db.lan/sweeps?password=hunter2"
+    monkeypatch.setattr(subprocess, "Popen", Worker)
+    monkeypatch.setattr(study, "open_study", lambda *arguments, **options: None)
+    sweep_file = write_sweep(tmp_path, base="linear", trials=2, space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
+    setup = stage.prepare_sweep(sweep_file, tmp_path / "out", url, "shared")
+    assert stage.run_local_workers(setup, 2) == 0
+    assert len(started) == 2
+    for command, environment in started:
+        assert not any(PASSWORD in argument for argument in command), command
+        assert environment[STORAGE_ENV] == url
+        assert command[command.index("--study") + 1] == "shared"
+
+
+def everything_outside(root: Path, folder: Path) -> list[tuple[str, int | None]]:
+    """Every file (with its modification time) and folder under `root` but outside `folder`."""
+    return sorted((str(path.relative_to(root)), path.stat().st_mtime_ns if path.is_file() else None)
+                  for path in root.rglob("*") if path != folder and folder not in path.parents)
+
+
+def test_a_base_config_anywhere_is_copied_inside_the_sweep_directory_and_nothing_is_written_beside_it(tmp_path):
+    """`base: ../../configs/x.yaml` is read from beside the sweep file; the sweep writes only in its directory."""
+    import shutil
+
+    from mnist_zoo.config.loading import bundled_config_path
+    from mnist_zoo.sweep.stage import open_existing, prepare_sweep
+
+    (tmp_path / "configs").mkdir()
+    shutil.copyfile(bundled_config_path("linear"), tmp_path / "configs" / "x.yaml")
+    (tmp_path / "project" / "sweeps").mkdir(parents=True)
+    sweep_file = write_sweep(tmp_path / "project" / "sweeps", base="../../configs/x.yaml", trials=1,
+                             space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
+    out = tmp_path / "work" / "deep" / "out"
+    out.parent.mkdir(parents=True)
+    before = everything_outside(tmp_path, out)
+    setup = prepare_sweep(sweep_file, out)
+    assert everything_outside(tmp_path, out) == before, "the sweep wrote outside its directory"
+    assert sorted(path.name for path in out.iterdir()) == ["base.yaml", "sweep.json", "sweep.yaml"]
+    assert (out / "base.yaml").read_text() == (tmp_path / "configs" / "x.yaml").read_text()
+    assert setup.base.resolve() == (tmp_path / "configs" / "x.yaml").resolve()
+    # The directory's own copy (what --workers and --report read) finds the base inside it.
+    assert open_existing(out).base == out / "base.yaml"
+    rejoined = prepare_sweep(out / "sweep.yaml", out, study_name="sweep")
+    assert rejoined.base == out / "base.yaml"
+    assert everything_outside(tmp_path, out) == before

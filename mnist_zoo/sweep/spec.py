@@ -82,7 +82,8 @@ class SweepSpec(Frozen):
     """A sweep: which config to start from, what to vary, what to optimize, and how long."""
 
     base: StrictStr
-    """A bundled config name (`cnn`, `seeds/lab_mlp`) or a config file's path (relative to the sweep file)."""
+    """A bundled config name (`cnn`, `seeds/lab_mlp`) or a config file's path (relative to the sweep file;
+    such a file is copied into the sweep directory as base.yaml)."""
     set: dict[str, Any] = {}
     """Overrides applied to every trial (like --set): `train.epochs: 5`, `data.train_limit: 10000`."""
     space: dict[str, Dimension] = Field(min_length=1)
@@ -135,8 +136,17 @@ class SweepSpec(Frozen):
         return OBJECTIVES[self.objective]
 
 
-def base_config_path(spec: SweepSpec, sweep_file: Path | None) -> Path:
-    """The base config's file: a bundled config's, or a path relative to the sweep file.
+def base_config_path(spec: SweepSpec, sweep_file: Path | None, base_copies: dict[str, Path] | None = None) -> Path:
+    """The base config's file: a bundled config's, a sweep directory's copy, or a path relative to the sweep file.
+
+    Args:
+        spec: the sweep.
+        sweep_file: the sweep file (None: a relative path is taken from the working directory).
+        base_copies: files to read instead of the paths they were copied from, by the `base`
+            text they stand for (a sweep directory's copy of its base config).
+
+    Returns:
+        The base config's path.
 
     Raises:
         ConfigError: neither a bundled config nor an existing file.
@@ -145,6 +155,9 @@ def base_config_path(spec: SweepSpec, sweep_file: Path | None) -> Path:
 
     if spec.base in bundled_config_names():
         return bundled_config_path(spec.base)
+    copy = (base_copies or {}).get(spec.base)
+    if copy is not None and Path(copy).is_file():
+        return Path(copy)
     candidate = Path(spec.base)
     if not candidate.is_absolute() and sweep_file is not None:
         candidate = Path(sweep_file).parent / candidate
@@ -153,12 +166,17 @@ def base_config_path(spec: SweepSpec, sweep_file: Path | None) -> Path:
     return bundled_config_path(spec.base)  # raises, with did-you-mean over the bundled names
 
 
-def load_sweep(path: Path) -> tuple[SweepSpec, Path]:
+def load_sweep(path: Path, base_copies: dict[str, Path] | None = None) -> tuple[SweepSpec, Path]:
     """Reads and validates a sweep file, and checks every range against the base config.
 
     Each end of every range and every choice is applied to the base config (with `set`) and
     validated as a config, so a key that is not in it, or a value outside the key's own range,
     is an error now rather than in trial 17.
+
+    Args:
+        path: the sweep file.
+        base_copies: copies of base configs to read instead of the paths they were copied from
+            (see `base_config_path`).
 
     Returns:
         (the sweep, its base config's path).
@@ -175,7 +193,7 @@ def load_sweep(path: Path) -> tuple[SweepSpec, Path]:
         spec = SweepSpec.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, str(path))) from None
-    base = base_config_path(spec, path)
+    base = base_config_path(spec, path, base_copies)
     load_config(base, dict(spec.set))  # the fixed overrides alone
     for key, dimension in spec.space.items():
         if key in spec.set:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from mnist_zoo.sweep.spec import SweepSpec, load_sweep
 
 SWEEP_FILE = "sweep.yaml"
 SWEEP_RECORD = "sweep.json"
+BASE_COPY = "base.yaml"
+"""A base config given as a relative path, copied into the sweep directory under this fixed name."""
 DEFAULT_SWEEPS_ROOT = Path("sweeps")
 
 
@@ -37,53 +40,105 @@ def prepare_sweep(sweep_file: Path, sweep_dir: Path | None = None, storage: str 
                   study_name: str | None = None) -> SweepSetup:
     """Validates the sweep file and sets up (or rejoins) its sweep directory.
 
-    The sweep file is copied into the directory; a rerun with the same file continues the study.
+    The sweep file is copied into the directory, with its base config when that is given as a
+    relative path (as `base.yaml`: whatever the path, nothing is written outside the directory);
+    a rerun with the same file continues the study. `sweep.json` records the study's name and
+    its storage URL with the password masked.
+
+    Args:
+        sweep_file: the sweep file, or the sweep directory's own copy of it.
+        sweep_dir: the sweep directory (default: `sweeps/<sweep file name>/`).
+        storage: the study's database URL (default: `study.db` in the sweep directory).
+        study_name: the study's name (default: the sweep file's name).
+
+    Returns:
+        The sweep's setup.
 
     Raises:
-        ConfigError: the sweep file is invalid, or the directory holds another sweep.
+        ConfigError: the sweep file or the storage URL is invalid, or the directory holds another sweep.
     """
-    from mnist_zoo.sweep.storage import default_storage, masked
+    from mnist_zoo.sweep.storage import check_storage_url, default_storage, masked_url
 
     sweep_file = Path(sweep_file)
-    spec, base = load_sweep(sweep_file)
     sweep_dir = Path(sweep_dir) if sweep_dir else DEFAULT_SWEEPS_ROOT / sweep_file.stem
     copy = sweep_dir / SWEEP_FILE
+    is_copy = copy.resolve() == sweep_file.resolve()
+    previous = _read_record(sweep_dir) if is_copy else {}
+    spec, base = load_sweep(sweep_file, _base_copies(sweep_dir, previous))
+    if storage is not None:
+        check_storage_url(storage)  # before the directory is made for it
     text = sweep_file.read_text(encoding="utf-8")
-    if copy.is_file() and copy.resolve() != sweep_file.resolve() and copy.read_text(encoding="utf-8") != text:
+    if copy.is_file() and not is_copy and copy.read_text(encoding="utf-8") != text:
         raise ConfigError(f"{sweep_dir}: holds another sweep ({copy} differs from {sweep_file}); "
                           "choose another --sweep-dir, or edit the sweep file there")
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    if copy.resolve() != sweep_file.resolve():
-        rundir.write_text(copy, text)
-        _copy_local_base(spec, base, sweep_file, sweep_dir)
     storage = storage or default_storage(sweep_dir)
     study_name = study_name or sweep_file.stem
-    rundir.write_json(sweep_dir / SWEEP_RECORD, {"study": study_name, "storage": masked(storage)})
+    record = {"study": study_name, "storage": masked_url(storage)}
+    if not is_copy:
+        rundir.write_text(copy, text)
+        if _travels(spec):
+            # Under a fixed name, not under `base`: `../x.yaml` beside the directory is outside it.
+            rundir.write_text(sweep_dir / BASE_COPY, base.read_text(encoding="utf-8"))
+            record["base"] = spec.base
+    elif "base" in previous:
+        record["base"] = previous["base"]
+    rundir.write_json(sweep_dir / SWEEP_RECORD, record)
     return SweepSetup(sweep_dir, copy, storage, study_name, spec, base)
 
 
-def _copy_local_base(spec: SweepSpec, base: Path, sweep_file: Path, sweep_dir: Path) -> None:
-    """A base config given as a relative path travels with the sweep file's copy."""
-    if not Path(spec.base).is_absolute() and base == sweep_file.parent / spec.base:  # not a bundled config
-        rundir.write_text(sweep_dir / spec.base, base.read_text(encoding="utf-8"))
+def _travels(spec: SweepSpec) -> bool:
+    """Whether the sweep's base config is copied into the sweep directory: a config file's relative path.
+
+    A bundled config is found by its name from anywhere, an absolute path from anywhere.
+    """
+    from mnist_zoo.config.loading import bundled_config_names
+
+    return spec.base not in bundled_config_names() and not Path(spec.base).is_absolute()
+
+
+def _read_record(sweep_dir: Path) -> dict:
+    """The sweep directory's `sweep.json`, or {} when it has none yet (or an unreadable one)."""
+    try:
+        record = json.loads((Path(sweep_dir) / SWEEP_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _base_copies(sweep_dir: Path, record: dict) -> dict[str, Path]:
+    """The base config the sweep directory keeps, by the `base` it was copied for (see `load_sweep`)."""
+    base = record.get("base")
+    return {base: Path(sweep_dir) / BASE_COPY} if isinstance(base, str) else {}
 
 
 def open_existing(sweep_dir: Path, storage: str | None = None) -> SweepSetup:
     """The setup of an existing sweep directory (for --report).
 
+    Args:
+        sweep_dir: the sweep directory.
+        storage: the study's database URL; None: the one `sweep.json` records, which is only
+            complete for an SQLite file (a password is never recorded).
+
+    Returns:
+        The sweep's setup.
+
     Raises:
-        RunDirError: not a sweep directory, or its storage is not the default and --storage is missing.
+        RunDirError: not a sweep directory, or its storage is not SQLite and `storage` is missing.
     """
+    from mnist_zoo.sweep.storage import MASK, STORAGE_ENV
+
     sweep_dir = Path(sweep_dir)
-    try:
-        record = json.loads((sweep_dir / SWEEP_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise RunDirError(f"{sweep_dir}: not a sweep directory (no readable {SWEEP_RECORD})") from None
+    record = _read_record(sweep_dir)
+    if not isinstance(record.get("storage"), str) or not isinstance(record.get("study"), str):
+        raise RunDirError(f"{sweep_dir}: not a sweep directory (no readable {SWEEP_RECORD})")
     if storage is None:
-        if "***" in record["storage"] or not record["storage"].startswith("sqlite"):
-            raise RunDirError(f"{sweep_dir}: its study is in {record['storage']}; give that URL with --storage")
+        if MASK in record["storage"] or not record["storage"].startswith("sqlite"):
+            password = " (with its password)" if MASK in record["storage"] else ""
+            raise RunDirError(f"{sweep_dir}: its study is in {record['storage']}; give that URL{password} with "
+                              f"--storage or in ${STORAGE_ENV}")
         storage = record["storage"]
-    spec, base = load_sweep(sweep_dir / SWEEP_FILE)
+    spec, base = load_sweep(sweep_dir / SWEEP_FILE, _base_copies(sweep_dir, record))
     return SweepSetup(sweep_dir, sweep_dir / SWEEP_FILE, storage, record["study"], spec, base)
 
 
@@ -96,14 +151,18 @@ def run_local_workers(setup: SweepSetup, workers: int) -> int:
     Returns:
         The first non-zero exit status of a worker, else 0.
     """
+    from mnist_zoo.sweep.storage import STORAGE_ENV
     from mnist_zoo.sweep.study import open_study
 
     # The study (and its database's tables) exist before the workers start: they only join it.
     open_study(setup.spec, setup.storage, setup.study_name)
     command = [sys.executable, "-m", "mnist_zoo", "sweep", str(setup.sweep_file), "--sweep-dir",
-               str(setup.sweep_dir), "--storage", setup.storage, "--study", setup.study_name, "--no-report"]
+               str(setup.sweep_dir), "--study", setup.study_name, "--no-report"]
+    # The URL (and its password) goes in the workers' environment, which only their user can read,
+    # not on their command lines, which `ps` shows every user.
+    environment = {**os.environ, STORAGE_ENV: setup.storage}
     # Sessions of their own: a Ctrl-C reaches the workers once, through this process, not twice.
-    processes = [subprocess.Popen([*command, "--worker-index", str(index)], start_new_session=True)
+    processes = [subprocess.Popen([*command, "--worker-index", str(index)], env=environment, start_new_session=True)
                  for index in range(workers)]
 
     def forward(signal_number, frame):
