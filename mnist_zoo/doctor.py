@@ -13,6 +13,17 @@ import numpy as np
 # AVX512-BF16 and AMX for native bf16 (what `precision: auto` looks for), VNNI for int8.
 RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
+SAFE_KERAS = "3.14"
+"""The oldest Keras whose safe mode no published advisory bypasses; pyproject.toml's keras floor.
+
+Before it, a crafted .keras file runs code of its author's choosing when loaded, safe mode on:
+CVE-2025-1550 (module and function names in config.json, fixed in 3.9), CVE-2025-8747 and
+CVE-2025-9906 (config.json turning unsafe deserialization back on, 3.11), CVE-2026-1462 (a
+TFSMLayer loading an attacker's SavedModel, 3.14). 3.14 also fixes CVE-2026-0897 (HDF5 weights
+declaring huge shapes) and GHSA-hqp4-2352-xf5r (path traversal while extracting archives).
+docs/security.md has the table of every floor; tests/test_doctor.py keeps the pin and this equal.
+"""
+
 
 @dataclass(frozen=True)
 class Check:
@@ -24,6 +35,8 @@ class Check:
     """False: training cannot run as things stand."""
     note: str = ""
     """Why, or what to do."""
+    warning: bool = False
+    """True: training can run, but something needs the user's attention (the note says what)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,24 @@ def _data_check(dataset: str, data_dir: str | None) -> Check:
                       "(needs internet; offline, pass --data-dir)")
 
 
+def keras_safe_mode_check(version: str) -> Check:
+    """Whether Keras `version` is at least SAFE_KERAS; below it, a warning that says what to do."""
+    from packaging.version import InvalidVersion, Version
+
+    floor = Version(SAFE_KERAS).release
+    try:
+        safe = Version(version).release >= floor
+    except InvalidVersion:
+        safe = False
+    if safe:
+        return Check("Keras safe mode", f"Keras {version} >= {SAFE_KERAS}",
+                     note="no published advisory bypasses safe mode in this version")
+    return Check("Keras safe mode", f"WARNING: Keras {version} < {SAFE_KERAS}", warning=True,
+                 note=f"safe mode in Keras {version} can be bypassed by a crafted .keras file, which then runs "
+                      "its own code when mnist-zoo loads it to evaluate, predict, serve or export (CVE-2025-1550, "
+                      f"CVE-2025-9906, CVE-2026-1462); upgrade: pip install -U 'keras>={SAFE_KERAS}'")
+
+
 def _runs_check(runs_dir: Path) -> Check:
     runs_dir = Path(runs_dir)
     existing = next((folder for folder in (runs_dir, *runs_dir.resolve().parents) if folder.exists()), None)
@@ -180,6 +211,7 @@ def diagnose(dataset: str = "mnist", data_dir: str | None = None, runs_dir: Path
         Check("mnist-zoo", __version__),
         Check("Python", platform.python_version()),
         Check("TensorFlow, Keras, numpy", f"{tf.__version__}, {keras.__version__}, {np.__version__}"),
+        keras_safe_mode_check(keras.__version__),
         Check("CPU", f"{cpu_name()}, {os.cpu_count()} cores"),
         Check("CPU flags", " ".join(flag for flag in RELEVANT_CPU_FLAGS if flag in flags) or "none of "
               + ", ".join(RELEVANT_CPU_FLAGS)),

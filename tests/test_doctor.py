@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from packaging.requirements import Requirement
 
 from mnist_zoo.cli import cli
-from mnist_zoo.doctor import GpuProbes, diagnose, gpu_absence_reason
+from mnist_zoo.doctor import SAFE_KERAS, GpuProbes, diagnose, gpu_absence_reason, keras_safe_mode_check
 
 NO_GPU = GpuProbes(visible_devices=None, built_with_cuda=True, cuda_libraries=True, driver=False)
 
@@ -68,3 +71,38 @@ def test_json_and_smoke_as_a_real_command(mnist_data, tmp_path):
     smoke = [check for check in report["checks"] if check["name"].startswith("smoke: ")]
     assert [check["name"] for check in smoke] == ["smoke: linear", "smoke: mlp", "smoke: cnn"]
     assert all(check["value"].endswith("ms per training step") for check in smoke)
+
+
+@pytest.mark.parametrize("version", ["3.13.2", "3.11.3", "3.3.3"])
+def test_a_keras_whose_safe_mode_can_be_bypassed_is_a_warning_that_says_how_to_upgrade(monkeypatch, tmp_path, version):
+    import keras
+
+    monkeypatch.setattr(keras, "__version__", version)
+    result = CliRunner().invoke(cli, ["doctor", "--runs-dir", str(tmp_path / "runs")])
+    line = next(line for line in result.output.splitlines() if line.startswith("Keras safe mode"))
+    assert f"safe mode in Keras {version} can be bypassed by a crafted .keras file" in line
+    assert "pip install -U 'keras>=3.14'" in line and "CVE-2026-1462" in line
+    assert result.exit_code == 0 and result.output.strip().endswith("ready to train")  # a warning, not a blocker
+    checks = {check.name: check for check in diagnose(runs_dir=tmp_path, probes=NO_GPU).checks}
+    assert checks["Keras safe mode"].warning and checks["Keras safe mode"].ok
+
+
+@pytest.mark.parametrize("version, warned", [
+    ("3.14.0", False), ("3.14", False), ("3.15.1", False), ("3.14.0.dev2026010100", False), ("4.0.0", False),
+    ("3.13.2", True), ("3.9.0", True), ("not a version", True),
+])
+def test_the_safe_mode_floor_is_a_release_comparison(version, warned):
+    check = keras_safe_mode_check(version)
+    assert check.warning is warned and check.ok
+    assert ("pip install -U 'keras>=3.14'" in check.note) is warned
+
+
+def test_this_keras_is_not_warned_about(tmp_path):
+    checks = {check.name: check for check in diagnose(runs_dir=tmp_path, probes=NO_GPU).checks}
+    assert not checks["Keras safe mode"].warning, checks["Keras safe mode"]
+
+
+def test_pyproject_pins_keras_at_the_safe_mode_floor():
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    keras = next(Requirement(line) for line in pyproject["project"]["dependencies"] if line.startswith("keras"))
+    assert str(keras.specifier) == f">={SAFE_KERAS}", "pyproject.toml's keras floor and doctor.SAFE_KERAS differ"
