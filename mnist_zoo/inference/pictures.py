@@ -19,14 +19,25 @@ MAX_PIXELS = 50_000_000
 """Larger pictures are refused from their header, before decoding: a 48-megapixel phone photo
 passes; a small file that would decode to gigabytes does not (Pillow itself only warns below
 89 million pixels and refuses above 179 million)."""
+PICTURE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+"""The only decoders a picture reaches (JPEG's also opens the multi-picture JPEGs phones write). Pillow
+would otherwise try each decoder it has on any bytes: EPS runs Ghostscript on them, and rarely
+used decoders (McIdas, JPEG 2000, ...) are attack surface a digit never needs."""
+WORKING_SIDE = 1024
+"""Pictures whose longer side is above this are reduced (averaging whole blocks of pixels) to at
+most this before any float copy is made: a digit fitted into 20x20 pixels loses nothing, and a
+48-megapixel photo costs megabytes instead of the gigabyte its float copies would take. JPEGs
+are decoded at 1/2, 1/4 or 1/8 scale directly (Pillow's draft mode)."""
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 
 
 def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Reads an image of any mode and size as float32 grayscale in [0, 1] (1 = white).
 
-    Transparent pixels are composited onto a background that contrasts with the visible strokes
-    (white under dark strokes, black under light ones), so a digit drawn on a transparent canvas
-    keeps its strokes whichever colour they are.
+    Only the `PICTURE_FORMATS` decoders are used. Transparent pixels are composited onto a
+    background that contrasts with the visible strokes (white under dark strokes, black under
+    light ones), so a digit drawn on a transparent canvas keeps its strokes whichever colour they
+    are. Pictures larger than `WORKING_SIDE` are reduced first.
 
     Args:
         source: an image file, or its bytes (an upload).
@@ -35,46 +46,54 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
             None: no limit of ours.
 
     Raises:
-        DataError: the data cannot be decoded as an image, or it has more than `max_pixels` pixels.
+        DataError: the data is not a picture in one of `PICTURE_FORMATS`, cannot be decoded, or
+            has more than `max_pixels` pixels.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from mnist_zoo.data.files import open_regular_file
+
     name = _name_of(source, name)
-    if isinstance(source, _BYTES):
-        source = io.BytesIO(source)
     try:
-        with Image.open(source) as image:
+        # A FIFO or a device named as a picture would block or read forever: regular files only.
+        handle = io.BytesIO(source) if isinstance(source, _BYTES) else open_regular_file(source, DataError)
+    except OSError as error:
+        raise DataError(f"{name}: cannot read the picture ({error.strerror})") from None
+    try:
+        with handle, Image.open(handle, formats=PICTURE_FORMATS) as image:
             width, height = image.size  # from the header: nothing decoded yet
             if max_pixels is not None and width * height > max_pixels:
                 raise DataError(f"{name}: {width}x{height} pixels is more than the {max_pixels:,} pixels accepted; "
                                 "scale the picture down")
             image.seek(0)  # the first frame of an animated GIF
+            if max(width, height) > WORKING_SIDE and image.format in ("JPEG", "MPO"):
+                image.draft(None, (-(-width * WORKING_SIDE // max(width, height)),
+                                   -(-height * WORKING_SIDE // max(width, height))))
             ImageOps.exif_transpose(image, in_place=True)  # phone photos are often stored rotated
             image.load()
     except Image.DecompressionBombError as error:  # Pillow's own limit, checked when it opens the file
         raise DataError(f"{name}: more than the {max_pixels or Image.MAX_IMAGE_PIXELS:,} pixels accepted ({error}); "
                         "scale the picture down") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{name}: not a readable image ({error})") from None
-    if image.mode == "LAB":  # its first band is the lightness, which Pillow cannot convert to L
-        image = image.getchannel(0)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
+    except UnidentifiedImageError:
+        raise DataError(f"{name}: not a readable image (not a PNG, JPEG, BMP, GIF, WebP or TIFF picture)") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(f"{name}: not a readable image ({_without_object_names(error)})") from None
+    image = _working_mode(image, name)
+    if max(image.size) > WORKING_SIDE:
+        image = image.reduce(-(-max(image.size) // WORKING_SIDE))
+    if image.mode in ("I", "F"):
+        values = np.array(image, dtype=np.float32)  # a copy of our own: scaled in place
         # 16-bit data, small ints in a wide mode, or floats in [0, 1]
         top = 65535.0 if values.max() > 255 else 1.0 if image.mode == "F" and values.max() <= 1 else 255.0
-        return np.clip(values / top, 0, 1).astype(np.float32)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+        values /= top
+        return np.clip(values, 0, 1, out=values)
     # uint8 first, then float, scaled in place: np.asarray(image, dtype=float32) converts element by
     # element, and each fresh temporary of a large picture costs its page faults.
-    try:
-        converted = image.convert("RGBA" if has_alpha else "L") if image.mode not in ("L", "RGBA") else image
-    except ValueError as error:  # a mode Pillow reads but cannot convert
-        raise DataError(f"{name}: {image.mode} pictures are not supported ({error}); save it as PNG or JPEG") from None
-    if not has_alpha:
-        gray = np.asarray(converted).astype(np.float32)
+    if image.mode == "L":
+        gray = np.asarray(image).astype(np.float32)
         gray /= 255.0
         return gray
-    rgba = np.asarray(converted).astype(np.float32)
+    rgba = np.asarray(image).astype(np.float32)
     rgba /= 255.0
     gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     alpha = rgba[..., 3]
@@ -84,6 +103,26 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
     strokes_are_light = visible.any() and float(gray[visible].mean()) > 0.5 and not visible.all()
     background = 0.0 if strokes_are_light else 1.0
     return gray * alpha + background * (1 - alpha)
+
+
+def _working_mode(image, name: str):
+    """The picture in one of the modes read above: L, RGBA (transparency kept), I or F (wide values)."""
+    if image.mode == "LAB":  # its first band is the lightness, which Pillow cannot convert to L
+        return image.getchannel(0)
+    if image.mode in _WIDE_MODES:
+        return image if image.mode in ("I", "F") else image.convert("I")
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    try:
+        return image.convert("RGBA" if has_alpha else "L") if image.mode not in ("L", "RGBA") else image
+    except ValueError as error:  # a mode Pillow reads but cannot convert
+        raise DataError(f"{name}: {image.mode} pictures are not supported ({error}); save it as PNG or JPEG") from None
+
+
+def _without_object_names(error: Exception) -> str:
+    """An error's text without Python object reprs (`<_io.BytesIO object at 0x...>`): they mean nothing to a user."""
+    import re
+
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>", "the picture", str(error))
 
 
 def to_pixels(image: np.ndarray) -> np.ndarray:
