@@ -26,6 +26,12 @@ EVALUATION_FILE = "evaluation.json"
 STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_DIR = "checkpoint"  # train/checkpoint.py's folder
+EXPORT_DIR = "export"  # export/stage.py's default folder
+RUN_MARKER = ".mnist-zoo-run"
+"""The file only mnist-zoo writes, into every run directory it makes: what `--force` looks for."""
+_MARKER_TOOL = "mnist-zoo"
+_MARKER_FORMAT = 1
 
 
 @contextmanager
@@ -120,7 +126,10 @@ def create_run_dir(root: Path, model_name: str) -> Path:
     """Creates `root/<UTC timestamp>-<model>/`; never reuses an existing folder.
 
     Returns:
-        The new, empty run directory.
+        The new run directory, holding nothing but its `RUN_MARKER`.
+
+    Raises:
+        RunDirError: `root` cannot hold a new folder.
     """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     safe_name = model_name.replace("/", "-")
@@ -138,9 +147,14 @@ def create_run_dir(root: Path, model_name: str) -> Path:
         candidate = root / f"{stamp}-{safe_name}{suffix}"
         try:
             candidate.mkdir()
-            return candidate
         except FileExistsError:
             continue  # a run started in the same second: take the next suffix
+        try:
+            mark_run_dir(candidate)
+        except OSError as error:
+            raise RunDirError(f"{candidate}: cannot write its {RUN_MARKER} ({error.strerror}); "
+                              "choose another --output-dir") from None
+        return candidate
     raise RunDirError(f"{root}: could not create a new run directory for {model_name}")
 
 
@@ -291,11 +305,22 @@ def check_not_in_use(run_dir: Path) -> None:
 
 
 def prepare_named_run_dir(path: Path, force: bool) -> Path:
-    """Creates the run directory `path`, or empties it with `force`; never overwrites silently.
+    """Creates the run directory `path`, or replaces it with `force`; never overwrites silently.
+
+    `force` deletes `path` only if `check_replaceable` finds it is a run directory and nothing
+    else, and only while holding its `training_lock`.
+
+    Args:
+        path: the run directory to train into (`--run-dir`).
+        force: replace `path` if it already holds a run.
+
+    Returns:
+        `path`, existing and holding its `RUN_MARKER`.
 
     Raises:
-        RunDirError: `path` exists and is not empty (without `force`), is not a directory, or
-            does not look like a run directory (so `force` would delete unrelated files).
+        RunDirError: `path` exists and is not empty (without `force`), is not a directory, is not
+            a run directory `force` may delete (see `check_replaceable`), another process is
+            training in it, or it cannot be created.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -306,15 +331,138 @@ def prepare_named_run_dir(path: Path, force: bool) -> Path:
                 f"{path}: run directory already exists; continue it with --resume {path} "
                 "or replace it with --force"
             )
-        if not ((path / CONFIG_FILE).is_file() or (path / STATUS_FILE).is_file()):
-            raise RunDirError(f"{path}: not empty and holds no {CONFIG_FILE}, so it is not a run directory; "
-                              "--force only replaces run directories")
+        check_replaceable(path)
         import shutil
 
         with training_lock(path):  # never delete a run another process is training in
+            # Never follows a symbolic link inside the run out of it (rmtree.avoids_symlink_attacks).
             shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
+        mark_run_dir(path)
     except OSError as error:
         raise RunDirError(f"{path}: cannot create the run directory ({error.strerror})") from None
     return path
+
+
+def mark_run_dir(run_dir: Path) -> None:
+    """Writes `RUN_MARKER` into `run_dir`, unless it already holds a valid one.
+
+    The marker is one JSON line, e.g.
+    `{"tool": "mnist-zoo", "format": 1, "version": "0.1.0", "token": "<32 hex digits>"}`:
+    no other program writes that file, so `--force` can tell a run from a folder of the user's.
+    """
+    if is_marked(run_dir):
+        return
+    import secrets
+
+    import mnist_zoo
+
+    record = {"tool": _MARKER_TOOL, "format": _MARKER_FORMAT, "version": mnist_zoo.__version__,
+              "token": secrets.token_hex(16)}
+    # Written in place, not through `atomic_path`: ~100 bytes into a new folder. A marker cut
+    # short is invalid, and the folder is then judged as a run of an older version.
+    (Path(run_dir) / RUN_MARKER).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def is_marked(run_dir: Path) -> bool:
+    """True if `run_dir` holds a valid `RUN_MARKER` (a regular file, not a link)."""
+    import re
+
+    path = Path(run_dir) / RUN_MARKER
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.loads(handle.read(4096))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and record.get("tool") == _MARKER_TOOL
+            and isinstance(record.get("token"), str) and re.fullmatch(r"[0-9a-f]{32}", record["token"]) is not None)
+
+
+# Everything a run directory holds, the only entries `--force` deletes: the run's files, the
+# plots `evaluate` and `plot-history` write beside them, the folders of its checkpoint,
+# TensorBoard logs and exports, and the temporaries `atomic_path` leaves of its files.
+RUN_ENTRIES = frozenset({CONFIG_FILE, HISTORY_JSON, HISTORY_CSV, BEST_MODEL, LAST_MODEL, METRICS_FILE,
+                         ENVIRONMENT_FILE, EVALUATION_FILE, STATUS_FILE, LOCK_FILE, RUN_MARKER,
+                         "history.png", "confusion_matrix.png", "misclassified.png"})
+RUN_FOLDERS = frozenset({CHECKPOINT_DIR, TENSORBOARD_DIR, EXPORT_DIR})
+_STATUSES = {"running", "interrupted", "failed", "complete", "pruned"}
+
+
+def _foreign_entries(run_dir: Path) -> list[str]:
+    """The names in `run_dir` that a run does not hold (a folder's with a trailing '/')."""
+    foreign = []
+    for entry in sorted(Path(run_dir).iterdir()):
+        name = entry.name
+        if entry.is_symlink():
+            ours = False  # a run holds no links
+        elif name in RUN_FOLDERS:
+            ours = entry.is_dir()
+        else:
+            ours = entry.is_file() and (name in RUN_ENTRIES or (
+                is_temporary_name(name) and name.split(".")[1] in _RUN_FILE_STEMS))
+        if not ours:
+            foreign.append(f"{name}/" if entry.is_dir() and not entry.is_symlink() else name)
+    return foreign
+
+
+def _is_legacy_run(run_dir: Path) -> bool:
+    """A run of a version before `RUN_MARKER`: its status.json is the record `write_status` writes."""
+    path = Path(run_dir) / STATUS_FILE
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and record.get("status") in _STATUSES
+            and {"pid", "host", "updated"} <= record.keys())
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuses to let `--force` delete `path` unless it is a run directory and nothing else.
+
+    `path` must be a run directory mnist-zoo made (it holds a valid `RUN_MARKER`; a run of an
+    older version, without one, must hold a status.json as `write_status` writes it) and must
+    hold nothing a run does not hold (`RUN_ENTRIES`, `RUN_FOLDERS`, temporaries of run files).
+    Paths are compared resolved, so `.`, `..` and links do not hide what they name.
+
+    Args:
+        path: an existing, non-empty folder named with `--run-dir`.
+
+    Raises:
+        RunDirError: `path` is a symbolic link, the filesystem root, the current directory or
+            one of its ancestors, the home folder or one of its ancestors, holds entries a run
+            does not hold, or is not a run directory.
+    """
+    path = Path(path)
+    how = "--force replaces only a run directory"
+    if path.is_symlink():
+        target = path.resolve()
+        raise RunDirError(f"{path}: is a symbolic link to {target}; {how} named directly: "
+                          f"use --run-dir {target} --force")
+    resolved = path.resolve()
+    if resolved == Path(resolved.anchor):
+        raise RunDirError(f"{path}: is the filesystem root; {how}: name one, e.g. --run-dir runs/my-run")
+    cwd = Path.cwd().resolve()
+    if resolved == cwd:
+        raise RunDirError(f"{path}: is the current directory ({cwd}); --force never deletes the folder you "
+                          "are in: run from its parent and name it, e.g. --run-dir my-run --force")
+    if cwd.is_relative_to(resolved):
+        raise RunDirError(f"{path}: holds the current directory ({cwd}); --force never deletes a folder "
+                          "you are working in: name the run directory itself, e.g. --run-dir runs/my-run")
+    home = Path.home().resolve()
+    if home.is_relative_to(resolved):
+        what = "is your home folder" if resolved == home else f"holds your home folder ({home})"
+        raise RunDirError(f"{path}: {what}; {how}: name one, e.g. --run-dir runs/my-run")
+    foreign = _foreign_entries(path)
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunDirError(f"{path}: is not a run directory: it holds {listed}, which no run holds; --force "
+                          "never deletes files you added: move them out first, or choose another --run-dir")
+    if not is_marked(path) and not _is_legacy_run(path):
+        raise RunDirError(f"{path}: is not a run directory mnist-zoo made: no valid {RUN_MARKER} (nor, as a run "
+                          f"of an older version, a {STATUS_FILE}); {how}: delete it yourself if you mean to, "
+                          "or choose another --run-dir")

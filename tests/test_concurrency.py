@@ -102,7 +102,7 @@ def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path):
     created = [stdout.strip() for stdout, _ in outcomes]
     assert sorted(Path(path).name for path in created) == [
         "20260101-120000-cnn", *(f"20260101-120000-cnn-{attempt}" for attempt in range(2, 7))]
-    assert all(Path(path).is_dir() and not any(Path(path).iterdir()) for path in created)
+    assert all([child.name for child in Path(path).iterdir()] == [rundir.RUN_MARKER] for path in created)
 
 
 @pytest.fixture(scope="module")

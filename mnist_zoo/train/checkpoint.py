@@ -11,7 +11,7 @@ from pathlib import Path
 from mnist_zoo import rundir
 from mnist_zoo.errors import RunDirError
 
-CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_DIR = rundir.CHECKPOINT_DIR
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
 

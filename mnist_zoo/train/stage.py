@@ -198,6 +198,7 @@ def train_run(
 
     with rundir.training_lock(run_dir), GracefulInterrupts() as interrupts:
         rundir.remove_temporaries(run_dir)  # what a process killed mid-write left
+        rundir.mark_run_dir(run_dir)  # a folder a library caller made, or a run of an older version
         try:
             if not resume:  # first: a run killed at any later moment can be resumed from its config
                 rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
