@@ -510,42 +510,46 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
               help="Address to listen on; 0.0.0.0 makes the page reachable from the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: a free one).")
 @click.option("--access-log", is_flag=True, help="Print a line per request.")
+@click.option("--unsafe", is_flag=True,
+              help="Allow the models named (not those found in --runs-dir) to run code: Lambda layers, "
+                   "SavedModel folders. Trusted files only.")
 @_device_option
-def serve(paths, runs_dir, no_runs, host, port, access_log, device):
+def serve(paths, runs_dir, no_runs, host, port, access_log, unsafe, device):
     """Serve a page to draw digits on, and a JSON API, running the zoo's models side by side.
 
     Serves every finished run in --runs-dir and any run directory or model file named (.keras,
     .tflite, .onnx, a SavedModel folder). Drawings and uploads are prepared as `predict`
-    prepares pictures. Keras files are loaded in safe mode. Stop it with Ctrl-C.
+    prepares pictures. Keras files are loaded in safe mode; SavedModel folders, which are
+    programs, only with --unsafe. Stop it with Ctrl-C.
 
     \b
     Examples:
       mnist-zoo serve
       mnist-zoo serve runs/20261122-120000-cnn runs/20261122-120000-cnn/export/model.tflite --no-runs
     """
-    from mnist_zoo.serve.server import bind, is_loopback, require_framework, run, url_of
+    from mnist_zoo.serve.server import allowed_hosts, bind, require_framework, run, url_of
 
     require_framework()
     _quiet_tensorflow()
     from mnist_zoo.report.tables import format_served
     from mnist_zoo.runtime.device import select_device
-    from mnist_zoo.serve.app import LOOPBACK_HOSTS, create_app
+    from mnist_zoo.serve.app import create_app
     from mnist_zoo.serve.zoo import open_zoo
 
     select_device(device)
-    zoo = open_zoo(list(paths), None if no_runs else runs_dir)
+    zoo = open_zoo(list(paths), None if no_runs else runs_dir, unsafe=unsafe)
     for reason in zoo.skipped:
         _echo_err(f"skipped {reason}")
     sock = bind(host, port)
-    loopback = is_loopback(host)
-    app = create_app(zoo, allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None)
+    hosts = allowed_hosts(sock)  # from the address bound: `--host 127.1` is the loopback too
+    app = create_app(zoo, allowed_hosts=hosts)
     click.echo(format_served([model.describe() for model in zoo.models.values()]))
-    if not loopback:
+    if hosts is None:
         _echo_err(f"Warning: listening on {host}: the page and the API are reachable from the network, "
                   "by anyone who can reach this machine. Use --host 127.0.0.1 to keep them on this machine.")
     count = f"{len(zoo.models)} model{'s' if len(zoo.models) != 1 else ''}"
     run(app, sock, access_log=access_log,
-        ready=lambda: click.echo(f"\nServing {count} at {url_of(sock, host)} (Ctrl-C to stop)"))
+        ready=lambda: click.echo(f"\nServing {count} at {url_of(sock)} (Ctrl-C to stop)"))
     _echo_err("Stopped.")
 
 

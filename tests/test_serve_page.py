@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import base64
 import json
 import os
@@ -54,17 +56,26 @@ def page(browser, served):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # The page runs under its Content-Security-Policy: anything it blocks is reported on the console.
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.goto(served[0])
     page.wait_for_selector("article.model")
     yield page
     context.close()
+    errors = [error for error in errors if "status of 400" not in error]  # the bad upload's answer
     assert not errors, f"the page raised: {errors}"
 
 
 def wait_until_answered(page) -> None:
-    """Until the answer shown is the current drawing's (no request out, none waiting)."""
-    page.wait_for_function("document.body.dataset.idle === 'true' && document.body.dataset.state !== 'busy'",
-                           timeout=30_000)
+    """Until the answer shown is the current drawing's (no request out, none waiting).
+
+    Polled from here: Playwright's wait_for_function evaluates its text with eval(), which the
+    page's Content-Security-Policy forbids, as it should.
+    """
+    deadline = time.monotonic() + 30
+    while not page.evaluate("document.body.dataset.idle === 'true' && document.body.dataset.state !== 'busy'"):
+        assert time.monotonic() < deadline, "the page did not answer within 30 s"
+        time.sleep(0.05)
 
 
 def draw_seven(page) -> tuple[int, dict]:
@@ -146,6 +157,20 @@ def test_an_uploaded_photo_is_predicted_as_predict_predicts_the_file(page, serve
     wait_until_answered(page)
     assert page.locator("#photo").is_visible()
     assert_page_agrees_with_predict(page, served[1], photo)
+
+
+def test_a_photo_over_the_servers_pixel_limit_is_scaled_down_by_the_page(page, tmp_path, real_mnist):
+    from PIL import Image
+
+    from mnist_zoo.serve.inputs import MAX_PICTURE_PIXELS
+
+    photo = tmp_path / "large.jpg"  # 20 megapixels: the API alone refuses it
+    Image.fromarray(255 - real_mnist.test_images[3]).resize((5000, 4000)).convert("RGB").save(photo, quality=80)
+    assert 5000 * 4000 > MAX_PICTURE_PIXELS
+    page.set_input_files("#upload", str(photo))
+    wait_until_answered(page)
+    assert page.evaluate("document.body.dataset.state") == "shown", page.locator("#status").text_content()
+    assert all(digit == "0" for digit, _ in shown(page).values()), shown(page)
 
 
 def test_clear_stroke_width_touch_and_a_bad_upload(page, tmp_path):

@@ -5,48 +5,27 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from mnist_zoo.errors import DataError
-from mnist_zoo.serve import inputs
-from mnist_zoo.serve.zoo import UnknownModelError, Zoo
+from mnist_zoo.errors import DataError, MnistZooError
+from mnist_zoo.serve import guards, inputs
+from mnist_zoo.serve.zoo import UnknownModelError, Zoo, ZooClosedError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MAX_BODY_BYTES = 8 * 1024 * 1024
-"""Request bodies above this are refused with 413: ample for a phone photo, small for memory."""
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_BODY_BYTES = guards.MAX_BODY_BYTES
+PICTURE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff",
+                 "application/octet-stream")
+"""Content types of a raw picture body. Others are refused with 415: text/plain and form-encoded
+bodies are what any web page may send without asking (a 'simple' cross-origin request)."""
+MAX_WAITING_PICTURES = 16
+"""Pictures waiting for a preparing thread beyond this are answered 503 (busy): each holds up to
+MAX_BODY_BYTES, and a queue without an end would hold them all."""
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over `max_bytes`, declared (Content-Length) or streamed."""
+class ServerBusyError(MnistZooError):
+    """Too many pictures are waiting to be prepared: answered 503, try again."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
 
-    async def __call__(self, scope, receive, send):
-        from starlette.exceptions import HTTPException
-
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_large = HTTPException(413, f"request body over the limit of {self.max_bytes:,} bytes; "
-                                       "send a smaller picture")
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _error_response(413, too_large.detail)(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # Raised inside the endpoint's read, so the app's handler answers it as a 413.
-                    raise too_large
-            return message
-
-        await self.app(scope, limited_receive, send)
+class UnsupportedTypeError(MnistZooError):
+    """A request body of a content type the API does not take: answered 415."""
 
 
 def _error_response(status: int, message: str):
@@ -55,14 +34,16 @@ def _error_response(status: int, message: str):
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: list[str] | None = None):
+def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: list[str] | None = None,
+               body_seconds: float = guards.BODY_SECONDS):
     """The Starlette application serving `zoo`.
 
     Args:
         zoo: the opened models.
         max_body_bytes: the largest request body accepted.
-        allowed_hosts: Host header values answered (None: any); a server bound to the loopback
+        allowed_hosts: Host header names answered (None: any); a server bound to the loopback
             answers only its own names, so that a web page elsewhere cannot reach it by DNS rebinding.
+        body_seconds: how long a request's body may take to arrive.
 
     Returns:
         An ASGI application.
@@ -72,18 +53,28 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
     import os
     from concurrent.futures import ThreadPoolExecutor
     from starlette.exceptions import HTTPException
-    from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
     # Pictures are prepared on as many threads as there are cores: more would only take turns
-    # holding the interpreter, and slow the model calls down with them.
-    preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mnist-zoo prepare")
+    # holding the interpreter, and slow the model calls down with them. The semaphore hands the
+    # threads work only as they free up, and a bounded number of pictures may wait for them.
+    threads = os.cpu_count() or 2
+    preparing = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mnist-zoo prepare")
+    slots = asyncio.Semaphore(threads)
+    waiting = 0
 
     async def prepared(function, *args):
-        return await asyncio.get_running_loop().run_in_executor(preparing, function, *args)
+        nonlocal waiting
+        if waiting >= threads + MAX_WAITING_PICTURES:
+            raise ServerBusyError(f"{waiting} pictures are being prepared or waiting; try again in a moment")
+        waiting += 1
+        try:
+            async with slots:
+                return await asyncio.get_running_loop().run_in_executor(preparing, function, *args)
+        finally:
+            waiting -= 1
 
     async def page(request):
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
@@ -91,14 +82,21 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
     async def list_models(request):
         return JSONResponse({"models": [model.describe() for model in zoo.models.values()],
                              "top_k": inputs.DEFAULT_TOP_K, "max_top_k": inputs.MAX_TOP_K,
-                             "max_body_bytes": max_body_bytes})
+                             "max_body_bytes": max_body_bytes,
+                             "max_picture_pixels": inputs.MAX_PICTURE_PIXELS})
 
     async def predict(request):
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         query = request.query_params
         model_id, top_k = query.get("model"), query.get("top_k")
+        if content_type not in (*PICTURE_TYPES, "multipart/form-data", "application/json"):
+            raise UnsupportedTypeError(
+                f"Content-Type {content_type or '(none)'!r} is not accepted; send a picture as "
+                f"{', '.join(PICTURE_TYPES[:2])} (...), a multipart upload in the field \"image\", or "
+                "application/json with 784 pixel values")
         if content_type == "application/json":
             body = await request.body()
+            inputs.check_json_shape(body)  # before it is parsed: nesting and size
             image, json_model, json_top_k = await prepared(inputs.parse_json, body)
             model_id, top_k = json_model or model_id, json_top_k if top_k is None else inputs.top_k_from(top_k)
         else:
@@ -126,6 +124,14 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
     async def unknown_model(request, error: UnknownModelError):
         return _error_response(404, str(error))
 
+    async def unsupported_type(request, error: UnsupportedTypeError):
+        return _error_response(415, str(error))
+
+    async def busy(request, error: ServerBusyError | ZooClosedError):
+        response = _error_response(503, str(error))
+        response.headers["Retry-After"] = "1"
+        return response
+
     async def server_error(request, error: Exception):
         # The traceback goes to the server's terminal (uvicorn logs it), never into the page.
         return _error_response(500, f"internal error ({type(error).__name__}); see the server's terminal")
@@ -137,7 +143,6 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
         zoo.close()
         preparing.shutdown()
 
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
     application = Starlette(
         routes=[
             Route("/", page, methods=["GET"]),
@@ -145,9 +150,14 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
             Route("/api/predict", predict, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
-        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, DataError: bad_request, UnknownModelError: unknown_model,
+                            UnsupportedTypeError: unsupported_type, ServerBusyError: busy, ZooClosedError: busy,
                             Exception: server_error},
     )
-    return BodyLimit(application, max_body_bytes)
+    # Outermost first: every answer gets the security headers; the Host and the origin are
+    # checked before the body is read, and the body is bounded in size and time.
+    guarded = guards.SameOrigin(guards.BodyLimit(application, max_body_bytes, body_seconds))
+    if allowed_hosts:
+        guarded = guards.HostCheck(guarded, list(allowed_hosts))
+    return guards.SecurityHeaders(guarded)

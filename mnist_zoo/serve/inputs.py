@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
@@ -10,8 +11,18 @@ from mnist_zoo.errors import DataError
 from mnist_zoo.inference import pictures
 from mnist_zoo.serve.zoo import DEFAULT_TOP_K
 
-MAX_PICTURE_PIXELS = pictures.MAX_PIXELS
-"""Larger pictures are refused before decoding, as `predict` refuses them."""
+MAX_PICTURE_PIXELS = 4096 * 4096
+"""Larger uploads are refused from their header, before decoding: a 12-megapixel phone photo
+(4032x3024) passes, and the page scales larger photos down in the browser before sending them.
+Each picture being prepared holds up to 4 bytes a pixel while it decodes (67 MB here)."""
+MAX_JSON_BYTES = 256 * 1024
+"""784 pixel values take at most ~20 kB, however they are written; larger JSON is refused unread."""
+MAX_JSON_DEPTH = 4
+"""{"pixels": [[[...]]]}: an object, the rows, the pixels and a channel. Python's JSON parser recurses
+once per level (a deep enough body is a RecursionError), and walking a deep one costs seconds."""
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.S)
+"""A JSON string, or the rest of the body after an unterminated one: matched without backtracking,
+so that scanning any body takes time in proportion to its length."""
 MAX_TOP_K = 10
 JSON_KEYS = ("pixels", "model", "top_k")
 
@@ -84,12 +95,34 @@ def model_id_from(value) -> str | None:
     return value
 
 
+def check_json_shape(body: bytes) -> None:
+    """Refuses a JSON body too large or too deeply nested for a predict request, before it is parsed.
+
+    Raises:
+        DataError: over MAX_JSON_BYTES, or nested deeper than MAX_JSON_DEPTH (brackets inside
+            strings do not count).
+    """
+    if len(body) > MAX_JSON_BYTES:
+        raise DataError(f"a JSON body of {len(body):,} bytes is more than the {MAX_JSON_BYTES:,} accepted; "
+                        "784 pixel values need about 20 kB")
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", bytes(body)), dtype=np.uint8)
+    steps = np.zeros(len(skeleton), dtype=np.int32)
+    steps[(skeleton == ord("[")) | (skeleton == ord("{"))] = 1
+    steps[(skeleton == ord("]")) | (skeleton == ord("}"))] = -1
+    depth = int(steps.cumsum().max()) if len(steps) else 0
+    if depth > MAX_JSON_DEPTH:
+        raise DataError(f"JSON nested {depth} levels deep, more than the {MAX_JSON_DEPTH} a predict request "
+                        'needs ({"pixels": [...784 values] or 28 rows of 28})')
+
+
 def parse_json(body: bytes) -> tuple[np.ndarray, str | None, int]:
     """(image, model id, top_k) from a JSON body {"pixels": [...784], "model": id, "top_k": k}.
 
     Raises:
-        DataError: not JSON, not an object, unknown keys, or bad values.
+        DataError: too large or deep (`check_json_shape`), not JSON, not an object, unknown keys,
+            or bad values.
     """
+    check_json_shape(body)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:

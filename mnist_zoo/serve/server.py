@@ -9,18 +9,17 @@ import socket
 from mnist_zoo.errors import MnistZooError
 
 
+MAX_CONNECTIONS = 32
+"""Connections (and requests) served at once; more are answered 503 by uvicorn. Each may hold a
+request body of up to 8 MiB while it waits."""
+HEADER_SECONDS = 10.0
+"""A connection must send a request's headers within this (from its opening, or from the previous
+answer), or it is closed: a client trickling a byte at a time would otherwise keep one of the
+MAX_CONNECTIONS forever (uvicorn itself waits for headers without end)."""
+
+
 class ServeError(MnistZooError):
     """The server cannot start: the address is taken, not local, or not valid."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -49,11 +48,28 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket, host: str) -> str:
-    """The address to open in a browser: the bound port, on 127.0.0.1 when bound to every interface."""
-    port = sock.getsockname()[1]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
-    if ":" in shown and not shown.startswith("["):
+def bound_address(sock: socket.socket) -> str:
+    """The address a socket is bound to, as numbers ("127.0.0.1", "::1", "0.0.0.0"), whatever name was given."""
+    return sock.getsockname()[0]
+
+
+def allowed_hosts(sock: socket.socket) -> list[str] | None:
+    """The Host names a server on `sock` answers: its own loopback names, or None (any) off the loopback.
+
+    The bound address itself is one of them, so `--host ::1` or `--host 127.0.0.2` answers
+    requests addressed to it, and `--host 127.1` (a name for 127.0.0.1) is checked like 127.0.0.1.
+    """
+    address = bound_address(sock)
+    if not ipaddress.ip_address(address).is_loopback:
+        return None
+    return sorted({address, "127.0.0.1", "localhost", "::1"})
+
+
+def url_of(sock: socket.socket) -> str:
+    """The address to open in a browser: the bound address and port, 127.0.0.1 (or ::1) when bound to every interface."""
+    address, port = sock.getsockname()[:2]
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}/"
 
@@ -70,8 +86,7 @@ def run(app, sock: socket.socket, access_log: bool = False, ready=None) -> None:
     """
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="on",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn_config(app, access_log=access_log)
     server = uvicorn.Server(config)
 
     def stop(signal_number, frame):
@@ -92,6 +107,67 @@ def run(app, sock: socket.socket, access_log: bool = False, ready=None) -> None:
         for number, handler in previous.items():
             signal.signal(number, handler)
         sock.close()
+
+
+def uvicorn_config(app, access_log: bool = False, header_seconds: float = HEADER_SECONDS,
+                   max_connections: int = MAX_CONNECTIONS):
+    """uvicorn's settings for the page's server: its limits, and a protocol that enforces `header_seconds`."""
+    import uvicorn
+
+    return uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="on",
+                          timeout_graceful_shutdown=5, limit_concurrency=max_connections,
+                          http=header_deadline_protocol(header_seconds))
+
+
+def header_deadline_protocol(seconds: float):
+    """uvicorn's HTTP protocol class, closing a connection that has not sent a request's headers within `seconds`.
+
+    The clock starts when the connection opens and again after each answer; a request whose
+    headers have arrived is bounded by the body deadline (`guards.BodyLimit`) instead.
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # uvicorn without its [standard] extra
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class HeaderDeadlineProtocol(base):
+        _header_timer = None
+        _waiting_after = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._start_header_clock()
+
+        def data_received(self, data):
+            super().data_received(data)
+            if self._header_timer is not None and self.cycle is not self._waiting_after:
+                self._stop_header_clock()  # a new request's headers arrived
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self._start_header_clock()  # waiting for the next request on this connection
+
+        def connection_lost(self, exc):
+            self._stop_header_clock()
+            super().connection_lost(exc)
+
+        def _start_header_clock(self):
+            self._stop_header_clock()
+            self._waiting_after = self.cycle
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_late)
+
+        def _stop_header_clock(self):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_late(self):
+            self._header_timer = None
+            if self.cycle is self._waiting_after and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadlineProtocol
 
 
 SERVE_EXTRA = "pip install 'mnist-zoo[serve]'"

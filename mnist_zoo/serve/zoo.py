@@ -20,6 +20,10 @@ class UnknownModelError(MnistZooError):
     """A request named a model id that is not among those served."""
 
 
+class ZooClosedError(MnistZooError):
+    """A request came after the server began shutting down: its models no longer run."""
+
+
 @dataclass
 class ServedModel:
     """One model file opened in its runtime, with what the page shows about it."""
@@ -132,7 +136,7 @@ class BatchingWorker:
         future: Future = Future()
         with self._condition:
             if self._closed:
-                raise RuntimeError("the prediction worker is closed")
+                raise ZooClosedError("the server is shutting down; its models no longer answer")
             self._waiting.append((image, models, future))
             self._condition.notify()
         return future
@@ -145,6 +149,11 @@ class BatchingWorker:
                 if not self._waiting:
                     return
                 batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+            # A request whose client went away has its future cancelled: it is left out, as
+            # setting the result of a cancelled future raises (and would end this thread).
+            batch = [item for item in batch if item[2].set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 answers = self._predict(batch)
             except Exception as error:  # the requests answer 500 with it; the worker goes on
@@ -192,6 +201,7 @@ class Zoo:
     models: dict[str, ServedModel]
     skipped: list[str] = field(default_factory=list)
     worker: BatchingWorker | None = field(default=None, repr=False)
+    closed: bool = field(default=False, repr=False)
 
     def select(self, model_id: str | None) -> list[ServedModel]:
         """All models (None), or the one with this id.
@@ -222,12 +232,20 @@ class Zoo:
                 for model, (row, milliseconds, batch_size) in zip(models, answers)]
 
     def start(self) -> None:
-        """Starts the batching worker of `predict_batched` (done by its first call otherwise)."""
+        """Starts the batching worker of `predict_batched` (done by its first call otherwise).
+
+        Raises:
+            ZooClosedError: the zoo was closed: a request arriving during a shutdown must not
+                start a new thread that nothing would stop.
+        """
+        if self.closed:
+            raise ZooClosedError("the server is shutting down; its models no longer answer")
         if self.worker is None:
             self.worker = BatchingWorker(list(self.models.values()))
 
     def close(self) -> None:
-        """Stops the batching worker (a server's shutdown)."""
+        """Stops the batching worker for good (a server's shutdown): later requests are refused."""
+        self.closed = True
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.close()
@@ -318,13 +336,14 @@ def _model_facts(classifier, model_file: Path, run_dir: Path | None):
     return architecture(model), int(model.count_params()), accuracy
 
 
-def open_model(model_file: Path, run_dir: Path | None, model_id: str) -> ServedModel:
+def open_model(model_file: Path, run_dir: Path | None, model_id: str, unsafe: bool = False) -> ServedModel:
     """Opens one model file in its runtime (Keras files in safe mode) and traces it on a blank image.
 
     Args:
         model_file: the file (`rundir.resolve_model_path` of what the user named).
         run_dir: the run it belongs to, or None.
         model_id: its id in the API.
+        unsafe: trust the file to run code (Lambda layers, a SavedModel folder).
 
     Raises:
         ModelFileError, MissingDependencyError: as `runtimes.open_classifier`.
@@ -334,18 +353,24 @@ def open_model(model_file: Path, run_dir: Path | None, model_id: str) -> ServedM
     from mnist_zoo.inference.runtimes import open_classifier
 
     dataset = run_data_settings(run_dir)[0]
-    classifier = open_classifier(model_file, unsafe=False)
+    classifier = open_classifier(model_file, unsafe=unsafe)
     classifier.probabilities(np.zeros((1, 28, 28), np.uint8))  # the first call traces: not on a user's request
     architecture, parameters, accuracy = _model_facts(classifier, model_file, run_dir)
     return ServedModel(model_id, model_file, run_dir, classifier, dataset, tuple(CLASS_NAMES[dataset]),
                        architecture, parameters, accuracy)
 
 
-def open_zoo(paths: list[Path], runs_dir: Path | None) -> Zoo:
+def open_zoo(paths: list[Path], runs_dir: Path | None, unsafe: bool = False) -> Zoo:
     """Opens every model to serve: those named, then every finished run in `runs_dir`.
 
     A named model that cannot be opened is an error; a run found in `runs_dir` that cannot be
     opened is left out, with the reason in `Zoo.skipped`. Each file is served once.
+
+    Args:
+        paths: run directories, model files or folders of runs, as the user named them.
+        runs_dir: a folder whose finished runs are all served (None: none).
+        unsafe: trust the models named in `paths` to run code (Lambda layers, SavedModel
+            folders). Runs found in `runs_dir` are never trusted: nobody named them.
 
     Raises:
         ModelFileError: a named model cannot be opened, or there is no model to serve at all.
@@ -364,7 +389,7 @@ def open_zoo(paths: list[Path], runs_dir: Path | None) -> Zoo:
         else:
             wanted = f"{run_dir.name}/{model_file.name}" if run_dir else model_file.name
         try:
-            model = open_model(model_file, run_dir, _unique_id(wanted, models))
+            model = open_model(model_file, run_dir, _unique_id(wanted, models), unsafe=unsafe and is_named)
         except MnistZooError as error:
             if is_named:
                 raise

@@ -18,6 +18,7 @@ let drawing = false;
 let lastPoint = null;
 let pending = null;       // what to send next: {body, type}, or null
 let inFlight = false;
+let maxPicturePixels = Infinity;  // the server's limit for an uploaded picture (GET /api/models)
 
 function setState(state, message) {
   document.body.dataset.state = state;
@@ -215,18 +216,42 @@ topKSelect.addEventListener("change", () => {
   else predictDrawing();
 });
 
-document.getElementById("upload").addEventListener("change", (event) => {
+document.getElementById("upload").addEventListener("change", async (event) => {
   const file = event.target.files[0];
   event.target.value = "";  // choosing the same file again fires another change
   if (!file) return;
   clearPad();
   photo.src = URL.createObjectURL(file);
   photo.hidden = false;
-  photo.dataset.type = file.type || "application/octet-stream";
-  photo.upload = async () => file;
-  delete document.body.dataset.idle;
+  delete document.body.dataset.idle;  // not idle while the photo is read, before its request goes
+  const small = await fitted(file);
+  photo.dataset.type = small === file ? (file.type || "application/octet-stream") : "image/png";
+  photo.upload = async () => small;
   schedule(photo.upload, photo.dataset.type);
 });
+
+// A photo over the server's pixel limit (a 48-megapixel phone photo) is scaled down here, as a
+// PNG; smaller ones are sent as they are, so that the page answers what `predict` answers for the file.
+async function fitted(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return file;  // not a picture this browser reads: the server says what is wrong with it
+  }
+  const pixels = bitmap.width * bitmap.height;
+  if (pixels <= maxPicturePixels) {
+    bitmap.close();
+    return file;
+  }
+  const scale = Math.sqrt(maxPicturePixels / pixels) * 0.99;
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.floor(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.floor(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+}
 
 // ------------------------------------------------------------------ start
 
@@ -235,6 +260,7 @@ async function start() {
   try {
     const response = await fetch("/api/models");
     const listing = await response.json();
+    maxPicturePixels = listing.max_picture_pixels || Infinity;
     for (let k = 1; k <= listing.max_top_k; k++) topKSelect.add(new Option(String(k), String(k), false, k === listing.top_k));
     listing.models.forEach(addCard);
     setState("empty", `Draw a digit in the black square: ${listing.models.length} model${listing.models.length === 1 ? "" : "s"} will answer.`);
