@@ -82,6 +82,7 @@ def test_a_keras_whose_safe_mode_can_be_bypassed_is_a_warning_that_says_how_to_u
     line = next(line for line in result.output.splitlines() if line.startswith("Keras safe mode"))
     assert f"safe mode in Keras {version} can be bypassed by a crafted .keras file" in line
     assert "pip install -U 'keras>=3.14'" in line and "CVE-2026-1462" in line
+    assert " WARNING " in line  # the status column says so, not only the value
     assert result.exit_code == 0 and result.output.strip().endswith("ready to train")  # a warning, not a blocker
     checks = {check.name: check for check in diagnose(runs_dir=tmp_path, probes=NO_GPU).checks}
     assert checks["Keras safe mode"].warning and checks["Keras safe mode"].ok

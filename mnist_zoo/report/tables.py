@@ -124,7 +124,8 @@ def format_exports(checks, test_images: int) -> str:
 
 def format_diagnosis(diagnosis) -> str:
     """The doctor's table (`doctor.Diagnosis`), then whether training can run and, if not, why."""
-    body = [[check.name, check.value, "ok" if check.ok else "PROBLEM", check.note] for check in diagnosis.checks]
+    body = [[check.name, check.value, "PROBLEM" if not check.ok else "WARNING" if check.warning else "ok", check.note]
+            for check in diagnosis.checks]
     verdict = "ready to train" if diagnosis.ready else "cannot train: " + "; ".join(
         f"{check.name}: {check.note}" for check in diagnosis.checks if not check.ok)
     return table(["check", "value", "", "note"], body, align="llll") + "\n\n" + verdict
