@@ -50,7 +50,7 @@ def test_an_eps_upload_never_reaches_ghostscript(tmp_path, monkeypatch):
 
     for source in (EPS, tmp_path / "digit.eps"):
         (tmp_path / "digit.eps").write_bytes(EPS)
-        with pytest.raises(DataError, match=r"not a readable image \(not a PNG, JPEG"):
+        with pytest.raises(DataError, match=r"not a readable image \(not a picture in one of PNG, JPEG"):
             pictures.prepare_picture(source)
     assert not marker.exists()
 
@@ -61,7 +61,7 @@ def test_formats_outside_the_promised_ones_are_refused(format_name):
     digit_picture(64).convert("RGB").save(buffer, format=format_name)
     with Image.open(io.BytesIO(buffer.getvalue())) as image:  # Pillow itself reads each of them
         assert image.format == format_name
-    with pytest.raises(DataError, match=r"not a readable image \(not a PNG, JPEG"):
+    with pytest.raises(DataError, match=r"not a readable image \(not a picture in one of PNG, JPEG"):
         pictures.prepare_picture(buffer.getvalue(), "upload")
 
 
@@ -75,7 +75,7 @@ def test_the_promised_formats_are_read(format_name):
 def test_an_unreadable_upload_is_called_an_upload_not_a_file_object():
     with pytest.raises(DataError) as refusal:
         pictures.prepare_picture(b"not a picture" * 10)
-    assert str(refusal.value).startswith("image: not a readable image (not a PNG")
+    assert str(refusal.value).startswith("image: not a readable image (not a picture in one of PNG")
     assert " object at 0x" not in str(refusal.value)
 
 

@@ -313,3 +313,25 @@ def test_a_body_that_comes_too_slowly_is_a_408(real_server):
                      b"Content-Length: 1000\r\n\r\n" + b"x" * 10)
         answer = closed_within(slow, 5) or b""
     assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5 s" in answer
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_json_in_another_encoding_cannot_slip_past_the_nesting_check(client, encoding):
+    # In UTF-16 an escaped quote's NUL byte hid the brackets that followed from the byte scan,
+    # while json.loads, which guesses UTF-16 and UTF-32 itself, parsed them: a RecursionError, 500.
+    text = '{"model": "\\"", "pixels": ' + "[" * 5000 + "]" * 5000 + "}"
+    response = client.post("/api/predict", content=text.encode(encoding),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "must be UTF-8" in response.json()["error"], response.text
+
+
+def test_uploads_reach_only_the_decoders_browsers_send():
+    # A tiled TIFF declaring one pixel can make libtiff inflate gigabytes: the page takes no TIFF.
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buffer, format="TIFF")
+    with pytest.raises(DataError, match=r"not a picture in one of PNG, JPEG, GIF, WebP, BMP"):
+        inputs.image_from_picture(buffer.getvalue())

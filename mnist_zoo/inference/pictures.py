@@ -28,10 +28,12 @@ WORKING_SIDE = 1024
 most this before any float copy is made: a digit fitted into 20x20 pixels loses nothing, and a
 48-megapixel photo costs megabytes instead of the gigabyte its float copies would take. JPEGs
 are decoded at 1/2, 1/4 or 1/8 scale directly (Pillow's draft mode)."""
+_FORMAT_NAMES = {"WEBP": "WebP"}
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 
 
-def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: int | None = MAX_PIXELS,
+                   formats: tuple[str, ...] = PICTURE_FORMATS) -> np.ndarray:
     """Reads an image of any mode and size as float32 grayscale in [0, 1] (1 = white).
 
     Only the `PICTURE_FORMATS` decoders are used. Transparent pixels are composited onto a
@@ -44,9 +46,10 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
         name: what error messages call it (default: the path, or "image").
         max_pixels: refuse larger images before decoding them (a small file can decode to gigabytes);
             None: no limit of ours.
+        formats: the Pillow decoders tried (a subset of `PICTURE_FORMATS`).
 
     Raises:
-        DataError: the data is not a picture in one of `PICTURE_FORMATS`, cannot be decoded, or
+        DataError: the data is not a picture in one of `formats`, cannot be decoded, or
             has more than `max_pixels` pixels.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -60,7 +63,7 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
     except OSError as error:
         raise DataError(f"{name}: cannot read the picture ({error.strerror})") from None
     try:
-        with handle, Image.open(handle, formats=PICTURE_FORMATS) as image:
+        with handle, Image.open(handle, formats=formats) as image:
             width, height = image.size  # from the header: nothing decoded yet
             if max_pixels is not None and width * height > max_pixels:
                 raise DataError(f"{name}: {width}x{height} pixels is more than the {max_pixels:,} pixels accepted; "
@@ -75,7 +78,8 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
         raise DataError(f"{name}: more than the {max_pixels or Image.MAX_IMAGE_PIXELS:,} pixels accepted ({error}); "
                         "scale the picture down") from None
     except UnidentifiedImageError:
-        raise DataError(f"{name}: not a readable image (not a PNG, JPEG, BMP, GIF, WebP or TIFF picture)") from None
+        accepted = ", ".join(_FORMAT_NAMES.get(format_name, format_name) for format_name in formats)
+        raise DataError(f"{name}: not a readable image (not a picture in one of {accepted})") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise DataError(f"{name}: not a readable image ({_without_object_names(error)})") from None
     image = _working_mode(image, name)
@@ -130,14 +134,15 @@ def to_pixels(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
-def prepare_picture(source: Path | bytes, name: str | None = None, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+def prepare_picture(source: Path | bytes, name: str | None = None, max_pixels: int | None = MAX_PIXELS,
+                    formats: tuple[str, ...] = PICTURE_FORMATS) -> np.ndarray:
     """A picture (a file or its bytes) as the 28x28 uint8 MNIST-style digit a model is shown (`mnist_style`).
 
     Args:
-        source, name, max_pixels: as for `read_grayscale`.
+        source, name, max_pixels, formats: as for `read_grayscale`.
     """
     name = _name_of(source, name)
-    return to_pixels(mnist_style(read_grayscale(source, name, max_pixels), name))
+    return to_pixels(mnist_style(read_grayscale(source, name, max_pixels, formats), name))
 
 
 _BYTES = (bytes, bytearray, memoryview)

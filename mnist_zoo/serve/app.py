@@ -11,8 +11,7 @@ from mnist_zoo.serve.zoo import UnknownModelError, Zoo, ZooClosedError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = guards.MAX_BODY_BYTES
-PICTURE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff",
-                 "application/octet-stream")
+PICTURE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
 """Content types of a raw picture body. Others are refused with 415: text/plain and form-encoded
 bodies are what any web page may send without asking (a 'simple' cross-origin request)."""
 MAX_WAITING_PICTURES = 16

@@ -27,6 +27,12 @@ MAX_TOP_K = 10
 JSON_KEYS = ("pixels", "model", "top_k")
 
 
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
+"""The decoders an upload reaches: what browsers and phones send. TIFF, which `predict` reads
+from your own files, is left out: a tiled TIFF of a single declared pixel can make libtiff inflate
+gigabytes for minutes, which a page open to other users' uploads must not risk."""
+
+
 def image_from_picture(data: bytes, name: str = "upload") -> np.ndarray:
     """A PNG, JPEG (or other) picture's bytes, prepared as `mnist-zoo predict` prepares a file.
 
@@ -35,7 +41,7 @@ def image_from_picture(data: bytes, name: str = "upload") -> np.ndarray:
     """
     if not data:
         raise DataError(f"{name}: empty; send a PNG or JPEG picture, or JSON with 784 pixel values")
-    return pictures.prepare_picture(bytes(data), name, MAX_PICTURE_PIXELS)
+    return pictures.prepare_picture(bytes(data), name, MAX_PICTURE_PIXELS, formats=UPLOAD_FORMATS)
 
 
 def image_from_values(values) -> np.ndarray:
@@ -105,6 +111,7 @@ def check_json_shape(body: bytes) -> None:
     if len(body) > MAX_JSON_BYTES:
         raise DataError(f"a JSON body of {len(body):,} bytes is more than the {MAX_JSON_BYTES:,} accepted; "
                         "784 pixel values need about 20 kB")
+    _utf8_text(body)  # json.loads would also take UTF-16 and UTF-32, which this byte scan misreads
     skeleton = np.frombuffer(_JSON_STRING.sub(b"", bytes(body)), dtype=np.uint8)
     steps = np.zeros(len(skeleton), dtype=np.int32)
     steps[(skeleton == ord("[")) | (skeleton == ord("{"))] = 1
@@ -113,6 +120,20 @@ def check_json_shape(body: bytes) -> None:
     if depth > MAX_JSON_DEPTH:
         raise DataError(f"JSON nested {depth} levels deep, more than the {MAX_JSON_DEPTH} a predict request "
                         'needs ({"pixels": [...784 values] or 28 rows of 28})')
+
+
+def _utf8_text(body: bytes) -> str:
+    """A JSON body as text: UTF-8 without a byte-order mark, as RFC 8259 requires.
+
+    Raises:
+        DataError: another encoding (UTF-16 and UTF-32 hold NUL bytes), or bytes that are not UTF-8.
+    """
+    if b"\x00" in body or body.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        raise DataError("the JSON body must be UTF-8 (without a byte-order mark); got another encoding")
+    try:
+        return bytes(body).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"the JSON body is not valid UTF-8 ({error.reason} at byte {error.start})") from None
 
 
 def parse_json(body: bytes) -> tuple[np.ndarray, str | None, int]:
@@ -124,7 +145,7 @@ def parse_json(body: bytes) -> tuple[np.ndarray, str | None, int]:
     """
     check_json_shape(body)
     try:
-        payload = json.loads(body)
+        payload = json.loads(_utf8_text(body))  # the text scanned, never a re-guessed encoding
     except (ValueError, UnicodeDecodeError) as error:
         raise DataError(f"the body is not valid JSON ({error})") from None
     if not isinstance(payload, dict):
