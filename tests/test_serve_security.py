@@ -335,3 +335,23 @@ def test_uploads_reach_only_the_decoders_browsers_send():
     Image.new("L", (64, 64), 255).save(buffer, format="TIFF")
     with pytest.raises(DataError, match=r"not a picture in one of PNG, JPEG, GIF, WebP, BMP"):
         inputs.image_from_picture(buffer.getvalue())
+
+
+def test_a_jpeg_of_many_scans_is_refused_before_decoding(monkeypatch):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buffer, format="JPEG", progressive=True)
+    ordinary = buffer.getvalue()
+    assert 1 < ordinary.count(b"\xff\xda") <= inputs.MAX_JPEG_SCANS
+    with pytest.raises(DataError, match="blank image"):  # an ordinary progressive JPEG is decoded
+        inputs.image_from_picture(ordinary)
+    # Scans repeated before the end marker: each would make libjpeg walk the picture again.
+    scan = ordinary[ordinary.rindex(b"\xff\xda"):-2]
+    hostile = ordinary[:-2] + scan * 200 + b"\xff\xd9"
+    monkeypatch.setattr("mnist_zoo.inference.pictures.prepare_picture",
+                        lambda *args, **kwargs: pytest.fail("decoded"))
+    with pytest.raises(DataError, match=r"a JPEG of 2\d\d scans, more than the 100 accepted"):
+        inputs.image_from_picture(hostile)

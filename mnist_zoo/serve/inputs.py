@@ -33,6 +33,13 @@ from your own files, is left out: a tiled TIFF of a single declared pixel can ma
 gigabytes for minutes, which a page open to other users' uploads must not risk."""
 
 
+MAX_JPEG_SCANS = 100
+"""A progressive JPEG has about 10 scans; each makes libjpeg walk every block of the picture again,
+so an 8 MiB upload of 200,000 forty-byte scans would cost minutes. Within compressed data a 0xFF
+byte is followed by 0x00 or a restart code, so each FF DA in the bytes starts a scan (or a
+thumbnail's): counting them bounds the work before decoding."""
+
+
 def image_from_picture(data: bytes, name: str = "upload") -> np.ndarray:
     """A PNG, JPEG (or other) picture's bytes, prepared as `mnist-zoo predict` prepares a file.
 
@@ -41,7 +48,11 @@ def image_from_picture(data: bytes, name: str = "upload") -> np.ndarray:
     """
     if not data:
         raise DataError(f"{name}: empty; send a PNG or JPEG picture, or JSON with 784 pixel values")
-    return pictures.prepare_picture(bytes(data), name, MAX_PICTURE_PIXELS, formats=UPLOAD_FORMATS)
+    data = bytes(data)
+    if data.startswith(b"\xff\xd8") and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        raise DataError(f"{name}: a JPEG of {scans:,} scans, more than the {MAX_JPEG_SCANS} accepted; "
+                        "save it again as an ordinary JPEG or PNG")
+    return pictures.prepare_picture(data, name, MAX_PICTURE_PIXELS, formats=UPLOAD_FORMATS)
 
 
 def image_from_values(values) -> np.ndarray:
