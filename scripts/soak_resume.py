@@ -184,12 +184,14 @@ def _is_complete(run_dir: Path) -> bool:
 
 def _compare(run_dir: Path, reference: Path) -> bool:
     """Whether a soaked run ended exactly as the unbroken one, and left no half-written file."""
+    from mnist_zoo import rundir
+
     same = (history_without_times(run_dir) == history_without_times(reference)
             and same_weights(run_dir / "last.keras", reference / "last.keras")
             and same_weights(run_dir / "best.keras", reference / "best.keras")
             and json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
             == json.loads((reference / "metrics.json").read_text())["test_accuracy"])
-    leftovers = sorted(path.name for path in run_dir.rglob(".*") if path.name != ".lock")
+    leftovers = sorted(path.name for path in run_dir.rglob(".*") if path.name not in (".lock", rundir.RUN_MARKER))
     print(f"{run_dir.name} complete: {'identical to the unbroken run' if same else 'DIFFERENT'}"
           + (f", leftovers {leftovers}" if leftovers else ""), flush=True)
     return same and not leftovers
