@@ -12,7 +12,7 @@ import click
 from mnist_zoo import __version__
 from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.errors import MnistZooError, TrainingInterrupted
-from mnist_zoo.export.formats import EXPORT_FORMATS, QUANTIZATIONS
+from mnist_zoo.exports.formats import EXPORT_FORMATS, QUANTIZATIONS
 from mnist_zoo.report.compare import SORT_KEYS
 from mnist_zoo.runtime.device import DEVICES
 
@@ -152,9 +152,9 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
       mnist-zoo train --config my.yaml --data-dir ~/data/mnist
       mnist-zoo train --resume runs/20261122-101500-cnn
     """
-    from mnist_zoo.train.stage import train_run
+    from mnist_zoo.api.train import train as train_model
+    from mnist_zoo.errors import RunStoppedError
 
-    machine = {"data.data_dir": data_dir and str(data_dir.resolve()), "train.device": device}
     if resume_dir:
         changed = [name for name, value in [
             ("--model", model_name), ("--config", config_path), ("--set", overrides), ("--epochs", epochs),
@@ -163,69 +163,27 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
         if changed:
             raise click.UsageError(f"--resume continues the run's own config; drop {', '.join(changed)} "
                                    "(only --data-dir and --device may change)")
-        config = _resumable_config(resume_dir, machine)
-        run_dir, resume = resume_dir, True
+        options = {"resume": resume_dir}
     else:
-        shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
-                     "data.dataset": dataset, **machine}
-        values = {key: value for key, value in shortcuts.items() if value is not None}
-        config = _load_selected_config(model_name, config_path, overrides, values)
-        run_dir, resume = _new_run_dir(config, output_dir, run_dir, force), False
-    _echo_err(f"run directory: {run_dir}")
+        if model_name and config_path:
+            raise click.UsageError("give either --model or --config, not both")
+        if force and run_dir is None:
+            raise click.UsageError("--force only applies to --run-dir (new run directories never overwrite)")
+        options = {"model": config_path or model_name or "cnn", "set": list(overrides), "epochs": epochs,
+                   "batch_size": batch_size, "seed": seed, "dataset": dataset, "output_dir": output_dir,
+                   "run_dir": run_dir, "force": force}
     try:
-        result = train_run(config, run_dir, report=_echo_err, resume=resume, progressbar=_progressbar())
-    except (MnistZooError, OSError) as error:
-        if not resume:
-            _discard_if_unstarted(run_dir)
-        if isinstance(error, OSError) and error.filename and run_dir.exists():
-            # Disk full, read-only, no permission: the last committed epoch is on disk.
-            raise UserError(f"{error.filename2 or error.filename}: {error.strerror or error}; the run's last "
-                            f"complete epoch is kept: fix that, then continue with: mnist-zoo train --resume "
-                            f"{run_dir}") from None
-        raise
-    metrics = result.metrics
+        run = train_model(**options, data_dir=data_dir, device=device, report=_echo_err)
+    except RunStoppedError as error:
+        raise UserError(f"{error.filename}: {error.reason}; the run's last complete epoch is kept: fix that, then "
+                        f"continue with: mnist-zoo train --resume {error.run_dir}") from None
+    metrics = run.metrics
     click.echo(
         f"test accuracy {metrics['test_accuracy']:.2%} (loss {metrics['test_loss']:.4f}) "
         f"with the best epoch ({metrics['best_epoch']}) of {metrics['epochs_completed']}; "
         f"{metrics['parameters']:,} parameters; {metrics['train_seconds']:.1f} s training"
     )
-    click.echo(str(run_dir))
-
-
-def _discard_if_unstarted(run_dir: Path) -> None:
-    """Removes a new run directory that a user error stopped before it committed its first epoch."""
-    import shutil
-
-    from mnist_zoo.rundir import HISTORY_JSON
-    from mnist_zoo.train.checkpoint import STATE_FILE, checkpoint_dir
-
-    if not (run_dir / HISTORY_JSON).exists() and not (checkpoint_dir(run_dir) / STATE_FILE).exists():
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _new_run_dir(config, output_dir: Path, run_dir: Path | None, force: bool) -> Path:
-    from mnist_zoo.rundir import create_run_dir, prepare_named_run_dir
-
-    if run_dir is not None:
-        return prepare_named_run_dir(run_dir, force)
-    if force:
-        raise click.UsageError("--force only applies to --run-dir (new run directories never overwrite)")
-    return create_run_dir(output_dir, config.name)
-
-
-def _resumable_config(run_dir: Path, machine: dict):
-    """The config a run started with, checked that the run can be resumed."""
-    from mnist_zoo.config.loading import load_config
-    from mnist_zoo.errors import RunDirError
-    from mnist_zoo.rundir import CONFIG_FILE, read_status
-
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise RunDirError(f"{run_dir}: no {CONFIG_FILE}; is this a mnist-zoo run directory?")
-    status = read_status(run_dir)
-    if status.get("status") == "complete":
-        raise RunDirError(f"{run_dir}: the run is already complete ({status.get('epochs_completed')} epochs); "
-                          "start a new run to train longer")
-    return load_config(run_dir / CONFIG_FILE, {key: value for key, value in machine.items() if value is not None})
+    click.echo(str(run.path))
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -344,7 +302,7 @@ def export(model_path, formats, quantize, output_dir, force, dataset, data_dir, 
       mnist-zoo export runs/20261122-120000-cnn --format tflite --quantize int8
       mnist-zoo export my_model.keras --format savedmodel -o serving/
     """
-    from mnist_zoo.export.stage import run_export
+    from mnist_zoo.exports.stage import run_export
 
     result = run_export(model_path, list(formats), output_dir, quantize, force, dataset,
                         data_dir and str(data_dir), device, report=_echo_err, progressbar=_progressbar())
@@ -374,13 +332,12 @@ def plot_history(run_dirs, output, runs_dir):
       mnist-zoo plot-history
       mnist-zoo plot-history runs/A runs/B -o compare.png
     """
-    from mnist_zoo import rundir
-    from mnist_zoo.report.plots import plot_history as draw
+    from mnist_zoo.api.reports import plot_history as draw
+    from mnist_zoo.rundir import latest_run
 
-    run_dirs = list(run_dirs) or [rundir.latest_run(runs_dir)]
-    runs = [(path.resolve().name, rundir.read_history(path)) for path in run_dirs]
+    run_dirs = list(run_dirs) or [latest_run(runs_dir)]
     output = output or (run_dirs[0] / "history.png" if len(run_dirs) == 1 else Path("history.png"))
-    draw(runs, output)
+    draw(run_dirs, output)
     click.echo(str(output))
 
 
@@ -431,10 +388,9 @@ def doctor(as_json, smoke, dataset, data_dir, runs_dir):
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine.")
 @click.option("--report", "report_only", is_flag=True, help="Only report: the trials so far, best.yaml, the plots.")
-@click.option("--no-report", is_flag=True, hidden=True)
-@click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
+@click.option("--no-report", is_flag=True, help="Only run trials (e.g. on extra machines that share a study).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_report, worker_index, as_json):
+def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_report, as_json):
     """Search hyperparameters with Optuna: each trial is an ordinary run directory.
 
     SWEEP_FILE_OR_DIR is a sweep file (YAML: base config, search space, objective, budget), the
@@ -449,49 +405,24 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
       mnist-zoo sweep sweeps/mlp_quick --report
     """
     _quiet_tensorflow()
-    from mnist_zoo.config.loading import bundled_sweep_path
-    from mnist_zoo.sweep.stage import DEFAULT_SWEEPS_ROOT, open_existing, prepare_sweep, run_local_workers
-    from mnist_zoo.sweep.storage import STORAGE_ENV
+    from mnist_zoo.errors import SweepWorkerError
+    from mnist_zoo.sweeps.stage import resolve_target, run_sweep, sweep_report
 
-    # The local workers get the URL this way too: a command line is visible to every user.
-    storage = storage or os.environ.get(STORAGE_ENV) or None
-    found = Path(target) if Path(target).exists() else bundled_sweep_path(target)
-    if found is None:
-        raise UserError(f"{target}: no such sweep file or sweep directory, and no bundled sweep of that name")
-    target = found
-    if target.is_dir():
-        setup, report_only = open_existing(target, storage), True
-    elif report_only:
-        setup = open_existing(sweep_dir or DEFAULT_SWEEPS_ROOT / target.stem, storage)
-    else:
-        setup = prepare_sweep(target, sweep_dir, storage, study_name)
+    if report_only and no_report:
+        raise click.UsageError("give either --report or --no-report, not both")
+    setup, report_only = resolve_target(target, sweep_dir, storage, study_name, report_only)
     if not report_only:
-        if workers > 1:
-            code = run_local_workers(setup, workers)
-            if code:
-                raise click.exceptions.Exit(code)
-        else:
-            from mnist_zoo.sweep.study import run_worker
-
-            run_worker(setup.spec, setup.base, setup.sweep_dir, setup.storage, setup.study_name, worker_index,
-                       _echo_err)
+        try:
+            run_sweep(setup, workers, _echo_err)
+        except SweepWorkerError as error:
+            raise click.exceptions.Exit(error.exit_status) from None  # the worker said why on stderr
     if no_report:
         return
-    from mnist_zoo.sweep.results import sweep_results
-    from mnist_zoo.sweep.study import open_study
-
-    results = sweep_results(open_study(setup.spec, setup.storage, setup.study_name), setup.spec, setup.sweep_dir)
+    results = sweep_report(setup)
     if as_json:
         click.echo(json.dumps(results.as_dict(), indent=2))
         return
-    from mnist_zoo.report.tables import format_leaderboard, format_trials
-
-    click.echo(format_trials(results.trials, results.objective))
-    if results.leaderboard:
-        click.echo("\n" + format_leaderboard(results.leaderboard))
-    if results.best:
-        click.echo(f"\nbest: trial {results.best['number']}, {results.objective} {results.best['value']:.4f}: "
-                   + ", ".join(f"{key}={value!r}" for key, value in results.best["params"].items()))
+    click.echo(str(results))
     for note in results.notes:
         _echo_err(f"note: {note}")
     for path in results.written:
@@ -613,10 +544,10 @@ def compare(paths, sort_key, output_format, output):
       mnist-zoo compare runs/
       mnist-zoo compare runs/*-cnn runs/*-mlp --format md -o compare.png
     """
-    from mnist_zoo.report.compare import compare_runs
+    from mnist_zoo.api.reports import compare as compare_runs
     from mnist_zoo.report.tables import format_leaderboard
 
-    result = compare_runs(list(paths), sort_key)
+    result = compare_runs(list(paths), sort=sort_key)
     if output_format == "json":
         click.echo(json.dumps([row.as_dict() for row in result.rows], indent=2))
     else:
@@ -624,9 +555,7 @@ def compare(paths, sort_key, output_format, output):
     for message in result.skipped:
         _echo_err(f"skipped {message}")
     if output:
-        from mnist_zoo.report.plots import plot_comparison
-
-        plot_comparison(result.rows, output)
+        result.plot(output)
         _echo_err(f"wrote {output}")
 
 

@@ -52,6 +52,11 @@ class Diagnosis:
     def as_dict(self) -> dict:
         return {"ready": self.ready, "checks": [asdict(check) for check in self.checks]}
 
+    def __str__(self) -> str:
+        from mnist_zoo.report.tables import format_diagnosis
+
+        return format_diagnosis(self)
+
 
 @dataclass(frozen=True)
 class GpuProbes:
@@ -104,7 +109,7 @@ def _precision_check(flags: set[str]) -> Check:
     from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.models.registry import MODELS
     from mnist_zoo.runtime.precision import BF16_CPU_FLAGS, BF16_MIN_MACS_PER_IMAGE, auto_precision
-    from mnist_zoo.train.stage import macs_per_image
+    from mnist_zoo.training.stage import macs_per_image
 
     if not flags & BF16_CPU_FLAGS:
         return Check("precision: auto (CPU)", "float32",
@@ -172,7 +177,7 @@ def smoke_step_ms(model_name: str, images, labels) -> float:
     """Builds the bundled config `model_name`, trains one batch, and times a second training step (ms)."""
     from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.models.registry import build_model
-    from mnist_zoo.train.stage import compile_model
+    from mnist_zoo.training.stage import compile_model
 
     config = load_config(bundled_config_path(model_name))
     model = build_model(config.model)

@@ -21,12 +21,37 @@ class RunDirError(MnistZooError):
     """A run directory is missing, incomplete, or would be overwritten."""
 
 
+class RunStoppedError(RunDirError):
+    """A write failed mid-run (disk full, read-only, no permission); the last complete epoch is kept.
+
+    Attributes:
+        run_dir: the run, resumable once the cause is fixed.
+        filename: the file that could not be written.
+        reason: the operating system's words ("No space left on device").
+    """
+
+    def __init__(self, run_dir, error: OSError):
+        self.run_dir = run_dir
+        self.filename = error.filename2 or error.filename  # a failed rename: the destination is the file known
+        self.reason = error.strerror or str(error)
+        super().__init__(f"{self.filename}: {self.reason}; the run's last complete epoch is kept in {run_dir}: "
+                         "fix that, then resume it")
+
+
 class DeviceError(MnistZooError):
     """The requested compute device is not available."""
 
 
 class ExportError(MnistZooError):
     """A model could not be exported, or the exported file does not compute what the model does."""
+
+
+class SweepWorkerError(MnistZooError):
+    """A sweep's worker process failed; `exit_status` is its exit status."""
+
+    def __init__(self, message: str, exit_status: int = 1):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class MissingDependencyError(MnistZooError):

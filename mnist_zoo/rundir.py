@@ -26,8 +26,8 @@ EVALUATION_FILE = "evaluation.json"
 STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
-CHECKPOINT_DIR = "checkpoint"  # train/checkpoint.py's folder
-EXPORT_DIR = "export"  # export/stage.py's default folder
+CHECKPOINT_DIR = "checkpoint"  # training/checkpoint.py's folder
+EXPORT_DIR = "export"  # exports/stage.py's default folder
 RUN_MARKER = ".mnist-zoo-run"
 """The file only mnist-zoo writes, into every run directory it makes: what `--force` looks for."""
 _MARKER_TOOL = "mnist-zoo"

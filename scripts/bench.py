@@ -143,7 +143,7 @@ def work_train(spec) -> dict:
         from mnist_zoo.config.loading import bundled_config_path, load_config
         from mnist_zoo.data.datasets import load_dataset
         from mnist_zoo.inference.predictor import Predictor
-        from mnist_zoo.train.stage import train_run
+        from mnist_zoo.training.stage import train_run
 
         limit = spec["train_limit"]
         overrides = {"train.verbose": 0, "data.data_dir": spec["data_dir"], "data.validation_size": 0.1,
@@ -223,8 +223,8 @@ def work_runtimes(spec) -> dict:
 
     from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.data.datasets import load_dataset
-    from mnist_zoo.export import stage
-    from mnist_zoo.export.wrapper import inference_model
+    from mnist_zoo.exports import stage
+    from mnist_zoo.exports.wrapper import inference_model
     from mnist_zoo.inference.runtimes import KerasClassifier, open_classifier, time_classifier
     from mnist_zoo.models.registry import build_model
 

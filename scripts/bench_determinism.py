@@ -23,7 +23,7 @@ WORKER = r"""
 import json, sys, tempfile
 from pathlib import Path
 from mnist_zoo.config.loading import bundled_config_path, load_config
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.stage import train_run
 data_dir, images, deterministic = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "on"
 config = load_config(bundled_config_path("cnn"), {
     "train.verbose": 0, "train.epochs": 3, "train.deterministic": deterministic, "data.data_dir": data_dir,

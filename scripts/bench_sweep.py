@@ -87,7 +87,7 @@ def storage_cost(url: str, trials: int) -> float:
     """Milliseconds of Optuna bookkeeping per trial (no-op objective, three reported epochs)."""
     import optuna
 
-    from mnist_zoo.sweep.study import open_storage
+    from mnist_zoo.sweeps.study import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(storage=open_storage(url), study_name=f"bench-{time.time_ns()}",

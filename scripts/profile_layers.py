@@ -81,7 +81,7 @@ def main() -> None:
     from mnist_zoo.runtime.environment import onednn_enabled
     from mnist_zoo.models.registry import build_model
     from mnist_zoo.models.summary import layer_macs
-    from mnist_zoo.train.stage import compile_model
+    from mnist_zoo.training.stage import compile_model
 
     config = load_config(bundled_config_path(args.config))
     batch_size = args.batch_size or config.train.batch_size

@@ -61,9 +61,9 @@ def main() -> None:
     from mnist_zoo.data.datasets import load_dataset
     from mnist_zoo.runtime.environment import onednn_enabled
     from mnist_zoo.data.batches import EpochShuffledDataset
-    from mnist_zoo.train.fast_paths import gathered_in_train_step
+    from mnist_zoo.training.fast_paths import gathered_in_train_step
     from mnist_zoo.models.registry import build_model
-    from mnist_zoo.train.stage import compile_model
+    from mnist_zoo.training.stage import compile_model
 
     config = load_config(bundled_config_path(args.config))
     data = load_dataset("mnist", args.data_dir)

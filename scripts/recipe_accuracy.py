@@ -34,7 +34,7 @@ def main() -> None:
     from mnist_zoo.data.datasets import load_dataset
     from mnist_zoo.runtime.environment import onednn_enabled
     from mnist_zoo.inference.predictor import Predictor
-    from mnist_zoo.train.stage import train_run
+    from mnist_zoo.training.stage import train_run
 
     import keras
 

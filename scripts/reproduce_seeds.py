@@ -35,7 +35,7 @@ def reproduce(name: str, data_dir: str, runs_dir: Path, seed: int | None = None,
     """Trains the bundled config `name` (with its own seed, or `seed`; `extra` overrides) and returns its row."""
     from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.rundir import create_run_dir
-    from mnist_zoo.train.stage import train_run
+    from mnist_zoo.training.stage import train_run
 
     overrides = {"data.data_dir": data_dir, "train.verbose": 0, **(extra or {})}
     if seed is not None:

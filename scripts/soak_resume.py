@@ -75,7 +75,7 @@ def same_weights(first: Path, second: Path) -> bool:
 
 def check_consistent(run_dir: Path) -> list[str]:
     """What is wrong with a killed run directory: unparsable files, a checkpoint naming missing files."""
-    from mnist_zoo.train import checkpoint
+    from mnist_zoo.training import checkpoint
 
     problems = []
     for path in run_dir.glob("*.json"):
@@ -98,7 +98,7 @@ def check_consistent(run_dir: Path) -> list[str]:
 def where(run_dir: Path) -> str:
     """Where a run stood at the kill: before its config, before its first commit, after N epochs, finishing."""
     from mnist_zoo import rundir
-    from mnist_zoo.train import checkpoint
+    from mnist_zoo.training import checkpoint
 
     if not (run_dir / "config.yaml").exists():
         return "start-up"

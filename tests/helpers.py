@@ -20,7 +20,7 @@ from mnist_zoo.config.loading import validate_config
 from mnist_zoo.data.idx import IMAGES_MAGIC, LABELS_MAGIC
 from mnist_zoo.errors import TrainingInterrupted
 from mnist_zoo.models.registry import MODELS
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.stage import train_run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

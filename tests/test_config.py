@@ -185,7 +185,7 @@ def test_spec_defaults_are_the_keras_defaults(spec_class, name):
 @pytest.mark.parametrize("spec_class, name", _named_entries())
 def test_spec_builds_the_keras_object_keras_resolves_for_its_name(spec_class, name):
     from mnist_zoo.models.common import make_constraint, make_initializer
-    from mnist_zoo.train.optimization import make_loss, make_optimizer
+    from mnist_zoo.training.optimization import make_loss, make_optimizer
 
     spec = spec_class(name=name)
     build = {"optimizer": lambda: make_optimizer(spec, 0.01, fast_paths=False),
@@ -202,7 +202,7 @@ def test_spec_builds_the_keras_object_keras_resolves_for_its_name(spec_class, na
 
 def test_schedule_defaults_are_what_training_uses():
     from mnist_zoo.config.run import ScheduleSpec
-    from mnist_zoo.train.optimization import make_learning_rate
+    from mnist_zoo.training.optimization import make_learning_rate
 
     given = make_learning_rate(0.01, ScheduleSpec(name="one_cycle", warmup_fraction=0.25, initial_divisor=25.0,
                                                   final_fraction=0.01), steps_per_epoch=10, epochs=4)

@@ -106,7 +106,7 @@ def test_a_disk_filling_up_during_training_keeps_the_last_epoch_and_resume_ends_
     if kept:  # an epoch was committed: it is intact and the message says how to go on
         assert line.endswith(f"the run's last complete epoch is kept: fix that, then continue with: "
                              f"mnist-zoo train --resume {run_dir}")
-        from mnist_zoo.train import checkpoint
+        from mnist_zoo.training import checkpoint
 
         assert checkpoint.load_state(run_dir).epochs_completed == 1
     filler.unlink()  # space is freed

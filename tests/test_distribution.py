@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
     import keras
     from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.errors import TrainingInterrupted
-    from mnist_zoo.train.stage import train_run
+    from mnist_zoo.training.stage import train_run
 
     from pathlib import Path
     run_dir, data_dir, distribution, stop_after = Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])

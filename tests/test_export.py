@@ -139,7 +139,7 @@ def test_quantized_litert_is_smaller_and_keeps_its_accuracy(runs, mnist_data, qu
 
 
 def test_a_failed_verification_is_an_error_and_leaves_nothing(runs, tmp_path, monkeypatch):
-    from mnist_zoo.export import stage
+    from mnist_zoo.exports import stage
 
     monkeypatch.setattr(stage, "FLOAT_TOLERANCE", -1.0)  # no file can pass
     result = export(str(runs["linear"]), "--format", "onnx", "-o", str(tmp_path / "out"))

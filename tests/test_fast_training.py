@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 
 from mnist_zoo.config.loading import validate_config
-from mnist_zoo.train.fast_paths import accuracy_from_logits, fuse_adam_update
-from mnist_zoo.train.optimization import make_metrics, make_optimizer
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.fast_paths import accuracy_from_logits, fuse_adam_update
+from mnist_zoo.training.optimization import make_metrics, make_optimizer
+from mnist_zoo.training.stage import train_run
 
 
 def _data(count=96, seed=0):
@@ -136,7 +136,7 @@ def test_saved_models_load_compiled_in_plain_keras(tmp_path, small_mnist_dir):
 
 
 def test_this_keras_has_every_internal_the_fast_paths_need():
-    from mnist_zoo.train.fast_paths import missing_internals
+    from mnist_zoo.training.fast_paths import missing_internals
 
     assert missing_internals() == ()
 
@@ -154,7 +154,7 @@ def _small_run(tmp_path, small_mnist_dir, name, fast_paths=True, report=lambda m
 
 
 def test_a_keras_without_the_internals_trains_plain_keras_with_one_warning(tmp_path, small_mnist_dir, monkeypatch):
-    import mnist_zoo.train.fast_paths as fast_paths
+    import mnist_zoo.training.fast_paths as fast_paths
 
     fast = _small_run(tmp_path, small_mnist_dir, "fast")
     plain = _small_run(tmp_path, small_mnist_dir, "plain", fast_paths=False)
@@ -175,7 +175,7 @@ def test_a_keras_without_the_internals_trains_plain_keras_with_one_warning(tmp_p
 
 def test_fast_paths_false_compiles_plain_keras_objects(small_mnist_dir):
     from mnist_zoo.models.registry import build_model
-    from mnist_zoo.train.stage import compile_model
+    from mnist_zoo.training.stage import compile_model
 
     config = validate_config({"model": {"type": "mlp", "hidden_units": [8]},
                               "train": {"fast_paths": False, "loss": "sparse_categorical_crossentropy"}}, "t")

@@ -212,8 +212,8 @@ def test_every_new_run_directory_holds_a_marker(tmp_path):
 
 
 def test_the_run_layout_names_the_folders_of_the_stages():
-    from mnist_zoo.export.stage import EXPORT_DIR
-    from mnist_zoo.train.checkpoint import CHECKPOINT_DIR
+    from mnist_zoo.exports.stage import EXPORT_DIR
+    from mnist_zoo.training.checkpoint import CHECKPOINT_DIR
 
     assert {CHECKPOINT_DIR, EXPORT_DIR, rundir.TENSORBOARD_DIR} == rundir.RUN_FOLDERS
 

@@ -17,11 +17,12 @@ LAYERS = [
     {"config"},
     {"report"},
     {"inference"},
-    {"export"},
+    {"exports"},
     {"serve"},
-    {"train"},
-    {"sweep"},
+    {"training"},
+    {"sweeps"},
     {"doctor"},
+    {"api"},
     {"cli", "__main__"},
 ]
 

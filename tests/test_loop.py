@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mnist_zoo.config.run import EarlyStoppingConfig
-from mnist_zoo.train.checkpoint import TrainingState
-from mnist_zoo.train.loop import BestEpoch, StoppingRule, TrainingLoop
+from mnist_zoo.training.checkpoint import TrainingState
+from mnist_zoo.training.loop import BestEpoch, StoppingRule, TrainingLoop
 
 
 def test_a_completed_epoch_is_recorded_with_its_rate_and_time():

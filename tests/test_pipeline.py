@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
-from mnist_zoo.train.fast_paths import gathered_in_train_step
+from mnist_zoo.training.fast_paths import gathered_in_train_step
 from mnist_zoo.models.registry import MODELS
 
 
@@ -84,7 +84,7 @@ def _compiled(model_type: str):
 
     from mnist_zoo.config.loading import validate_config
     from mnist_zoo.models.registry import build_model
-    from mnist_zoo.train.stage import compile_model
+    from mnist_zoo.training.stage import compile_model
 
     config = validate_config({"model": {"type": model_type}, "train": {"batch_size": 16, "epochs": 2}}, "test")
     keras.utils.set_random_seed(3)

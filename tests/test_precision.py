@@ -15,7 +15,7 @@ from mnist_zoo.errors import RunDirError
 from mnist_zoo.data.batches import EpochShuffledDataset
 from mnist_zoo.runtime.precision import is_native, resolve_precision
 from mnist_zoo.models.registry import build_model
-from mnist_zoo.train.stage import run_precision, train_run
+from mnist_zoo.training.stage import run_precision, train_run
 from tests.helpers import SignalAt, fresh_run_dir, history_without_times, interrupted, make_config, weights
 
 CPU = DeviceInfo("CPU (test)")
@@ -37,7 +37,7 @@ def test_training_leaves_no_precision_or_random_state_behind(tmp_path, small_mni
 
 
 def test_a_failed_run_restores_the_precision_too(tmp_path, small_mnist_dir, monkeypatch):
-    import mnist_zoo.train.stage as training
+    import mnist_zoo.training.stage as training
 
     def broken_fit(*args, **kwargs):
         raise RuntimeError("boom")
@@ -142,7 +142,7 @@ def test_optimizer_state_that_does_not_fit_is_an_error_not_a_warning(tmp_path, s
 
 def test_mixed_float16_trains_with_loss_scaling_and_the_fused_adam(tmp_path, small_mnist_dir):
     from mnist_zoo.runtime.precision import precision_scope
-    from mnist_zoo.train.stage import compile_model
+    from mnist_zoo.training.stage import compile_model
 
     config = make_config(small_mnist_dir, "mlp", {"precision": "mixed_float16", "epochs": 2})
     with precision_scope("mixed_float16"):
@@ -175,7 +175,7 @@ def test_mixed_float16_resumes_exactly(tmp_path, small_mnist_dir):
 
 
 def test_training_compiles_without_xla_on_every_device(small_mnist_dir):
-    from mnist_zoo.train.stage import compile_model
+    from mnist_zoo.training.stage import compile_model
 
     config = make_config(small_mnist_dir, "linear")
     model = build_model(config.model)

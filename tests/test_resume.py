@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from mnist_zoo import rundir
-from mnist_zoo.train import checkpoint
-from mnist_zoo.train.callbacks import CommitEpochs
-from mnist_zoo.train.loop import TrainingLoop
-from mnist_zoo.errors import RunDirError, TrainingInterrupted
-from mnist_zoo.train.interrupts import GracefulInterrupts
+from mnist_zoo.training import checkpoint
+from mnist_zoo.training.callbacks import CommitEpochs
+from mnist_zoo.training.loop import TrainingLoop
+from mnist_zoo.errors import ModelFileError, RunDirError, TrainingInterrupted
+from mnist_zoo.training.interrupts import GracefulInterrupts
 from mnist_zoo.models.registry import MODELS
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.stage import train_run
 from tests.helpers import (REPO_ROOT, SignalAt, fresh_run_dir, history_without_times, interrupted, make_config,
                            op_determinism_enabled, weights)
 
@@ -62,7 +62,7 @@ def test_resume_keeps_early_stopping_state(tmp_path, small_mnist_dir):
 
 
 def test_signal_during_data_loading_raises_at_once(tmp_path, small_mnist_dir, monkeypatch):
-    import mnist_zoo.train.stage as training
+    import mnist_zoo.training.stage as training
 
     def load_and_interrupt(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -161,6 +161,46 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path, small_mnist_dir):
         train_run(config, run_dir, resume=True)
 
 
+@pytest.mark.parametrize("key, name", [("model_file", "../../elsewhere.keras"), ("model_file", "{outside}"),
+                                       ("model_file", "link.keras"), ("stopping_weights_file", "../w.weights.h5"),
+                                       ("model_file", ["epoch-0001.keras"])])
+def test_a_checkpoint_naming_files_outside_it_is_refused(tmp_path, small_mnist_dir, key, name):
+    """state.json travels with a run folder: a resume loads only the epoch files the checkpoint itself wrote."""
+    config = make_config(small_mnist_dir, "linear")
+    run_dir = fresh_run_dir(tmp_path, "run")
+    interrupted(config, run_dir, SignalAt(epoch=0))
+    state_file = run_dir / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    outside = tmp_path / "elsewhere.keras"
+    outside.write_bytes((run_dir / "checkpoint" / state["model_file"]).read_bytes())
+    (run_dir / "checkpoint" / "link.keras").symlink_to(outside)
+    name = name.replace("{outside}", str(outside)) if isinstance(name, str) else name
+    state_file.write_text(json.dumps({**state, key: name}))
+    with pytest.raises(RunDirError, match="expected a name like"):
+        train_run(config, run_dir, resume=True)
+
+
+def test_a_checkpoint_epoch_file_declaring_gigabytes_is_refused_before_loading(tmp_path, small_mnist_dir):
+    import h5py
+    import zipfile
+
+    config = make_config(small_mnist_dir, "linear")
+    run_dir = fresh_run_dir(tmp_path, "run")
+    interrupted(config, run_dir, SignalAt(epoch=0))
+    epoch_file = run_dir / "checkpoint" / checkpoint.load_state(run_dir).model_file
+    bomb = tmp_path / "bomb.weights.h5"
+    with h5py.File(bomb, "w") as weights:  # 1.2 GB declared, a few kB on disk
+        weights.create_dataset("layers/dense/vars/0", shape=(300_000_000,), dtype="float32", chunks=(1_000_000,),
+                               compression="gzip")
+    with zipfile.ZipFile(epoch_file) as archive:
+        members = {item.filename: archive.read(item) for item in archive.infolist()}
+    with zipfile.ZipFile(epoch_file, "w") as archive:
+        for member, content in members.items():
+            archive.writestr(member, bomb.read_bytes() if member == "model.weights.h5" else content)
+    with pytest.raises(ModelFileError, match="declare"):
+        train_run(config, run_dir, resume=True)
+
+
 def test_resume_refuses_different_data(tmp_path, small_mnist_dir, mnist_data):
     config = make_config(small_mnist_dir, "linear")
     run_dir = fresh_run_dir(tmp_path, "run")
@@ -209,7 +249,7 @@ def test_deterministic_turns_on_op_determinism_and_runs_repeat(tmp_path, small_m
 import json, sys
 from pathlib import Path
 from tests.helpers import op_determinism_enabled, history_without_times, make_config
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.stage import train_run
 config = make_config(Path({str(small_mnist_dir)!r}), "cnn", {{"deterministic": True, "epochs": 2}})
 histories = []
 for name in ("first", "second"):
@@ -234,7 +274,7 @@ def test_a_default_run_leaves_op_determinism_off(tmp_path, small_mnist_dir):
 
 
 def test_a_failing_status_write_does_not_hide_the_real_error(tmp_path, small_mnist_dir, monkeypatch):
-    import mnist_zoo.train.stage as training
+    import mnist_zoo.training.stage as training
 
     def broken_load(*args, **kwargs):
         raise RunDirError("the real problem")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mnist_zoo import rundir
-from mnist_zoo.train import checkpoint
+from mnist_zoo.training import checkpoint
 from tests.helpers import history_without_times, wait_for_epochs
 
 EPOCHS = 4  # conftest's SMALL_CNN_EPOCHS

@@ -16,7 +16,7 @@ from mnist_zoo.config.loading import bundled_config_path, load_config, validate_
 from mnist_zoo.inference.predictor import Predictor
 from mnist_zoo.runtime.precision import auto_precision, precision_scope
 from mnist_zoo.models.registry import build_model
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.stage import train_run
 
 
 @pytest.mark.parametrize(

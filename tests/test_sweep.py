@@ -15,7 +15,7 @@ from tests.skips import import_or_skip
 
 optuna = import_or_skip("optuna")
 
-from mnist_zoo.sweep.spec import load_sweep  # noqa: E402
+from mnist_zoo.sweeps.spec import load_sweep  # noqa: E402
 
 BUNDLED_SWEEPS = sorted((Path(__file__).resolve().parent.parent / "configs" / "sweeps").glob("*.yaml"))
 
@@ -23,7 +23,7 @@ BUNDLED_SWEEPS = sorted((Path(__file__).resolve().parent.parent / "configs" / "s
 @pytest.fixture(autouse=True)
 def _no_storage_from_the_environment(monkeypatch):
     """The user's own $MNIST_ZOO_STORAGE must not point these tests at their database."""
-    from mnist_zoo.sweep.storage import STORAGE_ENV
+    from mnist_zoo.sweeps.storage import STORAGE_ENV
 
     monkeypatch.delenv(STORAGE_ENV, raising=False)
 
@@ -106,7 +106,7 @@ def test_a_bad_sweep_is_one_error_before_any_training(tmp_path, changes, message
 
 
 def test_list_choices_such_as_layer_widths_reach_the_config(tmp_path):
-    from mnist_zoo.sweep.spec import trial_config
+    from mnist_zoo.sweeps.spec import trial_config
 
     path = write_sweep(tmp_path, base="mlp", trials=2, space={"model.hidden_units": {"choice": [[128], [256, 64]]}})
     spec, base = load_sweep(path)
@@ -122,7 +122,7 @@ def test_list_choices_such_as_layer_widths_reach_the_config(tmp_path):
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_each_workers_sampler_is_seeded_with_the_seed_its_index_and_the_trials_so_far(tmp_path, sampler):
-    from mnist_zoo.sweep.study import open_study
+    from mnist_zoo.sweeps.study import open_study
 
     spec, _ = load_sweep(write_sweep(tmp_path, base="linear", trials=6, seed=7, sampler=sampler,
                                      space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}}))
@@ -137,7 +137,7 @@ def test_each_workers_sampler_is_seeded_with_the_seed_its_index_and_the_trials_s
 
 def test_the_median_pruner_waits_for_two_finished_trials_and_a_trials_second_epoch(tmp_path):
     """The study's own pruner (the default, median), fed epochs as PruningReport numbers them (the first is 1)."""
-    from mnist_zoo.sweep.study import open_study
+    from mnist_zoo.sweeps.study import open_study
 
     spec, _ = load_sweep(write_sweep(tmp_path, base="linear", trials=6,
                                      space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}}))
@@ -168,7 +168,7 @@ def test_the_median_pruner_waits_for_two_finished_trials_and_a_trials_second_epo
 def test_a_killed_workers_trial_is_queued_again_with_its_values_at_most_twice(tmp_path):
     import sqlite3
 
-    from mnist_zoo.sweep.study import open_study
+    from mnist_zoo.sweeps.study import open_study
 
     spec, _ = load_sweep(write_sweep(tmp_path, base="linear", trials=1, heartbeat_seconds=1,
                                      space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}}))
@@ -373,7 +373,7 @@ def postgres_url():
 
 
 def test_two_workers_share_a_study_in_a_real_postgresql_server(tmp_path, small_mnist_dir, postgres_url, monkeypatch):
-    from mnist_zoo.sweep.storage import STORAGE_ENV, masked_url
+    from mnist_zoo.sweeps.storage import STORAGE_ENV, masked_url
 
     # The server trusts loopback connections: the password is accepted unread, and must show nowhere.
     url = postgres_url.replace("zoo@", f"zoo:{PASSWORD}@")
@@ -447,7 +447,7 @@ def files_showing(folder: Path, secret: str) -> list[Path]:
     ("not a url", "not a url"),
 ])
 def test_masked_url_hides_the_password_wherever_the_url_holds_it(url, shown):
-    from mnist_zoo.sweep.storage import masked_text, masked_url
+    from mnist_zoo.sweeps.storage import masked_text, masked_url
 
     assert masked_url(url) == shown
     assert masked_text(f"could not connect to {url}", url) == f"could not connect to {shown}"
@@ -467,7 +467,7 @@ def test_masked_url_hides_the_password_wherever_the_url_holds_it(url, shown):
 @pytest.mark.parametrize("given_in", ["option", "environment"])
 def test_no_message_or_file_shows_the_storage_password(tmp_path, monkeypatch, url, shown, given_in):
     """Port 9 refuses connections: each URL fails fast, before any training, in its own way."""
-    from mnist_zoo.sweep.storage import STORAGE_ENV
+    from mnist_zoo.sweeps.storage import STORAGE_ENV
 
     sweep_file = write_sweep(tmp_path, base="linear", trials=1, space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
     arguments = [str(sweep_file), "--sweep-dir", str(tmp_path / "out")]
@@ -486,8 +486,8 @@ def test_no_message_or_file_shows_the_storage_password(tmp_path, monkeypatch, ur
                                  "postgresql://zoo@db.lan/sweeps?password=hunter2"])
 def test_sweep_json_keeps_no_password_and_reopening_asks_for_the_url(tmp_path, url):
     from mnist_zoo.errors import RunDirError
-    from mnist_zoo.sweep.stage import open_existing, prepare_sweep
-    from mnist_zoo.sweep.storage import masked_url
+    from mnist_zoo.sweeps.stage import open_existing, prepare_sweep
+    from mnist_zoo.sweeps.storage import masked_url
 
     sweep_file = write_sweep(tmp_path, base="linear", trials=1, space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
     out = tmp_path / "out"
@@ -496,7 +496,7 @@ def test_sweep_json_keeps_no_password_and_reopening_asks_for_the_url(tmp_path, u
     assert files_showing(out, PASSWORD) == []
     with pytest.raises(RunDirError) as raised:
         open_existing(out)  # the recorded URL cannot open the study: it lacks the password
-    assert f"its study is in {masked_url(url)}; give that URL" in str(raised.value)
+    assert f"its study is in {masked_url(url)}, not in this directory's study.db; give that URL" in str(raised.value)
     assert "MNIST_ZOO_STORAGE" in str(raised.value) and PASSWORD not in str(raised.value)
     assert open_existing(out, url).storage == url
     # SQLite has no password: its sweep directory reopens from sweep.json alone.
@@ -505,12 +505,61 @@ def test_sweep_json_keeps_no_password_and_reopening_asks_for_the_url(tmp_path, u
     assert open_existing(local).storage == f"sqlite:///{(local / 'study.db').resolve()}"
 
 
+def test_a_copied_sweep_directory_opens_its_own_study_and_nothing_its_record_points_elsewhere(tmp_path):
+    """sweep.json and study.db come with a folder (copied, downloaded): neither may reach outside it."""
+    import shutil
+
+    from mnist_zoo.errors import RunDirError
+    from mnist_zoo.sweeps.stage import open_existing, prepare_sweep
+
+    sweep_file = write_sweep(tmp_path, base="linear", trials=1, space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
+    original = tmp_path / "original"
+    prepare_sweep(sweep_file, original)
+    (original / "study.db").write_bytes(b"")  # the study's file travels with the folder
+    moved = tmp_path / "moved"
+    shutil.copytree(original, moved)
+    assert open_existing(moved).storage == f"sqlite:///{(moved / 'study.db').resolve()}"  # not the original's
+    elsewhere = tmp_path / "elsewhere.db"
+    record = json.loads((moved / "sweep.json").read_text())
+    (moved / "sweep.json").write_text(json.dumps({**record, "storage": f"sqlite:///{elsewhere}"}))
+    with pytest.raises(RunDirError, match="not in this directory's study.db; give that URL"):
+        open_existing(moved)
+    assert not elsewhere.exists()  # nothing was created where the record pointed
+
+
+@pytest.mark.parametrize("recorded", ["{victim}", "{sweep}/trials/../../victim", "{sweep}/trials/0007-linear/..",
+                                      None, 17])
+def test_a_study_naming_run_directories_outside_the_sweep_reads_none_of_them(tmp_path, recorded):
+    """The study says where each trial ran; best.yaml and the leaderboard read only this sweep's trials."""
+    import optuna
+
+    from mnist_zoo.sweeps.results import sweep_results
+    from mnist_zoo.sweeps.spec import load_sweep
+
+    sweep_file = write_sweep(tmp_path, base="linear", trials=1, space={LEARNING_RATE: {"log_uniform": [0.01, 1.0]}})
+    spec, _ = load_sweep(sweep_file)
+    sweep_dir, victim = tmp_path / "sweep", tmp_path / "victim"
+    (sweep_dir / "trials").mkdir(parents=True)
+    victim.mkdir()
+    (victim / "config.yaml").write_text("secret: the user's own project\n")
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    trial.suggest_float(LEARNING_RATE, 0.01, 1.0, log=True)
+    if recorded is not None:
+        trial.set_user_attr("run_dir", recorded.format(victim=victim, sweep=sweep_dir) if isinstance(recorded, str)
+                            else recorded)
+    study.tell(trial, 0.9)
+    results = sweep_results(study, spec, sweep_dir, plots=False)
+    assert not (sweep_dir / "best.yaml").exists()
+    assert results.leaderboard == [] and len(results.notes) == 1 and "trial 0" in results.notes[0]
+
+
 def test_local_workers_get_the_storage_url_in_their_environment_not_on_their_command_line(tmp_path, monkeypatch):
     """`ps` shows every user each process's command line; its environment only to its own user."""
     import subprocess
 
-    from mnist_zoo.sweep import stage, study
-    from mnist_zoo.sweep.storage import STORAGE_ENV
+    from mnist_zoo.sweeps import stage, study
+    from mnist_zoo.sweeps.storage import STORAGE_ENV
 
     started = []
 
@@ -534,7 +583,8 @@ def test_local_workers_get_the_storage_url_in_their_environment_not_on_their_com
     for command, environment in started:
         assert not any(PASSWORD in argument for argument in command), command
         assert environment[STORAGE_ENV] == url
-        assert command[command.index("--study") + 1] == "shared"
+        assert command[2:4] == ["mnist_zoo.sweeps.worker", str(setup.sweep_dir)]  # it reads the study's name there
+    assert [command[-1] for command, _ in started] == ["0", "1"]
 
 
 def everything_outside(root: Path, folder: Path) -> list[tuple[str, int | None]]:
@@ -548,7 +598,7 @@ def test_a_base_config_anywhere_is_copied_inside_the_sweep_directory_and_nothing
     import shutil
 
     from mnist_zoo.config.loading import bundled_config_path
-    from mnist_zoo.sweep.stage import open_existing, prepare_sweep
+    from mnist_zoo.sweeps.stage import open_existing, prepare_sweep
 
     (tmp_path / "configs").mkdir()
     shutil.copyfile(bundled_config_path("linear"), tmp_path / "configs" / "x.yaml")

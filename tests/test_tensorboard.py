@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 
 from mnist_zoo import rundir
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.stage import train_run
 from tests.helpers import SignalAt, fresh_run_dir, history_without_times, interrupted, make_config
 
 

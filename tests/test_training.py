@@ -10,7 +10,7 @@ import pytest
 
 from mnist_zoo.config.loading import validate_config
 from mnist_zoo.config.run import LossSpec, OptimizerSpec
-from mnist_zoo.train.stage import train_run
+from mnist_zoo.training.stage import train_run
 
 
 def run(tmp_path, small_mnist_dir, train=None, model=None, data=None):

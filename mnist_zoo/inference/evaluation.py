@@ -94,6 +94,10 @@ class EvaluationResult:
     dataset_source: str
     class_names: tuple[str, ...]
     written: list[Path]
+    images: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    """The test images (n, 28, 28), their labels (n,) and the predicted probabilities (n, 10)."""
 
 
 def run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
@@ -177,14 +181,16 @@ def run_evaluation(
     rundir.write_json(json_path, report)
     written = [json_path]
     if plots:
-        from mnist_zoo.report.plots import plot_confusion_matrix, plot_misclassified
+        from mnist_zoo.report.plots import confusion_matrix_figure, misclassified_figure, save_figure
 
         plot_prefix = prefix if model.kind != "keras" else ""
         # Two lines: a long file name and the runtime do not fit beside the data set in one.
         title = (f"Confusion matrix: {model_path.name} ({model.kind})\n"
                  f"{data.name} test set, {report['accuracy']:.2%} accuracy")
         matrix_path, grid_path = folder / f"{plot_prefix}confusion_matrix.png", folder / f"{plot_prefix}misclassified.png"
-        plot_confusion_matrix(np.array(report["confusion_matrix"]), data.class_names, matrix_path, title)
-        plot_misclassified(data.test_images, data.test_labels, probabilities, data.class_names, grid_path)
+        save_figure(confusion_matrix_figure(np.array(report["confusion_matrix"]), data.class_names, title), matrix_path)
+        save_figure(misclassified_figure(data.test_images, data.test_labels, probabilities, data.class_names),
+                    grid_path)
         written += [matrix_path, grid_path]
-    return EvaluationResult(report, model_path, data.source, data.class_names, written)
+    return EvaluationResult(report, model_path, data.source, data.class_names, written, data.test_images,
+                            data.test_labels, probabilities)

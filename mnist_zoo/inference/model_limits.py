@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_zoo.data.files import describe_mode, read_regular_file
+from mnist_zoo.data.files import describe_mode, open_regular_file, read_regular_file
 from mnist_zoo.errors import ModelFileError, describe
 
 MAX_MODEL_BYTES = 1 << 30
@@ -69,6 +69,19 @@ def check_keras_archive(path: Path, max_bytes: int = MAX_MODEL_BYTES, content: b
                     _check_h5(weights, path, max_bytes)
     except (zipfile.BadZipFile, EOFError, NotImplementedError, ValueError) as error:
         raise ModelFileError(f"{path}: not a .keras archive ({error})") from None
+
+
+def check_weights_file(path: Path, max_bytes: int = MAX_MODEL_BYTES) -> None:
+    """Refuses a `.weights.h5` file that declares more than `max_bytes` or reads weights from elsewhere.
+
+    Raises:
+        ModelFileError: see `_check_h5`; also a file that is missing or not a regular file.
+    """
+    try:
+        with open_regular_file(path, ModelFileError) as handle:
+            _check_h5(handle, path, max_bytes)
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read the weights file ({error.strerror or error})") from None
 
 
 def _check_h5(handle, path: Path, max_bytes: int) -> None:

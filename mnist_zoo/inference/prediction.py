@@ -172,3 +172,29 @@ def run_prediction(
     predict_top_k(open_classifier(model_file, unsafe=unsafe), prepared, top_k)
     written = save_preprocessed(prepared, save_dir) if save_dir else []
     return PredictionResult(model_file, class_names, prepared, written)
+
+
+def predict_arrays(model_path: Path, array: np.ndarray, top_k: int = 3, device: str = "auto",
+                   unsafe: bool = False) -> PredictionResult:
+    """Predicts the class of MNIST-format images held in memory (a notebook's array).
+
+    Args:
+        model_path: as for `run_prediction`.
+        array: (28, 28), (784,) or stacks of them: uint8 0-255, or floats 0-1, a light digit on
+            black (`pictures.as_pixels`); each image's record is named `array[i]`.
+
+    Raises:
+        DataError: not 28x28 images, or values outside 0-255.
+    """
+    from mnist_zoo.data.catalog import CLASS_NAMES
+    from mnist_zoo.inference.evaluation import run_data_settings
+    from mnist_zoo.inference.runtimes import open_classifier
+    from mnist_zoo.runtime.device import select_device
+
+    model_file, run_dir = rundir.resolve_model_path(Path(model_path))
+    class_names = CLASS_NAMES[run_data_settings(run_dir)[0]]
+    pixels = pictures.as_pixels(array)
+    prepared = [PreparedInput(Path("array"), index, image) for index, image in enumerate(pixels)]
+    select_device(device)
+    predict_top_k(open_classifier(model_file, unsafe=unsafe), prepared, top_k)
+    return PredictionResult(model_file, class_names, prepared, [])

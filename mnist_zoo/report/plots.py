@@ -1,4 +1,4 @@
-"""PNG figures: learning curves, confusion-matrix heatmap, misclassified digits."""
+"""Figures: learning curves, confusion-matrix heatmap, misclassified digits, run comparison; saved as PNG."""
 
 from __future__ import annotations
 
@@ -9,31 +9,35 @@ import numpy as np
 from mnist_zoo.rundir import atomic_path
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**options):
+    """A matplotlib `Figure` that is no pyplot's: nothing global is switched (a notebook keeps its
+    backend), nothing stays open after it is dropped, and it needs no display."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display needed; must be set before pyplot is imported
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=120, bbox_inches="tight")
-    _pyplot().close(figure)
+    return Figure(**options)
 
 
-def plot_history(runs: list[tuple[str, list[dict]]], path: Path) -> None:
+def save_figure(figure, path: Path):
+    """Writes `figure` as a PNG at `path` (atomically); returns the figure."""
+    with atomic_path(Path(path)) as temporary:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight", format="png")
+    return figure
+
+
+def history_figure(runs: list[tuple[str, list[dict]]]):
     """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per run.
 
     Args:
         runs: (label, per-epoch records from history.json) per run.
-        path: the PNG to write.
+
+    Returns:
+        The `Figure`.
     """
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    import matplotlib
+
+    figure = new_figure(figsize=(12, 4.5))
+    axes = figure.subplots(1, 2)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (label, records) in enumerate(runs):
         colour = colours[index % len(colours)]
         epochs = [record["epoch"] for record in records]
@@ -49,14 +53,14 @@ def plot_history(runs: list[tuple[str, list[dict]]], path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.legend(fontsize=8)
-    _save(figure, path)
+    return figure
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names, path: Path, title: str = "Confusion matrix") -> None:
-    """Heatmap of counts[true, predicted] with the counts written in the cells."""
-    plt = _pyplot()
+def confusion_matrix_figure(matrix: np.ndarray, class_names, title: str = "Confusion matrix"):
+    """Heatmap of counts[true, predicted] with the counts written in the cells (a `Figure`)."""
     matrix = np.asarray(matrix)
-    figure, axis = plt.subplots(figsize=(8, 7))
+    figure = new_figure(figsize=(8, 7))
+    axis = figure.subplots()
     # Log-like colour scale via a power norm, so that off-diagonal errors remain visible.
     from matplotlib.colors import PowerNorm
 
@@ -75,18 +79,18 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names, path: Path, title: st
             if count:
                 axis.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
                           color="white" if count > threshold else "black")
-    _save(figure, path)
+    return figure
 
 
-def plot_misclassified(images, labels, probabilities, class_names, path: Path, max_images: int = 36) -> None:
-    """A grid of misclassified test images, most confident mistakes first, titled true/predicted."""
-    plt = _pyplot()
+def misclassified_figure(images, labels, probabilities, class_names, max_images: int = 36):
+    """A grid of misclassified test images, most confident mistakes first, titled true/predicted (a `Figure`)."""
     predictions = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predictions != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:max_images]
     columns = 6
     rows = max(1, int(np.ceil(len(wrong) / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.8, rows * 2.1), squeeze=False, layout="constrained")
+    figure = new_figure(figsize=(columns * 1.8, rows * 2.1), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, index in zip(axes.flat, wrong):
@@ -98,19 +102,25 @@ def plot_misclassified(images, labels, probabilities, class_names, path: Path, m
         )
     shown = f"{len(wrong)} most confident of {int((predictions != labels).sum())}"
     figure.suptitle(f"Misclassified test images ({shown})", fontsize=11)
-    _save(figure, path)
+    return figure
 
 
-def plot_comparison(rows, path: Path) -> None:
+def comparison_figure(rows):
     """Test accuracy against parameters (log scale) and against training time, a labelled point per run.
 
     Args:
-        rows: `comparison.RunRow`s.
-        path: the PNG to write.
+        rows: `compare.RunRow`s.
+
+    Returns:
+        The `Figure`.
     """
-    plt = _pyplot()
-    figure, (by_size, by_time) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    colours = {name: plt.cm.tab10(index % 10) for index, name in enumerate(sorted({row.model for row in rows}))}
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    figure = new_figure(figsize=(12, 4.8))
+    by_size, by_time = figure.subplots(1, 2, sharey=True)
+    tab10 = matplotlib.colormaps["tab10"]
+    colours = {name: tab10(index % 10) for index, name in enumerate(sorted({row.model for row in rows}))}
     for axis, attribute, label in ((by_size, "parameters", "parameters (log scale)"),
                                    (by_time, "train_seconds", "training time, seconds")):
         for row in rows:
@@ -122,7 +132,7 @@ def plot_comparison(rows, path: Path) -> None:
         axis.grid(True, alpha=0.3)
     by_size.set_xscale("log")
     by_size.set_ylabel("test accuracy, %")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colour, label=name) for name, colour in colours.items()]
+    handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=name) for name, colour in colours.items()]
     by_time.legend(handles=handles, title="model", loc="lower right")
     figure.suptitle(f"mnist-zoo: {len(rows)} runs compared")
-    _save(figure, path)
+    return figure

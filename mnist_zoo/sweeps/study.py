@@ -11,8 +11,8 @@ import keras
 
 from mnist_zoo import rundir
 from mnist_zoo.errors import ConfigError
-from mnist_zoo.sweep.spec import SweepSpec, trial_config
-from mnist_zoo.sweep.storage import open_storage
+from mnist_zoo.sweeps.spec import SweepSpec, trial_config
+from mnist_zoo.sweeps.storage import open_storage
 
 TRIALS_DIR = "trials"
 
@@ -117,7 +117,7 @@ def run_worker(spec: SweepSpec, base: Path, sweep_dir: Path, storage_url: str, s
     """
     import optuna
 
-    from mnist_zoo.train.stage import train_run
+    from mnist_zoo.training.stage import train_run
 
     study = open_study(spec, storage_url, study_name, worker_index)
     deadline = time.monotonic() + 60 * spec.time_budget_minutes if spec.time_budget_minutes else None

@@ -54,7 +54,7 @@ def make_optimizer(spec: OptimizerSpec, learning_rate, fast_paths: bool = True):
     """
     import keras
 
-    from mnist_zoo.train.fast_paths import fuse_adam_update
+    from mnist_zoo.training.fast_paths import fuse_adam_update
 
     optimizer = keras.optimizers.get({"class_name": spec.name, "config": {**spec.arguments, "learning_rate": learning_rate}})
     return fuse_adam_update(optimizer) if fast_paths else optimizer
@@ -80,7 +80,7 @@ def make_metrics(spec: LossSpec, fast_paths: bool = True) -> list:
     """
     import keras
 
-    from mnist_zoo.train.fast_paths import accuracy_from_logits
+    from mnist_zoo.training.fast_paths import accuracy_from_logits
 
     metric_class = keras.metrics.CategoricalAccuracy if spec.one_hot_labels else keras.metrics.SparseCategoricalAccuracy
     metric = metric_class(name="accuracy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,50 @@ class SweepResults:
                 "best": self.best, "trials": self.trials, "leaderboard": [row.as_dict() for row in self.leaderboard],
                 "written": [str(path) for path in self.written], "notes": self.notes}
 
+    def __str__(self) -> str:
+        """The trials, the leaderboard and the best parameters, as `mnist-zoo sweep` prints them."""
+        from mnist_zoo.report.tables import format_leaderboard, format_trials
+
+        parts = [format_trials(self.trials, self.objective)]
+        if self.leaderboard:
+            parts.append(format_leaderboard(self.leaderboard))
+        if self.best:
+            parts.append(f"best: trial {self.best['number']}, {self.objective} {self.best['value']:.4f}: "
+                         + ", ".join(f"{key}={value!r}" for key, value in self.best["params"].items()))
+        return "\n\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(str(self))}</pre>"
+
 
 def _trial_record(trial, spec) -> dict:
     params = {key: spec.space[key].decode(value) if key in spec.space else value for key, value in trial.params.items()}
     return {"number": trial.number, "state": trial.state.name.lower(), "value": trial.value, "params": params,
             "run_dir": trial.user_attrs.get("run_dir"), "epochs": len(trial.intermediate_values)}
+
+
+def local_run_dir(trial, sweep_dir: Path) -> Path:
+    """The trial's run directory in this sweep directory's trials folder.
+
+    Only the recorded folder's name is used, and only inside this sweep: a moved sweep
+    directory still finds its trials, a study shared with other machines names folders that
+    are theirs, and a copied or downloaded study.db cannot point at any other folder here.
+
+    Raises:
+        RunDirError: the trial records no run directory, or it is not in this sweep's trials folder.
+    """
+    from mnist_zoo.sweeps.study import TRIALS_DIR
+
+    recorded = trial.user_attrs.get("run_dir")
+    name = Path(recorded).name if isinstance(recorded, str) else ""
+    if not re.fullmatch(r"\d{4,}-[A-Za-z0-9_]+", name):
+        raise RunDirError(f"the study records no trial run directory for it (received {recorded!r})")
+    run_dir = Path(sweep_dir) / TRIALS_DIR / name
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        raise RunDirError(f"its run directory {name} is not in {run_dir.parent} (another machine's trial?)")
+    return run_dir
 
 
 def sweep_results(study, spec, sweep_dir: Path, plots: bool = True) -> SweepResults:
@@ -71,18 +111,20 @@ def sweep_results(study, spec, sweep_dir: Path, plots: bool = True) -> SweepResu
     ordered = sorted(finished, key=lambda trial: trial.value, reverse=direction == "maximize")
     leaderboard, notes = [], []
     for trial in ordered:
-        run_dir = trial.user_attrs.get("run_dir")
         try:
-            leaderboard.append(read_row(Path(run_dir)))
-        except (RunDirError, TypeError, OSError) as error:
+            leaderboard.append(read_row(local_run_dir(trial, sweep_dir)))
+        except (RunDirError, OSError) as error:
             notes.append(f"trial {trial.number}: {error}")
     results = SweepResults(study.study_name, direction, spec.objective, [_trial_record(trial, spec) for trial in trials],
                            leaderboard, None, notes=notes)
     if complete:
         best = study.best_trial
         results.best = _trial_record(best, spec)
-        source = Path(best.user_attrs["run_dir"]) / rundir.CONFIG_FILE
-        if source.is_file():
+        try:
+            source = local_run_dir(best, sweep_dir) / rundir.CONFIG_FILE
+        except RunDirError:
+            source = None  # another machine's trial: its note is above
+        if source is not None and source.is_file():
             target = Path(sweep_dir) / BEST_CONFIG
             with rundir.atomic_path(target) as temporary:
                 shutil.copyfile(source, temporary)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mnist_zoo import rundir
 from mnist_zoo.errors import ConfigError, RunDirError
-from mnist_zoo.sweep.spec import SweepSpec, load_sweep
+from mnist_zoo.sweeps.spec import SweepSpec, load_sweep
 
 SWEEP_FILE = "sweep.yaml"
 SWEEP_RECORD = "sweep.json"
@@ -57,7 +57,7 @@ def prepare_sweep(sweep_file: Path, sweep_dir: Path | None = None, storage: str 
     Raises:
         ConfigError: the sweep file or the storage URL is invalid, or the directory holds another sweep.
     """
-    from mnist_zoo.sweep.storage import check_storage_url, default_storage, masked_url
+    from mnist_zoo.sweeps.storage import check_storage_url, default_storage, masked_url
 
     sweep_file = Path(sweep_file)
     sweep_dir = Path(sweep_dir) if sweep_dir else DEFAULT_SWEEPS_ROOT / sweep_file.stem
@@ -117,27 +117,30 @@ def open_existing(sweep_dir: Path, storage: str | None = None) -> SweepSetup:
 
     Args:
         sweep_dir: the sweep directory.
-        storage: the study's database URL; None: the one `sweep.json` records, which is only
-            complete for an SQLite file (a password is never recorded).
+        storage: the study's database URL; None: the sweep directory's own study.db. A URL that
+            `sweep.json` records is never used by itself: its password is not recorded, and a copied
+            or downloaded sweep directory must not pick the database this machine writes to.
 
     Returns:
         The sweep's setup.
 
     Raises:
-        RunDirError: not a sweep directory, or its storage is not SQLite and `storage` is missing.
+        RunDirError: not a sweep directory, or its study is not in its own study.db and `storage` is missing.
     """
-    from mnist_zoo.sweep.storage import MASK, STORAGE_ENV
+    from mnist_zoo.sweeps.storage import STORAGE_ENV, STUDY_FILE, default_storage, masked_url
 
     sweep_dir = Path(sweep_dir)
     record = _read_record(sweep_dir)
     if not isinstance(record.get("storage"), str) or not isinstance(record.get("study"), str):
         raise RunDirError(f"{sweep_dir}: not a sweep directory (no readable {SWEEP_RECORD})")
     if storage is None:
-        if MASK in record["storage"] or not record["storage"].startswith("sqlite"):
-            password = " (with its password)" if MASK in record["storage"] else ""
-            raise RunDirError(f"{sweep_dir}: its study is in {record['storage']}; give that URL{password} with "
-                              f"--storage or in ${STORAGE_ENV}")
-        storage = record["storage"]
+        # Its own study.db, wherever the folder is now (moved, copied); any other database is named by the user.
+        recorded, own = record["storage"], default_storage(sweep_dir)
+        if recorded != own and not (recorded.startswith("sqlite:") and recorded.endswith(f"/{STUDY_FILE}")
+                                    and (sweep_dir / STUDY_FILE).is_file()):
+            raise RunDirError(f"{sweep_dir}: its study is in {masked_url(recorded)}, not in this directory's "
+                              f"{STUDY_FILE}; give that URL (with its password) with --storage or in ${STORAGE_ENV}")
+        storage = own
     spec, base = load_sweep(sweep_dir / SWEEP_FILE, _base_copies(sweep_dir, record))
     return SweepSetup(sweep_dir, sweep_dir / SWEEP_FILE, storage, record["study"], spec, base)
 
@@ -151,18 +154,17 @@ def run_local_workers(setup: SweepSetup, workers: int) -> int:
     Returns:
         The first non-zero exit status of a worker, else 0.
     """
-    from mnist_zoo.sweep.storage import STORAGE_ENV
-    from mnist_zoo.sweep.study import open_study
+    from mnist_zoo.sweeps.storage import STORAGE_ENV
+    from mnist_zoo.sweeps.study import open_study
 
     # The study (and its database's tables) exist before the workers start: they only join it.
     open_study(setup.spec, setup.storage, setup.study_name)
-    command = [sys.executable, "-m", "mnist_zoo", "sweep", str(setup.sweep_file), "--sweep-dir",
-               str(setup.sweep_dir), "--study", setup.study_name, "--no-report"]
+    command = [sys.executable, "-m", "mnist_zoo.sweeps.worker", str(setup.sweep_dir)]
     # The URL (and its password) goes in the workers' environment, which only their user can read,
     # not on their command lines, which `ps` shows every user.
     environment = {**os.environ, STORAGE_ENV: setup.storage}
     # Sessions of their own: a Ctrl-C reaches the workers once, through this process, not twice.
-    processes = [subprocess.Popen([*command, "--worker-index", str(index)], env=environment, start_new_session=True)
+    processes = [subprocess.Popen([*command, str(index)], env=environment, start_new_session=True)
                  for index in range(workers)]
 
     def forward(signal_number, frame):
@@ -177,3 +179,65 @@ def run_local_workers(setup: SweepSetup, workers: int) -> int:
         for number, handler in previous.items():
             signal.signal(number, handler)
     return next((code for code in codes if code != 0), 0)
+
+
+def resolve_target(target: str | Path, sweep_dir: Path | None = None, storage: str | None = None,
+                   study_name: str | None = None, report_only: bool = False) -> tuple[SweepSetup, bool]:
+    """The sweep a target names, and whether it is only to be reported on.
+
+    Args:
+        target: a sweep file, a bundled sweep's name ('mlp_quick'), or a sweep directory (which
+            is reported on).
+        sweep_dir, storage, study_name: as for `prepare_sweep`; `storage` defaults to
+            `$MNIST_ZOO_STORAGE`, which keeps a password off command lines.
+        report_only: only report on the sweep (in `sweep_dir`, else `sweeps/<file name>/`).
+
+    Returns:
+        (the `SweepSetup`, True when only a report is wanted).
+
+    Raises:
+        ConfigError: no such file, directory or bundled sweep; an invalid sweep file or URL.
+        RunDirError: a directory that is not a sweep's, or whose storage must be given.
+    """
+    from mnist_zoo.config.loading import bundled_sweep_path
+    from mnist_zoo.sweeps.storage import STORAGE_ENV
+
+    storage = storage or os.environ.get(STORAGE_ENV) or None
+    found = Path(target) if Path(target).exists() else bundled_sweep_path(str(target))
+    if found is None:
+        raise ConfigError(f"{target}: no such sweep file or sweep directory, and no bundled sweep of that name")
+    if found.is_dir():
+        return open_existing(found, storage), True
+    if report_only:
+        return open_existing(sweep_dir or DEFAULT_SWEEPS_ROOT / found.stem, storage), True
+    return prepare_sweep(found, sweep_dir, storage, study_name), False
+
+
+def run_sweep(setup: SweepSetup, workers: int = 1, report=lambda message: None) -> None:
+    """Runs the sweep's trials: in this process, or in `workers` worker processes.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C or SIGTERM stopped the sweep (every worker stopped cleanly).
+        SweepWorkerError: a worker process failed.
+    """
+    from mnist_zoo.errors import SweepWorkerError, TrainingInterrupted
+
+    if workers > 1:
+        code = run_local_workers(setup, workers)
+        if code > 128 and code - 128 in (signal.SIGINT, signal.SIGTERM):
+            raise TrainingInterrupted(code - 128)
+        if code:
+            raise SweepWorkerError(f"{setup.sweep_dir}: a worker process failed (exit status {code}); its "
+                                   "messages are above", exit_status=code)
+        return
+    from mnist_zoo.sweeps.study import run_worker
+
+    run_worker(setup.spec, setup.base, setup.sweep_dir, setup.storage, setup.study_name, 0, report)
+
+
+def sweep_report(setup: SweepSetup, plots: bool = True):
+    """The sweep's results so far (`results.SweepResults`); writes best.yaml and, with `plots`, the plots."""
+    from mnist_zoo.sweeps.results import sweep_results
+    from mnist_zoo.sweeps.study import open_study
+
+    return sweep_results(open_study(setup.spec, setup.storage, setup.study_name), setup.spec, setup.sweep_dir, plots)

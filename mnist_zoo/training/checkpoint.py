@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ from mnist_zoo.errors import RunDirError
 CHECKPOINT_DIR = rundir.CHECKPOINT_DIR
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
+# The only names `commit` gives: a state.json naming anything else (../, an absolute path) was not ours.
+MODEL_FILE_NAME = re.compile(r"epoch-\d{4,}\.keras")
+STOPPING_FILE_NAME = re.compile(r"stopping-best-epoch-\d{4,}\.weights\.h5")
 
 
 @dataclass
@@ -66,9 +70,16 @@ def load_state(run_dir: Path) -> TrainingState | None:
         state = TrainingState.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as error:
         raise RunDirError(f"{path}: unreadable training state ({error}); the run cannot be resumed") from None
-    for name in (state.model_file, state.stopping_weights_file):
-        if name and not (checkpoint_dir(run_dir) / name).is_file():
-            raise RunDirError(f"{checkpoint_dir(run_dir) / name}: missing; the run cannot be resumed")
+    for name, pattern, example in ((state.model_file, MODEL_FILE_NAME, "epoch-0003.keras"),
+                                   (state.stopping_weights_file, STOPPING_FILE_NAME, "stopping-best-epoch-0003.weights.h5")):
+        if name is None:
+            continue
+        if not isinstance(name, str) or not pattern.fullmatch(name):
+            raise RunDirError(f"{path}: names {name!r} as a checkpoint file, expected a name like {example} "
+                              f"in {checkpoint_dir(run_dir)}; the run cannot be resumed")
+        file = checkpoint_dir(run_dir) / name
+        if file.is_symlink() or not file.is_file():
+            raise RunDirError(f"{file}: missing or not a regular file; the run cannot be resumed")
     return state
 
 
@@ -128,7 +139,10 @@ def restore(model, run_dir: Path, state: TrainingState) -> None:
 
     if not state.model_file:
         return
+    from mnist_zoo.inference.model_limits import check_keras_archive
+
     model.optimizer.build(model.trainable_variables)
+    check_keras_archive(checkpoint_dir(run_dir) / state.model_file)  # sizes, and no weights from elsewhere
     load_all_weights(model, checkpoint_dir(run_dir) / state.model_file)
     variables = _seed_variables(model)
     if len(variables) != len(state.seed_states):
@@ -167,8 +181,11 @@ def load_all_weights(model, path: Path) -> None:
 
 def restore_stopping_weights(model, run_dir: Path, state: TrainingState) -> bool:
     """Loads early stopping's best weights into `model`; False if there are none to load."""
+    from mnist_zoo.inference.model_limits import check_weights_file
+
     if not state.stopping_weights_file:
         return False
+    check_weights_file(checkpoint_dir(run_dir) / state.stopping_weights_file)
     model.load_weights(checkpoint_dir(run_dir) / state.stopping_weights_file)
     return True
 

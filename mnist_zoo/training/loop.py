@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mnist_zoo.config.run import EarlyStoppingConfig
-from mnist_zoo.train.checkpoint import TrainingState
+from mnist_zoo.training.checkpoint import TrainingState
 
 
 class BestEpoch:

@@ -9,8 +9,8 @@ import keras
 
 from mnist_zoo import rundir
 from mnist_zoo.errors import TrainingInterrupted
-from mnist_zoo.train import checkpoint
-from mnist_zoo.train.loop import TrainingLoop
+from mnist_zoo.training import checkpoint
+from mnist_zoo.training.loop import TrainingLoop
 
 
 def current_learning_rate(optimizer) -> float:

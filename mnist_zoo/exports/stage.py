@@ -14,8 +14,8 @@ import numpy as np
 
 from mnist_zoo import rundir
 from mnist_zoo.errors import ExportError, MissingDependencyError, describe
-from mnist_zoo.export.formats import EXPORT_FORMATS, QUANTIZATIONS
-from mnist_zoo.export.wrapper import INPUT_NAME, OUTPUT_NAME
+from mnist_zoo.exports.formats import EXPORT_FORMATS, QUANTIZATIONS
+from mnist_zoo.exports.wrapper import INPUT_NAME, OUTPUT_NAME
 
 EXPORT_DIR = "export"
 """Where a run's exports go by default: <run>/export/."""
@@ -279,7 +279,7 @@ def run_export(
     import tempfile
 
     from mnist_zoo.data.datasets import load_dataset
-    from mnist_zoo.export.wrapper import float32_copy, inference_model
+    from mnist_zoo.exports.wrapper import float32_copy, inference_model
     from mnist_zoo.inference.evaluation import run_data_settings
     from mnist_zoo.inference.modelfile import load_classifier
     from mnist_zoo.inference.predictor import Predictor

@@ -32,7 +32,7 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int, fast_paths: bo
         fast_paths: use the fused Adam and accuracy from logits (default: `train.fast_paths`).
         steps_per_execution: training steps per TensorFlow call (default: `train.steps_per_execution`).
     """
-    from mnist_zoo.train.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
+    from mnist_zoo.training.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
 
     train = config.train
     fast_paths = train.fast_paths if fast_paths is None else fast_paths
@@ -51,9 +51,9 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int, fast_paths: bo
 
 
 def keras_verbosity(setting) -> int:
-    """Keras `verbose`: a live progress bar on a terminal, one line per epoch in logs."""
+    """Keras `verbose`: a live progress bar on a terminal or in a notebook, one line per epoch in logs."""
     if setting == "auto":
-        return 1 if sys.stdout.isatty() else 2
+        return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2
     return int(setting)
 
 
@@ -68,9 +68,9 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
             False: a tf.data map does, as in plain Keras.
     """
     from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
-    from mnist_zoo.train.callbacks import CommitEpochs, EpochOrder, StopOnSignal
-    from mnist_zoo.train.fast_paths import gathered_in_train_step
-    from mnist_zoo.train.loop import TrainingLoop
+    from mnist_zoo.training.callbacks import CommitEpochs, EpochOrder, StopOnSignal
+    from mnist_zoo.training.fast_paths import gathered_in_train_step
+    from mnist_zoo.training.loop import TrainingLoop
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
     train_data = EpochShuffledDataset(
@@ -82,7 +82,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         val_data = make_dataset(splits.val_images, splits.val_labels, max(train.batch_size, 1000), one_hot)
     tensorboard = None
     if train.tensorboard:
-        from mnist_zoo.train.tensorboard import TensorBoardLog
+        from mnist_zoo.training.tensorboard import TensorBoardLog
 
         tensorboard = TensorBoardLog(run_dir)
         tensorboard.rewrite(state.history)  # a resumed run continues from exactly its committed epochs
@@ -111,7 +111,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
 
 def start_state(splits: Splits, model, run_dir: Path, resume: bool):
     """A fresh `TrainingState`, or the committed one of `run_dir` loaded into `model`."""
-    from mnist_zoo.train import checkpoint
+    from mnist_zoo.training import checkpoint
 
     state = checkpoint.load_state(run_dir) if resume else None
     if state is None:
@@ -137,7 +137,7 @@ def check_same_data(run_dir: Path, dataset) -> None:
 
 def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, state, precision: str) -> dict:
     """Writes last.keras and the test report of best.keras (metrics.json); returns the metrics."""
-    from mnist_zoo.train import checkpoint
+    from mnist_zoo.training import checkpoint
     from mnist_zoo.inference.evaluation import evaluate_model
     from mnist_zoo.inference.modelfile import load_classifier
 
@@ -194,7 +194,7 @@ def train_run(
     Raises:
         TrainingInterrupted: a signal stopped the run (its `run_dir` and `epochs_completed` set).
     """
-    from mnist_zoo.train.interrupts import GracefulInterrupts
+    from mnist_zoo.training.interrupts import GracefulInterrupts
 
     with rundir.training_lock(run_dir), GracefulInterrupts() as interrupts:
         rundir.remove_temporaries(run_dir)  # what a process killed mid-write left
@@ -227,7 +227,7 @@ def _record_status(run_dir: Path, status: str, **details) -> None:
 
 def _committed_epochs(run_dir: Path) -> int:
     """Completed epochs on disk (the checkpoint's, else history.json's)."""
-    from mnist_zoo.train import checkpoint
+    from mnist_zoo.training import checkpoint
 
     try:
         state = checkpoint.load_state(run_dir)
@@ -239,7 +239,7 @@ def _committed_epochs(run_dir: Path) -> int:
 def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts, progressbar: bool):
     from mnist_zoo.runtime.device import select_device
     from mnist_zoo.runtime.precision import precision_scope
-    from mnist_zoo.train.fast_paths import use_fast_paths
+    from mnist_zoo.training.fast_paths import use_fast_paths
 
     from mnist_zoo.runtime.distribution import choose_distribution
 
@@ -331,7 +331,7 @@ def seeded(seed: int):
 
 def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts,
                     device, precision: str, fast_paths: bool, progressbar: bool, distribution=None):
-    from mnist_zoo.train import checkpoint
+    from mnist_zoo.training import checkpoint
     from mnist_zoo.runtime.environment import environment_record
     from mnist_zoo.models.registry import build_model
 
