@@ -9,12 +9,14 @@ from pathlib import Path
 
 import click
 
+import mnist_zoo
 from mnist_zoo import __version__
 from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.errors import MnistZooError, TrainingInterrupted
 from mnist_zoo.exports.formats import EXPORT_FORMATS, QUANTIZATIONS
 from mnist_zoo.report.compare import SORT_KEYS
 from mnist_zoo.runtime.device import DEVICES
+from mnist_zoo.rundir import DEFAULT_RUNS_ROOT
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -59,11 +61,6 @@ def _interrupted_message(error: TrainingInterrupted) -> str:
     return f"Interrupted by {error.signal_name}: {kept} in {error.run_dir}; continue with: mnist-zoo train --resume {error.run_dir}"
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up notices drown the output; --debug keeps them.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mnist-zoo")
 @click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own log messages.")
@@ -71,8 +68,8 @@ def _quiet_tensorflow() -> None:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Train, evaluate, compare and explain the classic MNIST models."""
     ctx.meta["mnist_zoo.debug"] = debug
-    if not debug:
-        _quiet_tensorflow()
+    if debug and mnist_zoo.QUIETED_TENSORFLOW:  # the package quiets TensorFlow's C++ log unless asked
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 
 
 def _echo_err(message: str) -> None:
@@ -131,7 +128,7 @@ def _load_selected_config(model_name: str | None, config_path: Path | None, over
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Folder with the IDX files or mnist.npz (default: $MNIST_ZOO_DATA_DIR, else download).")
 @click.option("--device", type=click.Choice(DEVICES), help="Shortcut for --set train.device=X.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RUNS_ROOT,
               show_default=True, help="Where the run directory is created.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Use exactly this run directory instead of a new one under --output-dir.")
@@ -322,7 +319,7 @@ def export(model_path, formats, quantize, output_dir, force, dataset, data_dir, 
 @click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG to write (default: <run>/history.png, or history.png here for several runs).")
-@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RUNS_ROOT,
               show_default=True, help="Where to look for the most recent run when no RUN_DIR is given.")
 def plot_history(run_dirs, output, runs_dir):
     """Plot loss and accuracy curves of one or more runs (default: the most recent run).
@@ -349,7 +346,7 @@ def plot_history(run_dirs, output, runs_dir):
 @click.option("--smoke", is_flag=True, help="Also train one batch of each model and time a step.")
 @click.option("--dataset", type=click.Choice(DATASETS), default="mnist", show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="A data folder to check (default: $MNIST_ZOO_DATA_DIR, else the download cache).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=DEFAULT_RUNS_ROOT, show_default=True,
               help="The folder new runs go into.")
 def doctor(as_json, smoke, dataset, data_dir, runs_dir):
     """Check this machine before training: versions, CPU and precision, GPU (and why none), data, runs folder.
@@ -389,8 +386,11 @@ def doctor(as_json, smoke, dataset, data_dir, runs_dir):
               help="Worker processes on this machine.")
 @click.option("--report", "report_only", is_flag=True, help="Only report: the trials so far, best.yaml, the plots.")
 @click.option("--no-report", is_flag=True, help="Only run trials (e.g. on extra machines that share a study).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder with the IDX files or mnist.npz, for every trial (default: the base config's, "
+                   "else $MNIST_ZOO_DATA_DIR, else download).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_report, as_json):
+def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_report, data_dir, as_json):
     """Search hyperparameters with Optuna: each trial is an ordinary run directory.
 
     SWEEP_FILE_OR_DIR is a sweep file (YAML: base config, search space, objective, budget), the
@@ -404,7 +404,6 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
       mnist-zoo sweep my_sweep.yaml --storage postgresql://me@db.lan/sweeps --study lr
       mnist-zoo sweep sweeps/mlp_quick --report
     """
-    _quiet_tensorflow()
     from mnist_zoo.errors import SweepWorkerError
     from mnist_zoo.sweeps.stage import resolve_target, run_sweep, sweep_report
 
@@ -413,7 +412,7 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
     setup, report_only = resolve_target(target, sweep_dir, storage, study_name, report_only)
     if not report_only:
         try:
-            run_sweep(setup, workers, _echo_err)
+            run_sweep(setup, workers, _echo_err, data_dir and str(data_dir))
         except SweepWorkerError as error:
             raise click.exceptions.Exit(error.exit_status) from None  # the worker said why on stderr
     if no_report:
@@ -434,7 +433,7 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
 
 @cli.command()
 @click.argument("paths", metavar="[RUN_DIR_OR_MODEL]...", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RUNS_ROOT, show_default=True,
               help="Also serve every finished run in this folder.")
 @click.option("--no-runs", is_flag=True, help="Serve only the models named, not the runs in --runs-dir.")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -458,29 +457,18 @@ def serve(paths, runs_dir, no_runs, host, port, access_log, unsafe, device):
       mnist-zoo serve
       mnist-zoo serve runs/20261122-120000-cnn runs/20261122-120000-cnn/export/model.tflite --no-runs
     """
-    from mnist_zoo.serve.server import allowed_hosts, bind, require_framework, run, url_of
-
-    require_framework()
-    _quiet_tensorflow()
     from mnist_zoo.report.tables import format_served
-    from mnist_zoo.runtime.device import select_device
-    from mnist_zoo.serve.app import create_app
-    from mnist_zoo.serve.zoo import open_zoo
+    from mnist_zoo.serve.launch import open_page_server
 
-    select_device(device)
-    zoo = open_zoo(list(paths), None if no_runs else runs_dir, unsafe=unsafe)
-    for reason in zoo.skipped:
+    server = open_page_server(list(paths), None if no_runs else runs_dir, host, port, unsafe, device)
+    for reason in server.skipped:
         _echo_err(f"skipped {reason}")
-    sock = bind(host, port)
-    hosts = allowed_hosts(sock)  # from the address bound: `--host 127.1` is the loopback too
-    app = create_app(zoo, allowed_hosts=hosts)
-    click.echo(format_served([model.describe() for model in zoo.models.values()]))
-    if hosts is None:
+    click.echo(format_served(server.described_models()))
+    if server.exposed:
         _echo_err(f"Warning: listening on {host}: the page and the API are reachable from the network, "
                   "by anyone who can reach this machine. Use --host 127.0.0.1 to keep them on this machine.")
-    count = f"{len(zoo.models)} model{'s' if len(zoo.models) != 1 else ''}"
-    run(app, sock, access_log=access_log,
-        ready=lambda: click.echo(f"\nServing {count} at {url_of(sock)} (Ctrl-C to stop)"))
+    count = f"{len(server.zoo.models)} model{'s' if len(server.zoo.models) != 1 else ''}"
+    server.run(access_log=access_log, ready=lambda: click.echo(f"\nServing {count} at {server.url} (Ctrl-C to stop)"))
     _echo_err("Stopped.")
 
 

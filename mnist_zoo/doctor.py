@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_zoo.rundir import DEFAULT_RUNS_ROOT
+
 # The CPU flags that decide kernels and precision: AVX2 and AVX-512 for the float32 kernels,
 # AVX512-BF16 and AMX for native bf16 (what `precision: auto` looks for), VNNI for int8.
 RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -105,8 +107,17 @@ def gpu_absence_reason(probes: GpuProbes) -> str:
     return "driver, CUDA build and libraries are all present, yet TensorFlow lists no GPU; run with --debug for its log"
 
 
+def default_run_config(name: str):
+    """A `RunConfig` of the registered model `name` with every default: what doctor measures.
+
+    From the registry alone, so that a model type needs no bundled config of the same name.
+    """
+    from mnist_zoo.config.loading import validate_config
+
+    return validate_config({"name": name, "model": {"type": name}}, f"the registry's {name}")
+
+
 def _precision_check(flags: set[str]) -> Check:
-    from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.models.registry import MODELS
     from mnist_zoo.runtime.precision import BF16_CPU_FLAGS, BF16_MIN_MACS_PER_IMAGE, auto_precision
     from mnist_zoo.training.stage import macs_per_image
@@ -116,7 +127,7 @@ def _precision_check(flags: set[str]) -> Check:
                      note=f"no native bf16 ({' or '.join(sorted(BF16_CPU_FLAGS))}): emulated bf16 would be slower")
     choices = []
     for name in MODELS:
-        macs = macs_per_image(load_config(bundled_config_path(name)))
+        macs = macs_per_image(default_run_config(name))
         choices.append(f"{name} {auto_precision(False, flags=flags, macs_per_image=macs)}")
     return Check("precision: auto (CPU)", ", ".join(choices),
                  note=f"native bf16: mixed_bfloat16 for models of {BF16_MIN_MACS_PER_IMAGE / 1e6:.0f} M+ MACs per image")
@@ -174,12 +185,11 @@ def _runs_check(runs_dir: Path) -> Check:
 
 
 def smoke_step_ms(model_name: str, images, labels) -> float:
-    """Builds the bundled config `model_name`, trains one batch, and times a second training step (ms)."""
-    from mnist_zoo.config.loading import bundled_config_path, load_config
+    """Builds the registry's default `model_name`, trains one batch, and times a second training step (ms)."""
     from mnist_zoo.models.registry import build_model
     from mnist_zoo.training.stage import compile_model
 
-    config = load_config(bundled_config_path(model_name))
+    config = default_run_config(model_name)
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=1, fast_paths=False)
     x = (images.astype("float32") / 255)[..., None]
@@ -190,7 +200,7 @@ def smoke_step_ms(model_name: str, images, labels) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-def diagnose(dataset: str = "mnist", data_dir: str | None = None, runs_dir: Path = Path("runs"),
+def diagnose(dataset: str = "mnist", data_dir: str | None = None, runs_dir: Path = DEFAULT_RUNS_ROOT,
              smoke: bool = False, probes: GpuProbes | None = None) -> Diagnosis:
     """Checks what training needs on this machine.
 

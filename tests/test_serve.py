@@ -25,7 +25,8 @@ import_or_skip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 from mnist_zoo.serve.app import create_app  # noqa: E402
-from mnist_zoo.serve.zoo import Zoo, open_zoo  # noqa: E402
+from mnist_zoo.serve.discovery import open_zoo  # noqa: E402
+from mnist_zoo.serve.zoo import Zoo  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,9 @@ from starlette.testclient import TestClient  # noqa: E402
 from mnist_zoo.serve import guards, inputs  # noqa: E402
 from mnist_zoo.serve.app import create_app  # noqa: E402
 from mnist_zoo.serve.server import allowed_hosts, bind, uvicorn_config, url_of  # noqa: E402
-from mnist_zoo.serve.zoo import BatchingWorker, Zoo, ZooClosedError, open_zoo  # noqa: E402
+from mnist_zoo.serve.batching import BatchingWorker, ZooClosedError  # noqa: E402
+from mnist_zoo.serve.discovery import open_zoo  # noqa: E402
+from mnist_zoo.serve.zoo import Zoo  # noqa: E402
 
 BLANK_JSON = json.dumps({"pixels": [0] * 784}).encode()
 

@@ -107,3 +107,30 @@ def test_weightless_keras_layers_count_zero_and_custom_ones_are_not_guessed():
     assert [row.macs for row in rows] == [0, 0, 0, 0, 10]
     custom = summarize(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(Doubling()(inputs)))))
     assert custom[1].macs is None and totals(custom)["macs"] is None
+
+
+@pytest.mark.parametrize("variant", ["default", "tiny"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registered_model_has_a_multiply_accumulate_count(name, variant):
+    from mnist_zoo.models.summary import require_forward_macs
+
+    entry = MODELS[name]
+    config = entry.config_class() if variant == "default" else entry.config_class(**entry.tiny)
+    assert require_forward_macs(build_model(config)) > 0
+
+
+def test_a_layer_without_a_mac_rule_is_an_error_for_the_precision_decision_not_a_silent_large_model():
+    """precision: auto picks bf16 for models of 1 M+ MACs: an uncounted layer must not count as large."""
+    from mnist_zoo.models.summary import require_forward_macs
+
+    class Scale(keras.layers.Layer):  # a custom layer: its cost is not guessed
+        def build(self, input_shape):
+            self.factor = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, inputs):
+            return inputs * self.factor
+
+    inputs = keras.Input((28, 28, 1))
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(Scale(name="scale")(inputs)))
+    with pytest.raises(ValueError, match=r"no multiply-accumulate rule for the layer scale \(Scale\); add one to"):
+        require_forward_macs(keras.Model(inputs, outputs, name="custom"))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def sweep(target: str | os.PathLike, *, sweep_dir: str | os.PathLike | None = None, storage: str | None = None,
-          study: str | None = None, workers: int = 1, report_only: bool = False, plots: bool = True,
+          study: str | None = None, workers: int = 1, data_dir: str | os.PathLike | None = None,
+          report_only: bool = False, plots: bool = True,
           verbose: str | int = "auto", report=None):
     """Searches hyperparameters with Optuna; what `mnist-zoo sweep` does.
 
@@ -19,6 +20,8 @@ def sweep(target: str | os.PathLike, *, sweep_dir: str | os.PathLike | None = No
             sweep directory); workers on several machines share a PostgreSQL or MySQL study.
         study: the study's name (default: the sweep file's).
         workers: worker processes on this machine.
+        data_dir: a folder with the MNIST files, for every trial (default: the base config's,
+            else $MNIST_ZOO_DATA_DIR, else the download cache).
         report_only: run no trial; only report on the trials so far.
         plots: write Optuna's plots into the sweep directory.
         verbose, report: as for `mnist_zoo.training` (one line per trial).
@@ -39,5 +42,5 @@ def sweep(target: str | os.PathLike, *, sweep_dir: str | os.PathLike | None = No
         raise ValueError(f"workers={workers}: expected 1 or more")
     setup, report_only = resolve_target(target, sweep_dir and Path(sweep_dir), storage, study, report_only)
     if not report_only:
-        run_sweep(setup, workers, _reporter(verbose, report))
+        run_sweep(setup, workers, _reporter(verbose, report), data_dir and str(data_dir))
     return sweep_report(setup, plots)

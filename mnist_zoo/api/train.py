@@ -33,8 +33,8 @@ def load_config(model: Any = "cnn", *, set: Mapping[str, Any] | Iterable[str] | 
             (the message names the key, what was received and what was expected).
         TypeError: an unknown shortcut.
     """
-    from mnist_zoo.config.loading import (apply_overrides, bundled_config_path, config_to_dict, load_config as load,
-                                          parse_overrides, validate_config)
+    from mnist_zoo.config.loading import apply_overrides, bundled_config_path, config_to_dict, validate_config
+    from mnist_zoo.config.loading import load_config as load
     from mnist_zoo.config.run import RunConfig
 
     overrides = {**_overrides(set), **_shortcuts(settings)}

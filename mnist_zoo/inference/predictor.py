@@ -30,11 +30,13 @@ class Predictor:
             scaled = tf.reshape(scale_pixels(images), (-1, *input_shape))
             return tf.cast(model(scaled, training=False), tf.float32)
 
-        self._forward = tf.function(forward, input_signature=[tf.TensorSpec((None, 28, 28), tf.uint8)])
+        # Public: the traced graph, uint8 (n, 28, 28) -> raw outputs (n, 10) float32; other traced
+        # functions call it (serve's JointKerasCall runs every model's in one call).
+        self.forward = tf.function(forward, input_signature=[tf.TensorSpec((None, 28, 28), tf.uint8)])
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         """The model's raw outputs (n, 10) for uint8 images (n, 28, 28)."""
-        batches = [self._forward(images[start:start + self.batch_size]).numpy()
+        batches = [self.forward(images[start:start + self.batch_size]).numpy()
                    for start in range(0, len(images), self.batch_size)]
         return np.concatenate(batches) if batches else np.zeros((0, 10), np.float32)
 

@@ -56,3 +56,4 @@ def describe_models(device: str = "auto") -> list[tuple[str, int, str]]:
     select_device(device)  # memory growth before building: a GPU is not reserved whole
     return [(name, build_model(entry.config_class()).count_params(), entry.description)
             for name, entry in MODELS.items()]
+

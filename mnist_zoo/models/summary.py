@@ -70,6 +70,21 @@ def forward_macs(model) -> int | None:
     return totals(summarize(model))["macs"]
 
 
+def require_forward_macs(model) -> int:
+    """`forward_macs`, for a model mnist-zoo builds: every layer must have a MAC rule.
+
+    Raises:
+        ValueError: naming the layers without a rule in `layer_macs`, and where to add one.
+    """
+    rows = summarize(model)
+    unknown = [f"{row.name} ({row.kind})" for row in rows if row.macs is None]
+    if unknown:
+        raise ValueError(f"{model.name}: no multiply-accumulate rule for the layer{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)}; add one to mnist_zoo/models/summary.py layer_macs (precision "
+                         "'auto' and compare need the count)")
+    return totals(rows)["macs"]
+
+
 def totals(rows: list[LayerSummary]) -> dict:
     """Sums of parameters and MACs; a MAC total is None if any layer's count is unknown."""
     def total(values):

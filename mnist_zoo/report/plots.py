@@ -14,7 +14,39 @@ def new_figure(**options):
     backend), nothing stays open after it is dropped, and it needs no display."""
     from matplotlib.figure import Figure
 
+    _show_figures_in_notebooks()
     return Figure(**options)
+
+
+def _show_figures_in_notebooks() -> None:
+    """Lets IPython show a returned `Figure` as a PNG, as it does once pyplot is imported.
+
+    Without pyplot no backend registers IPython's PNG formatter for figures, and a notebook
+    cell ending in one would show `<Figure size 1200x450 with 2 Axes>` instead of the picture.
+    """
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    from IPython.core.pylabtools import print_figure
+    from matplotlib.figure import Figure
+
+    formatter = shell.display_formatter.formatters["image/png"]
+    if not _registered(formatter, Figure):  # the inline backend's own, once pyplot is in use, stays
+        formatter.for_type(Figure, lambda figure: print_figure(figure, "png", bbox_inches="tight"))
+
+
+def _registered(formatter, kind) -> bool:
+    try:
+        formatter.lookup_by_type(kind)
+    except KeyError:
+        return False
+    return True
 
 
 def save_figure(figure, path: Path):

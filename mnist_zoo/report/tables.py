@@ -30,11 +30,6 @@ def table(headers: list[str], rows: Iterable[list], align: str | None = None, ma
         tabulate.MIN_PADDING = padding
 
 
-def markdown_table(headers: list[str], rows: Iterable[list], align: str | None = None) -> str:
-    """A Markdown (GitHub) table; `align` as for `table`."""
-    return table(headers, rows, align, markdown=True)
-
-
 def _count(value) -> str:
     return "?" if value is None else f"{value:,}"
 

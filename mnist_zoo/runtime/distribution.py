@@ -17,6 +17,11 @@ class Distribution:
     replicas: int
     description: str
 
+    @property
+    def spread(self) -> bool:
+        """True when training runs on several replicas (a strategy), False on one device."""
+        return self.strategy is not None
+
     def scope(self):
         """The strategy's scope (build and compile the model in it), or a scope that does nothing."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()

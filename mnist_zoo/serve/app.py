@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mnist_zoo.errors import DataError, MnistZooError
 from mnist_zoo.serve import guards, inputs
-from mnist_zoo.serve.zoo import UnknownModelError, Zoo, ZooClosedError
+from mnist_zoo.serve.batching import ZooClosedError
+from mnist_zoo.serve.zoo import UnknownModelError, Zoo
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = guards.MAX_BODY_BYTES

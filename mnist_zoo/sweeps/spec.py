@@ -208,9 +208,14 @@ def load_sweep(path: Path, base_copies: dict[str, Path] | None = None) -> tuple[
     return spec, base
 
 
-def trial_config(spec: SweepSpec, base: Path, params: dict[str, Any], name: str):
-    """The validated run config of one trial: the base, `set`, then the trial's values."""
+def trial_config(spec: SweepSpec, base: Path, params: dict[str, Any], name: str, data_dir: str | None = None):
+    """The validated run config of one trial: the base, `set`, then the trial's values.
+
+    Args:
+        data_dir: where this machine has the data (`sweep --data-dir`), recorded in the trial's config.
+    """
     from mnist_zoo.config.loading import load_config
 
+    machine = {"data.data_dir": str(Path(data_dir).resolve())} if data_dir else {}
     # Quiet unless the sweep asks otherwise: several workers' progress bars would interleave.
-    return load_config(base, {"train.verbose": 0, **spec.set, **params, "name": name})
+    return load_config(base, {"train.verbose": 0, **spec.set, **params, **machine, "name": name})

@@ -145,8 +145,10 @@ def open_existing(sweep_dir: Path, storage: str | None = None) -> SweepSetup:
     return SweepSetup(sweep_dir, sweep_dir / SWEEP_FILE, storage, record["study"], spec, base)
 
 
-def run_local_workers(setup: SweepSetup, workers: int) -> int:
+def run_local_workers(setup: SweepSetup, workers: int, data_dir: str | None = None) -> int:
     """Runs `workers` worker processes on this machine and waits for them.
+
+    `data_dir` (where this machine has the data) goes to every worker.
 
     Ctrl-C or SIGTERM is passed on to every worker, each of which stops after its current step
     (its trial marked failed, its run directory interrupted).
@@ -164,7 +166,8 @@ def run_local_workers(setup: SweepSetup, workers: int) -> int:
     # not on their command lines, which `ps` shows every user.
     environment = {**os.environ, STORAGE_ENV: setup.storage}
     # Sessions of their own: a Ctrl-C reaches the workers once, through this process, not twice.
-    processes = [subprocess.Popen([*command, str(index)], env=environment, start_new_session=True)
+    processes = [subprocess.Popen([*command, str(index), *([str(data_dir)] if data_dir else [])], env=environment,
+                                  start_new_session=True)
                  for index in range(workers)]
 
     def forward(signal_number, frame):
@@ -213,8 +216,12 @@ def resolve_target(target: str | Path, sweep_dir: Path | None = None, storage: s
     return prepare_sweep(found, sweep_dir, storage, study_name), False
 
 
-def run_sweep(setup: SweepSetup, workers: int = 1, report=lambda message: None) -> None:
+def run_sweep(setup: SweepSetup, workers: int = 1, report=lambda message: None, data_dir: str | None = None) -> None:
     """Runs the sweep's trials: in this process, or in `workers` worker processes.
+
+    Args:
+        data_dir: where this machine has the data, for every trial (recorded in its config.yaml);
+            None: the base config's, else $MNIST_ZOO_DATA_DIR, else the download cache.
 
     Raises:
         TrainingInterrupted: Ctrl-C or SIGTERM stopped the sweep (every worker stopped cleanly).
@@ -223,7 +230,7 @@ def run_sweep(setup: SweepSetup, workers: int = 1, report=lambda message: None) 
     from mnist_zoo.errors import SweepWorkerError, TrainingInterrupted
 
     if workers > 1:
-        code = run_local_workers(setup, workers)
+        code = run_local_workers(setup, workers, data_dir)
         if code > 128 and code - 128 in (signal.SIGINT, signal.SIGTERM):
             raise TrainingInterrupted(code - 128)
         if code:
@@ -232,7 +239,7 @@ def run_sweep(setup: SweepSetup, workers: int = 1, report=lambda message: None) 
         return
     from mnist_zoo.sweeps.study import run_worker
 
-    run_worker(setup.spec, setup.base, setup.sweep_dir, setup.storage, setup.study_name, 0, report)
+    run_worker(setup.spec, setup.base, setup.sweep_dir, setup.storage, setup.study_name, 0, report, data_dir)
 
 
 def sweep_report(setup: SweepSetup, plots: bool = True):

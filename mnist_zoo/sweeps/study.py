@@ -104,7 +104,7 @@ def best_value(history: list[dict], objective: str, direction: str) -> float:
 
 
 def run_worker(spec: SweepSpec, base: Path, sweep_dir: Path, storage_url: str, study_name: str,
-               worker_index: int = 0, report=lambda message: None) -> WorkerResult:
+               worker_index: int = 0, report=lambda message: None, data_dir: str | None = None) -> WorkerResult:
     """Runs trials of the study until it has `spec.trial_count` of them, or the time budget ends.
 
     Each trial trains in `sweep_dir/trials/NNNN-<model>/` through the ordinary train stage, so
@@ -131,7 +131,7 @@ def run_worker(spec: SweepSpec, base: Path, sweep_dir: Path, storage_url: str, s
             if len(earlier) >= wanted:
                 raise SurplusTrial()
         params = {key: dimension.suggest(trial, key) for key, dimension in spec.space.items()}
-        config = trial_config(spec, base, params, f"{study_name}-trial-{trial.number:04d}")
+        config = trial_config(spec, base, params, f"{study_name}-trial-{trial.number:04d}", data_dir)
         run_dir = rundir.prepare_named_run_dir(trials_dir / f"{trial.number:04d}-{config.model.type}", force=True)
         trial.set_user_attr("run_dir", str(run_dir))
         report(f"trial {trial.number}: {', '.join(f'{key}={value!r}' for key, value in params.items())}")

@@ -1,4 +1,4 @@
-"""A local sweep worker process: `python -m mnist_zoo.sweeps.worker SWEEP_DIR INDEX`.
+"""A local sweep worker process: `python -m mnist_zoo.sweeps.worker SWEEP_DIR INDEX [DATA_DIR]`.
 
 `sweep --workers N` starts N of these; the study's URL comes in `$MNIST_ZOO_STORAGE`, never on
 the command line, which `ps` shows every user.
@@ -19,11 +19,12 @@ def main(argv: list[str]) -> int:
     from mnist_zoo.sweeps.storage import STORAGE_ENV
     from mnist_zoo.sweeps.study import run_worker
 
-    sweep_dir, index = argv
+    sweep_dir, index, *data_dir = argv
     report = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     try:
         setup = open_existing(Path(sweep_dir), os.environ[STORAGE_ENV])  # the sweep `sweep --workers` set up
-        run_worker(setup.spec, setup.base, setup.sweep_dir, setup.storage, setup.study_name, int(index), report)
+        run_worker(setup.spec, setup.base, setup.sweep_dir, setup.storage, setup.study_name, int(index), report,
+                   data_dir[0] if data_dir else None)
     except MnistZooError as error:
         report(f"Error: {error}")
         return 2

@@ -179,15 +179,14 @@ def load_all_weights(model, path: Path) -> None:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
-def restore_stopping_weights(model, run_dir: Path, state: TrainingState) -> bool:
-    """Loads early stopping's best weights into `model`; False if there are none to load."""
+def restore_stopping_weights(model, run_dir: Path, state: TrainingState) -> None:
+    """Loads early stopping's best weights into `model`, if the run kept any."""
     from mnist_zoo.inference.model_limits import check_weights_file
 
     if not state.stopping_weights_file:
-        return False
+        return
     check_weights_file(checkpoint_dir(run_dir) / state.stopping_weights_file)
     model.load_weights(checkpoint_dir(run_dir) / state.stopping_weights_file)
-    return True
 
 
 def remove(run_dir: Path) -> None:

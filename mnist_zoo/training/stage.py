@@ -203,7 +203,8 @@ def train_run(
             if not resume:  # first: a run killed at any later moment can be resumed from its config
                 rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
             rundir.write_status(run_dir, "running", epochs=config.train.epochs)
-            metrics = _train(config, run_dir, report, extra_callbacks, resume, interrupts, progressbar)
+            metrics = _train(RunContext(config, run_dir, report, tuple(extra_callbacks), resume, interrupts,
+                                        progressbar))
         except TrainingInterrupted as error:
             error.run_dir = run_dir
             error.epochs_completed = _committed_epochs(run_dir)
@@ -236,18 +237,38 @@ def _committed_epochs(run_dir: Path) -> int:
         return 0
 
 
-def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts, progressbar: bool):
+@dataclass
+class RunContext:
+    """One run's settings and machinery, as `train_run` resolves them before the model is built."""
+
+    config: RunConfig
+    run_dir: Path
+    report: Callable[[str], None]
+    extra_callbacks: tuple
+    resume: bool
+    interrupts: object
+    """The `GracefulInterrupts` turning a signal into a stop after the current step."""
+    progressbar: bool
+    device: object = None
+    """The `DeviceInfo` training runs on."""
+    precision: str = "float32"
+    fast_paths: bool = True
+    distribution: object = None
+    """The `Distribution` (one device, or a strategy's replicas)."""
+
+
+def _train(context: RunContext) -> dict:
     from mnist_zoo.runtime.device import select_device
+    from mnist_zoo.runtime.distribution import choose_distribution
     from mnist_zoo.runtime.precision import precision_scope
     from mnist_zoo.training.fast_paths import use_fast_paths
 
-    from mnist_zoo.runtime.distribution import choose_distribution
-
-    device = select_device(config.train.device)
-    precision = run_precision(config, device, run_dir if resume else None, report)
-    distribution = choose_distribution(config.train.distribution)
-    spread = f", {distribution.description}" if distribution.strategy is not None else ""
-    report(f"device: {device.description}, precision: {precision}{spread}")
+    config, report = context.config, context.report
+    context.device = select_device(config.train.device)
+    context.precision = run_precision(config, context.device, context.run_dir if context.resume else None, report)
+    context.distribution = choose_distribution(config.train.distribution)
+    spread = f", {context.distribution.description}" if context.distribution.spread else ""
+    report(f"device: {context.device.description}, precision: {context.precision}{spread}")
     if config.train.deterministic:
         import tensorflow as tf
 
@@ -255,21 +276,20 @@ def _train(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bo
         tf.config.experimental.enable_op_determinism()
     # Before seeding: the check builds throw-away Keras objects, whose weights would draw from
     # the run's seeded streams in the first run of a process only.
-    fast_paths, warning = use_fast_paths(config.train.fast_paths)
+    context.fast_paths, warning = use_fast_paths(config.train.fast_paths)
     if warning:
         report(f"warning: {warning}")
-    if distribution.strategy is not None:
+    if context.distribution.spread:
         # The fast paths replace parts of Keras's step and optimizer that a strategy's replicas run
         # their own way; several steps per call fail under MirroredStrategy in Keras 3.15 ("You must
         # feed a value for placeholder tensor" in its multi-step loop).
-        off = [name for name, on in (("train.fast_paths", fast_paths),
+        off = [name for name, on in (("train.fast_paths", context.fast_paths),
                                      ("train.steps_per_execution", config.train.steps_per_execution > 1)) if on]
-        fast_paths = False
+        context.fast_paths = False
         if off:
             report(f"note: {' and '.join(off)} off under MirroredStrategy (one step per call, plain Keras)")
-    with precision_scope(precision), seeded(config.train.seed):
-        return _train_in_scope(config, run_dir, report, extra_callbacks, resume, interrupts, device, precision,
-                               fast_paths, progressbar, distribution)
+    with precision_scope(context.precision), seeded(config.train.seed):
+        return _train_in_scope(context)
 
 
 def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, report=lambda message: None) -> str:
@@ -295,12 +315,21 @@ def run_precision(config: RunConfig, device, resumed_run_dir: Path | None, repor
     return precision
 
 
-def macs_per_image(config: RunConfig) -> int | None:
-    """Forward multiply-accumulates of one image through the config's model (None: not countable)."""
-    from mnist_zoo.models.registry import build_model
-    from mnist_zoo.models.summary import forward_macs
+def macs_per_image(config: RunConfig) -> int:
+    """Forward multiply-accumulates of one image through the config's model.
 
-    return forward_macs(build_model(config.model))
+    It builds a throw-away copy: the precision this count decides must already be in force when
+    the run's own model is built (Keras layers take the dtype policy when they are made). A build
+    takes milliseconds and draws no random numbers from the run's seeded streams (it comes first).
+
+    Raises:
+        ValueError: a layer of the model has no MAC rule (`models.summary.layer_macs`): a model
+            type must not silently count as "large" and train in bf16.
+    """
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.models.summary import require_forward_macs
+
+    return require_forward_macs(build_model(config.model))
 
 
 def recorded_precision(run_dir: Path) -> str | None:
@@ -329,13 +358,13 @@ def seeded(seed: int):
         np.random.set_state(numpy_state)
 
 
-def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, resume: bool, interrupts,
-                    device, precision: str, fast_paths: bool, progressbar: bool, distribution=None):
-    from mnist_zoo.training import checkpoint
-    from mnist_zoo.runtime.environment import environment_record
+def _train_in_scope(context: RunContext) -> dict:
     from mnist_zoo.models.registry import build_model
+    from mnist_zoo.runtime.environment import environment_record
+    from mnist_zoo.training import checkpoint
 
-    dataset = load_dataset(config.data.dataset, config.data.data_dir, report, progressbar)
+    config, run_dir, report, distribution = context.config, context.run_dir, context.report, context.distribution
+    dataset = load_dataset(config.data.dataset, config.data.data_dir, report, context.progressbar)
     splits = split_dataset(
         dataset, config.data.validation_size, config.train.seed, config.data.train_limit, config.data.test_limit
     )
@@ -343,29 +372,30 @@ def _train_in_scope(config: RunConfig, run_dir: Path, report, extra_callbacks, r
         f"data: {dataset.name} from {dataset.source}: {len(splits.train_images)} train, "
         f"{len(splits.val_images)} validation, {len(splits.test_images)} test images"
     )
-    if resume and (run_dir / rundir.ENVIRONMENT_FILE).is_file():
+    if context.resume and (run_dir / rundir.ENVIRONMENT_FILE).is_file():
         check_same_data(run_dir, dataset)
     else:  # a new run, or one killed before it recorded its environment
         environment = environment_record(
-            device.description, precision, config.train.seed, dataset.name, dataset.checksum(), dataset.source
+            context.device.description, context.precision, config.train.seed, dataset.name, dataset.checksum(),
+            dataset.source
         )
-        if distribution is not None and distribution.strategy is not None:
+        if distribution.spread:
             environment["distribution"] = {"strategy": distribution.description, "replicas": distribution.replicas}
         rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
 
     # Built in the strategy's scope, the model's variables are mirrored and fit runs on every replica.
-    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+    with distribution.scope():
         model = build_model(config.model)
-        compile_model(model, config, steps_per_epoch(len(splits.train_images), config.train.batch_size), fast_paths,
-                      steps_per_execution=1 if distribution is not None and distribution.strategy is not None else None)
-        state = start_state(splits, model, run_dir, resume)
+        compile_model(model, config, steps_per_epoch(len(splits.train_images), config.train.batch_size),
+                      context.fast_paths, steps_per_execution=1 if distribution.spread else None)
+        state = start_state(splits, model, run_dir, context.resume)
     if state.epochs_completed:
         report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
     if state.epochs_completed < config.train.epochs and not state.stopped_early:
-        fit(model, config, splits, run_dir, state, interrupts, extra_callbacks, fast_paths)
+        fit(model, config, splits, run_dir, state, context.interrupts, context.extra_callbacks, context.fast_paths)
     if not state.history:
         raise RunDirError(f"{run_dir}: training completed no epoch")
-    metrics = finish(model, config, splits, dataset, run_dir, state, precision)
+    metrics = finish(model, config, splits, dataset, run_dir, state, context.precision)
     rundir.write_json(run_dir / rundir.METRICS_FILE, metrics)
     rundir.write_status(run_dir, "complete", epochs_completed=state.epochs_completed, epochs=config.train.epochs)
     checkpoint.remove(run_dir)
