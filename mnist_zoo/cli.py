@@ -458,7 +458,7 @@ def serve(paths, runs_dir, no_runs, host, port, access_log, unsafe, device):
       mnist-zoo serve runs/20261122-120000-cnn runs/20261122-120000-cnn/export/model.tflite --no-runs
     """
     from mnist_zoo.report.tables import format_served
-    from mnist_zoo.serve.launch import open_page_server
+    from mnist_zoo.web.launch import open_page_server
 
     server = open_page_server(list(paths), None if no_runs else runs_dir, host, port, unsafe, device)
     for reason in server.skipped:

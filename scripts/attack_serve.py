@@ -19,7 +19,7 @@ Exit status 0 if and only if every attack passed and the server stayed up.
     python scripts/attack_serve.py --url http://127.0.0.1:8000/      # a server already running
 
 Uses only the standard library, numpy and Pillow: it is a client, and knows the server's limits
-only from GET /api/models and the constants below (those of mnist_zoo/serve/).
+only from GET /api/models and the constants below (those of mnist_zoo/web/).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The server's limits (mnist_zoo/serve/guards.py and server.py); GET /api/models overrides the sizes.
+# The server's limits (mnist_zoo/web/guards.py and server.py); GET /api/models overrides the sizes.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_PICTURE_PIXELS = 4096 * 4096
 MAX_JSON_BYTES = 256 * 1024

@@ -1,4 +1,4 @@
-"""Screenshot of the `mnist-zoo serve` page after a digit is drawn on it, for the README.
+"""Screenshot of the `mnist-zoo serve` page after a digit is drawn on it, for the README and docs/commands.md.
 
 Starts `mnist-zoo serve` on a free port with the runs given, draws a 2 with mouse strokes in
 headless Chromium (Debian's `chromium`, driven by Playwright), waits for every model's answer

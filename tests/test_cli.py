@@ -226,14 +226,14 @@ def test_installed_console_script(tmp_path):
     assert result.returncode == 0 and "type: linear" in result.stdout
 
 
-def test_readme_config_reference_is_current():
-    """README's config reference is the generated one (regenerate: python scripts/update_readme_reference.py)."""
+def test_docs_config_reference_is_current():
+    """docs/config-reference.md is the generated reference (regenerate: python scripts/update_config_reference.py)."""
     from mnist_zoo.config.reference import render_reference
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    page = (Path(__file__).resolve().parent.parent / "docs" / "config-reference.md").read_text()
     start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
-    assert start in readme and end in readme
-    assert readme.split(start)[1].split(end)[0].strip() == render_reference().strip()
+    assert start in page and end in page
+    assert page.split(start)[1].split(end)[0].strip() == render_reference().strip()
 
 
 def test_unusable_output_dir_is_a_one_line_error(tmp_path, small_mnist_dir):

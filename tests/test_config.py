@@ -40,7 +40,7 @@ def test_defaults_fill_every_section(model_type):
 
 
 def test_config_is_frozen():
-    # README (Configs): validated "into frozen, typed objects". Pydantic refuses the assignment
+    # docs/configs.md: validated "into frozen, typed objects". Pydantic refuses the assignment
     # at every level, and the value stays.
     import pydantic
 

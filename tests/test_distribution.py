@@ -79,20 +79,20 @@ def test_mirrored_on_two_devices_trains_resumes_and_matches_one_device(tmp_path,
     assert [record["epoch"] for record in history] == [1, 2, 3]  # resumed after epoch 1, nothing lost or repeated
     assert (mirrored["run_dir"] / "best.keras").is_file()
 
-    # README: under a strategy the fast paths and steps_per_execution above 1 are switched off,
-    # with a note; in the run that started and in the one that resumed it. On one device the
-    # same config takes both (which shows the observed attributes do see them).
+    # docs/commands.md (Several devices): under a strategy the fast paths and steps_per_execution
+    # above 1 are switched off, with a note; in the run that started and in the one that resumed
+    # it. On one device the same config takes both (which shows the observed attributes do see them).
     plain = {"steps_per_execution": 1, "gathered_in_train_step": False, "fused_adam": False}
     assert mirrored["steps"] == [plain, plain]
     assert [message for message in mirrored["messages"] if message.startswith("note: ")] == [NOTE, NOTE]
     assert single["steps"] == [{"steps_per_execution": 32, "gathered_in_train_step": True, "fused_adam": True}]
     assert not any(message.startswith("note: ") for message in single["messages"])
 
-    # README: "its test accuracy is within noise of the same run on one device". The same seed,
-    # data order, global batch and learning rate, and no dropout in this MLP: the two runs differ
-    # only in the order of floating-point sums (two half-batch gradients summed across the
-    # replicas; Keras's Adam update against the fused kernel of the fast paths). On a 2-core
-    # Zen 4 they got the same 378 of 500 test images right and test losses 4e-6 apart
+    # docs/commands.md (Several devices): "its test accuracy is within noise of the same run on one
+    # device". The same seed, data order, global batch and learning rate, and no dropout in this
+    # MLP: the two runs differ only in the order of floating-point sums (two half-batch gradients
+    # summed across the replicas; Keras's Adam update against the fused kernel of the fast paths).
+    # On a 2-core Zen 4 they got the same 378 of 500 test images right and test losses 4e-6 apart
     # (relative). Allowed: two images of 500, which a rounding difference can move across a
     # decision boundary, and the loss to 1e-4, 25 times what was measured.
     test_images = single["metrics"]["test_examples"]

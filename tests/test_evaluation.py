@@ -189,7 +189,7 @@ def per_class_names(output: str) -> list[str]:
 
 
 def test_evaluate_and_predict_name_fashion_mnist_classes(tmp_path, fashion_run, small_fashion):
-    # README: "A run directory trained on Fashion-MNIST prints class names (`Sneaker`, ...)";
+    # docs/commands.md (predict): "A run directory trained on Fashion-MNIST prints class names (`Sneaker`, ...)";
     # a run's config decides the data set, and for a bare file `--dataset` does.
     _, images, labels = small_fashion
     bare = tmp_path / "bare" / "model.keras"
@@ -222,7 +222,7 @@ def test_evaluate_and_predict_name_fashion_mnist_classes(tmp_path, fashion_run, 
 
 def test_evaluate_output_dir_gets_the_report_and_plots_and_the_model_folder_nothing(tmp_path, fashion_run,
                                                                                   small_fashion):
-    # README (evaluate): the report goes into the run directory for the run's own model, beside
+    # docs/commands.md (evaluate): the report goes into the run directory for the run's own model, beside
     # any other .keras file, "`--output-dir` elsewhere"; "`--plots` also writes
     # `confusion_matrix.png` and `misclassified.png`".
     from tests.helpers import tree_signature

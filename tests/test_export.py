@@ -308,16 +308,16 @@ def test_a_broken_export_is_one_line_on_a_real_terminal_too(tmp_path):
         for line in result.stderr.splitlines() if "not a readable .tflite model" in line]
 
 
-def test_the_readme_snippets_run_on_an_export(exported_cnn, real_mnist, monkeypatch):
+def test_the_docs_snippets_run_on_an_export(exported_cnn, real_mnist, monkeypatch):
     import re
 
     from tests.helpers import REPO_ROOT
 
-    readme = (REPO_ROOT / "README.md").read_text()
-    snippet = re.search(r"Using the files elsewhere.*?```python\n(.*?)```", readme, re.S).group(1)
+    page = (REPO_ROOT / "docs" / "commands.md").read_text()
+    snippet = re.search(r"Using the files elsewhere.*?```python\n(.*?)```", page, re.S).group(1)
     monkeypatch.chdir(exported_cnn["tflite"].parent.parent)  # the run directory: export/... paths
     namespace = {"images": real_mnist.test_images[:9]}
-    exec(compile(snippet, "README.md", "exec"), namespace)
+    exec(compile(snippet, "docs/commands.md", "exec"), namespace)
     expected = keras_probabilities(exported_cnn["keras"].parent, real_mnist.test_images[:9])
     np.testing.assert_allclose(np.asarray(namespace["probabilities"]), expected, atol=1e-4)
 

@@ -1,7 +1,7 @@
 """Property-based fuzzing with Hypothesis: hostile inputs give a valid result or our own one-line error.
 
 Each target runs a fixed, seeded budget of examples; `MNIST_ZOO_FUZZ_EXAMPLES=N` runs N random
-examples per target instead (README "Robustness" gives the figures and the command).
+examples per target instead (docs/robustness.md gives the figures and the command).
 """
 
 from __future__ import annotations

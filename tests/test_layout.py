@@ -18,7 +18,7 @@ LAYERS = [
     {"report"},
     {"inference"},
     {"exports"},
-    {"serve"},
+    {"web"},
     {"training"},
     {"sweeps"},
     {"doctor"},

@@ -96,7 +96,7 @@ def test_resume_keeps_the_precision_the_run_started_with(tmp_path, small_mnist_d
 
 def test_resume_on_a_cpu_without_the_runs_precision_continues_with_a_warning(tmp_path, small_mnist_dir,
                                                                             monkeypatch):
-    # README (Precision and device belong to the run): "Where the new device has no native
+    # docs/commands.md (Precision and device belong to the run): "Where the new device has no native
     # arithmetic for it (bf16 on an AVX2 CPU, ...) the run still continues, with a warning that
     # steps will be several times slower." Started where `auto` picks bf16, resumed with
     # `mnist-zoo train --resume` on an AVX2 CPU: the user reads the warning on stderr.

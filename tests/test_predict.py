@@ -165,7 +165,7 @@ def every_format(folder, name: str, digit: np.ndarray) -> tuple[list[str], list[
 
 
 def test_predict_reads_real_digits_in_every_format(tmp_path, trained_model, digits):
-    # README (predict): image files in any format and colour mode, "prepared the way MNIST was";
+    # docs/commands.md (predict): image files in any format and colour mode, "prepared the way MNIST was";
     # `--save-preprocessed` writes "the 28x28 images the model actually saw"; a .npy is an image
     # "as it is". So: each real digit, in every lossless format, becomes the same 28x28 input and
     # gets the same prediction; a lossy copy becomes nearly the same input; and every prediction
@@ -288,7 +288,7 @@ def tiny_keras_model(tmp_path):
 
 
 def test_predict_turns_a_photo_upright_by_its_exif_orientation(tmp_path, digits, tiny_keras_model):
-    # README (predict): each picture is "read as grayscale (EXIF rotation applied ...)". A phone
+    # docs/commands.md (predict): each picture is "read as grayscale (EXIF rotation applied ...)". A phone
     # stores a photo as the sensor saw it, with an Orientation tag saying how to turn it: the
     # digit the model sees must be the one the user saw.
     from mnist_zoo.inference.pictures import to_pixels

@@ -341,7 +341,7 @@ def keras_archive_with_members(source, target, members: int):
 def test_a_keras_file_of_more_than_10000_members_is_refused_by_the_commands(tmp_path, linear_keras_file):
     from mnist_zoo.inference.model_limits import MAX_ARCHIVE_MEMBERS
 
-    assert MAX_ARCHIVE_MEMBERS == 10_000  # README: "at most 10,000 members"
+    assert MAX_ARCHIVE_MEMBERS == 10_000  # docs/robustness.md: "at most 10,000 members"
     at_limit = keras_archive_with_members(linear_keras_file, tmp_path / "at-limit.keras", 10_000)
     assert len(predicted(at_limit, tmp_path)["top_k"]) == 3
     bomb = keras_archive_with_members(linear_keras_file, tmp_path / "bomb.keras", 10_001)

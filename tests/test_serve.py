@@ -24,9 +24,9 @@ from tests.skips import import_or_skip
 import_or_skip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
-from mnist_zoo.serve.app import create_app  # noqa: E402
-from mnist_zoo.serve.discovery import open_zoo  # noqa: E402
-from mnist_zoo.serve.zoo import Zoo  # noqa: E402
+from mnist_zoo.web.app import create_app  # noqa: E402
+from mnist_zoo.web.discovery import open_zoo  # noqa: E402
+from mnist_zoo.web.zoo import Zoo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def test_bodies_over_the_limit_get_413_whether_declared_or_streamed(own_zoo):
 def test_pictures_with_too_many_pixels_are_refused_before_decoding(client, monkeypatch):
     from PIL import Image
 
-    from mnist_zoo.serve import inputs
+    from mnist_zoo.web import inputs
 
     monkeypatch.setattr(inputs, "MAX_PICTURE_PIXELS", 10_000)
     buffer = io.BytesIO()
@@ -286,7 +286,7 @@ def test_the_page_and_its_assets_are_served_and_load_nothing_from_elsewhere(clie
     for asset, kind in (("app.js", "javascript"), ("style.css", "css")):
         response = client.get(f"/static/{asset}")
         assert response.status_code == 200 and kind in response.headers["content-type"]
-    static = Path(__file__).resolve().parent.parent / "mnist_zoo" / "serve" / "static"
+    static = Path(__file__).resolve().parent.parent / "mnist_zoo" / "web" / "static"
     for path in static.iterdir():
         text = path.read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
@@ -461,7 +461,7 @@ def test_a_stop_signal_landing_in_a_callback_during_start_up_still_stops_the_ser
 
     script = """
 import os, signal, weakref
-from mnist_zoo.serve.server import bind, run
+from mnist_zoo.web.server import bind, run
 
 async def app(scope, receive, send):
     while scope["type"] == "lifespan":

@@ -162,7 +162,7 @@ def test_an_uploaded_photo_is_predicted_as_predict_predicts_the_file(page, serve
 def test_a_photo_over_the_servers_pixel_limit_is_scaled_down_by_the_page(page, tmp_path, real_mnist):
     from PIL import Image
 
-    from mnist_zoo.serve.inputs import MAX_PICTURE_PIXELS
+    from mnist_zoo.web.inputs import MAX_PICTURE_PIXELS
 
     photo = tmp_path / "large.jpg"  # 20 megapixels: the API alone refuses it
     Image.fromarray(255 - real_mnist.test_images[3]).resize((5000, 4000)).convert("RGB").save(photo, quality=80)

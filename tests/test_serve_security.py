@@ -18,12 +18,12 @@ from tests.skips import import_or_skip
 import_or_skip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
-from mnist_zoo.serve import guards, inputs  # noqa: E402
-from mnist_zoo.serve.app import create_app  # noqa: E402
-from mnist_zoo.serve.server import allowed_hosts, bind, uvicorn_config, url_of  # noqa: E402
-from mnist_zoo.serve.batching import BatchingWorker, ZooClosedError  # noqa: E402
-from mnist_zoo.serve.discovery import open_zoo  # noqa: E402
-from mnist_zoo.serve.zoo import Zoo  # noqa: E402
+from mnist_zoo.web import guards, inputs  # noqa: E402
+from mnist_zoo.web.app import create_app  # noqa: E402
+from mnist_zoo.web.server import allowed_hosts, bind, uvicorn_config, url_of  # noqa: E402
+from mnist_zoo.web.batching import BatchingWorker, ZooClosedError  # noqa: E402
+from mnist_zoo.web.discovery import open_zoo  # noqa: E402
+from mnist_zoo.web.zoo import Zoo  # noqa: E402
 
 BLANK_JSON = json.dumps({"pixels": [0] * 784}).encode()
 
@@ -202,7 +202,7 @@ def test_pictures_beyond_the_waiting_room_get_503_and_the_rest_are_answered(monk
         raise DataError(f"{name}: blank image, no digit found")
 
     monkeypatch.setattr(inputs, "image_from_picture", slow_picture)
-    from mnist_zoo.serve import app as app_module
+    from mnist_zoo.web import app as app_module
 
     capacity = (os.cpu_count() or 2) + app_module.MAX_WAITING_PICTURES
     application = create_app(Zoo({}))

@@ -156,7 +156,7 @@ SOAK_KILLS = int(os.environ.get("MNIST_ZOO_SOAK_KILLS", "4"))
 @pytest.mark.slow
 @pytest.mark.parametrize("target, kills", [("train", SOAK_KILLS)])
 def test_kill_9_soak_ends_identical_to_an_unbroken_run(tmp_path, mnist_data, target, kills):
-    # scripts/soak_resume.py kills at random moments (README "Robustness" has the 30-kill figures).
+    # scripts/soak_resume.py kills at random moments (docs/robustness.md has the 30-kill figures).
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "soak_resume.py")
     result = subprocess.run([sys.executable, script, "--data-dir", str(mnist_data), "--target", target,
                              "--kills", str(kills), "--epochs", "4", "--work-dir", str(tmp_path)],

@@ -83,7 +83,7 @@ def test_steps_per_execution_does_not_change_the_result(tmp_path, small_mnist_di
         (tmp_path / str(steps)).mkdir()
         train_run(config, tmp_path / str(steps))
         histories.append(json.loads((tmp_path / str(steps) / "history.json").read_text())["epochs"])
-    # README: "identical results", and so they are: the same steps in the same order.
+    # docs/benchmarks.md (Performance): "identical results", and so they are: the same steps in the same order.
     for one, eight in zip(*histories):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert eight[key] == one[key], key

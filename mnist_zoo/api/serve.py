@@ -28,7 +28,7 @@ def serve(models=(), *, runs_dir: str | os.PathLike | None = DEFAULT_RUNS_ROOT, 
         ServeError: the address cannot be bound.
         ModelFileError: no model to serve, or a named one cannot be loaded.
     """
-    from mnist_zoo.serve.launch import open_page_server
+    from mnist_zoo.web.launch import open_page_server
 
     paths = [Path(os.fspath(model)) for model in ([models] if isinstance(models, (str, os.PathLike)) else models)]
     server = open_page_server(paths, runs_dir and Path(runs_dir), host, port, unsafe, device)

@@ -19,7 +19,7 @@ bf16 pays where the convolutions' arithmetic dominates a step: the default CNN (
 about a third faster in bf16 at the same accuracy. Smaller models spend their step on casts, small
 kernels and the optimizer: the MLPs and the linear model (0.41 M MACs or less) mostly gain no time,
 and the lab CNN (0.69 M) lost 0.16 points of test accuracy on a Zen 4 and 0.2 on an AMX Xeon. The
-figures, per bundled config and CPU, are in README (Precision), from scripts/precision_study.py."""
+figures, per bundled config and CPU, are in docs/benchmarks.md (Precision), from scripts/precision_study.py."""
 
 
 def cpu_flags() -> set[str]:

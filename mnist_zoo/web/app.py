@@ -6,9 +6,9 @@ import contextlib
 from pathlib import Path
 
 from mnist_zoo.errors import DataError, MnistZooError
-from mnist_zoo.serve import guards, inputs
-from mnist_zoo.serve.batching import ZooClosedError
-from mnist_zoo.serve.zoo import UnknownModelError, Zoo
+from mnist_zoo.web import guards, inputs
+from mnist_zoo.web.batching import ZooClosedError
+from mnist_zoo.web.zoo import UnknownModelError, Zoo
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = guards.MAX_BODY_BYTES

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from mnist_zoo.errors import MnistZooError
-from mnist_zoo.serve.models import ServedModel
+from mnist_zoo.web.models import ServedModel
 
 
 class ZooClosedError(MnistZooError):

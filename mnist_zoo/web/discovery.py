@@ -6,8 +6,8 @@ from pathlib import Path
 
 from mnist_zoo import rundir
 from mnist_zoo.errors import MnistZooError, ModelFileError
-from mnist_zoo.serve.models import ServedModel, open_model
-from mnist_zoo.serve.zoo import Zoo
+from mnist_zoo.web.models import ServedModel, open_model
+from mnist_zoo.web.zoo import Zoo
 
 
 def _finished_runs(folder: Path) -> tuple[list[Path], list[str]]:

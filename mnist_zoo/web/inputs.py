@@ -9,7 +9,7 @@ import numpy as np
 
 from mnist_zoo.errors import DataError
 from mnist_zoo.inference import pictures
-from mnist_zoo.serve.models import DEFAULT_TOP_K
+from mnist_zoo.web.models import DEFAULT_TOP_K
 
 MAX_PICTURE_PIXELS = 4096 * 4096
 """Larger uploads are refused from their header, before decoding: a 12-megapixel phone photo

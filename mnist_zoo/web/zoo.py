@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mnist_zoo.errors import MnistZooError
-from mnist_zoo.serve.batching import BatchingWorker, ZooClosedError
-from mnist_zoo.serve.models import DEFAULT_TOP_K, ServedModel
+from mnist_zoo.web.batching import BatchingWorker, ZooClosedError
+from mnist_zoo.web.models import DEFAULT_TOP_K, ServedModel
 
 
 class UnknownModelError(MnistZooError):

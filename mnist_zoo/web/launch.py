@@ -29,14 +29,14 @@ class PageServer:
     @property
     def url(self) -> str:
         """The address to open in a browser."""
-        from mnist_zoo.serve.server import url_of
+        from mnist_zoo.web.server import url_of
 
         return url_of(self.sock)
 
     @property
     def exposed(self) -> bool:
         """True when the address is not a loopback one: anyone who can reach this machine reaches the page."""
-        from mnist_zoo.serve.server import allowed_hosts
+        from mnist_zoo.web.server import allowed_hosts
 
         return allowed_hosts(self.sock) is None
 
@@ -46,7 +46,7 @@ class PageServer:
 
     def run(self, access_log: bool = False, ready: Callable[[], None] | None = None) -> None:
         """Serves until Ctrl-C or SIGTERM, then shuts down gracefully; `ready` is called just before serving."""
-        from mnist_zoo.serve.server import run
+        from mnist_zoo.web.server import run
 
         run(self.app, self.sock, access_log=access_log, ready=ready)
 
@@ -68,11 +68,11 @@ def open_page_server(paths: list[Path], runs_dir: Path | None = DEFAULT_RUNS_ROO
         ModelFileError, RunDirError: no model to serve, or a named one cannot be loaded.
     """
     from mnist_zoo.runtime.device import select_device
-    from mnist_zoo.serve.server import allowed_hosts, bind, require_framework
+    from mnist_zoo.web.server import allowed_hosts, bind, require_framework
 
     require_framework()  # before any model is loaded
-    from mnist_zoo.serve.app import create_app
-    from mnist_zoo.serve.discovery import open_zoo
+    from mnist_zoo.web.app import create_app
+    from mnist_zoo.web.discovery import open_zoo
 
     select_device(device)
     zoo = open_zoo(list(paths), runs_dir, unsafe=unsafe)
