@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import os
+import re
+import secrets
+import shutil
 import socket
-import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,23 +36,45 @@ _MARKER_TOOL = "mnist-zoo"
 _MARKER_FORMAT = 1
 
 
-@contextmanager
-def atomic_path(path: Path):
-    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success.
+# A temporary's name says which process writes it: `.<stem>.<pid>-<8 hex>.partial<suffix>` (a file or
+# folder being written) or `.<name>.<pid>-<8 hex>.old` (a folder moved aside to be replaced).
+_TEMPORARY = re.compile(r"\.(?P<stem>[^/]+?)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial|old)(?:\..+)?")
+# Earlier versions named them as `tempfile.mkstemp` does, without the process:
+# a run killed mid-write by one of them may still hold one.
+_UNOWNED_TEMPORARY = re.compile(r"\.(?P<stem>[^.][^/]*?)\.[a-z0-9_]{8}(?:\.weights\.h5|\.[A-Za-z0-9]+)?")
 
-    A crash mid-write leaves the temporary file, never a truncated file under the final name.
+
+def _temporary_name(name: str, kind: str, suffix: str = "") -> str:
+    return f".{name}.{os.getpid()}-{secrets.token_hex(4)}.{kind}{suffix}"
+
+
+@contextmanager
+def atomic_path(path: Path, folder: bool = False):
+    """Yields a temporary path beside `path`; on success puts it in place, else removes it.
+
+    Every file and folder mnist-zoo writes goes through here: a crash at any moment leaves the
+    old `path` or the new one, never a truncated one, plus a temporary that names its writer's
+    process (`remove_leftovers`).
+
+    Args:
+        path: the final file or folder.
+        folder: the writer makes a folder at the temporary path (a SavedModel); an existing
+            folder at `path` is moved aside, replaced, then deleted.
+
+    Yields:
+        The temporary path, with `path`'s ending (Keras picks the format from it and insists on
+        '.weights.h5' for weights). A file is created empty, with the permissions `open()` gives
+        (the umask applies); a folder is left for the writer to make.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the ending: Keras picks the format from it and insists on '.weights.h5' for weights.
     suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-    os.chmod(temporary, 0o666 & ~_umask())
+    temporary = path.with_name(_temporary_name(path.name[:len(path.name) - len(suffix)], "partial", suffix))
+    if not folder:
+        os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         try:
-            yield Path(temporary)
+            yield temporary
         except OSError as error:
             # A write that fails (disk full, quota, I/O error) names our temporary, or no file at
             # all when a library writes through its own handle (Keras's zip, h5py): name the file
@@ -60,19 +84,59 @@ def atomic_path(path: Path):
             if error.filename not in (None, *ours) and error.filename2 not in ours:
                 raise
             raise OSError(error.errno, error.strerror or str(error), str(path)) from error
-        os.replace(temporary, path)
+        if folder and path.is_dir():
+            old = path.with_name(_temporary_name(path.name, "old"))
+            os.replace(path, old)
+            os.replace(temporary, path)
+            remove_path(old)
+        else:
+            os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        remove_path(temporary)
+
+
+@contextmanager
+def scratch_folder(parent: Path):
+    """A temporary folder inside `parent`, named like `atomic_path`'s temporaries, removed afterwards."""
+    folder = Path(parent) / _temporary_name("scratch", "partial")
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        remove_path(folder)
+
+
+def remove_path(path: Path) -> None:
+    """Deletes a file or a folder if it exists."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Deletes the temporaries that writers killed mid-way (kill -9, power loss) left in `folder`.
+
+    Only those whose process is gone: a live writer's temporary looks the same.
+    """
+    if not Path(folder).is_dir():
+        return
+    for path in Path(folder).glob(".*"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and not process_alive(int(match["pid"])):
+            remove_path(path)
 
 
 def remove_temporaries(run_dir: Path) -> None:
     """Deletes the temporaries `atomic_path` left of a run's own files when a process was killed mid-write.
 
-    Only while holding the run's `training_lock`: a live writer's temporary looks the same.
+    Only while holding the run's `training_lock`: no other process writes these files then, so
+    even a temporary whose process id now belongs to another process is a leftover.
     """
-    for path in Path(run_dir).glob(".*.*"):
-        if path.is_file() and is_temporary_name(path.name) and path.name.split(".")[1] in _RUN_FILE_STEMS:
+    for path in Path(run_dir).glob(".*"):
+        match = _TEMPORARY.fullmatch(path.name) or _UNOWNED_TEMPORARY.fullmatch(path.name)
+        if match and path.is_file() and match["stem"] in _RUN_FILE_STEMS:
             path.unlink(missing_ok=True)
 
 
@@ -84,16 +148,8 @@ _RUN_FILE_STEMS = {Path(name).stem for name in (CONFIG_FILE, HISTORY_JSON, BEST_
 
 
 def is_temporary_name(name: str) -> bool:
-    """`.<stem>.<8 random characters><suffix>`: the names `tempfile.mkstemp` gives `atomic_path`'s files."""
-    import re
-
-    return re.fullmatch(r"\.[^.].*\.[a-z0-9_]{8}(\.weights\.h5|\.[A-Za-z0-9]+)?", name) is not None
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    """True for the name of an `atomic_path` temporary (of any process, or of an older version)."""
+    return _TEMPORARY.fullmatch(name) is not None or _UNOWNED_TEMPORARY.fullmatch(name) is not None
 
 
 def write_text(path: Path, text: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,14 +53,43 @@ def test_a_completed_write_replaces_the_file_with_normal_permissions(tmp_path):
 
 
 def test_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
-    import tempfile
-
     from mnist_zoo.rundir import remove_temporaries
 
-    for stem, suffix in (("best", ".keras"), ("history", ".json"), ("history", ".csv"), ("status", ".json")):
-        tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix, dir=tmp_path)
-    kept = [".lock", ".notes.abcd1234.txt", "best.keras", ".hidden"]
+    for name in ("best.keras", "history.json", "history.csv", "status.json"):
+        with pytest.raises(KeyboardInterrupt), rundir.atomic_path(tmp_path / name) as temporary:
+            shutil.copyfile(temporary, tmp_path / f"copy-of-{name}")  # what a kill -9 mid-write leaves
+            raise KeyboardInterrupt
+        (tmp_path / f"copy-of-{name}").rename(temporary)
+    kept = [".lock", ".notes.abcd1234.txt", "best.keras", ".hidden", ".mine.123-abcdef01.partial.txt"]
     for name in kept:
         (tmp_path / name).touch()
     remove_temporaries(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_leftovers_of_dead_writers_are_removed_and_those_of_live_ones_kept(tmp_path):
+    """export folders have no lock: a temporary is a leftover only when the process named in it is gone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    leftovers = [f".model.{dead_pid}-0123abcd.partial.onnx", f".saved_model.{dead_pid}-89abcdef.old",
+                 f".scratch.{dead_pid}-00ff00ff.partial"]
+    live = [f".model.{os.getpid()}-0123abcd.partial.onnx", "model.onnx", ".model.onnx"]
+    for name in leftovers + live:
+        (tmp_path / name).mkdir() if name.endswith((".old", "scratch.partial")) else (tmp_path / name).touch()
+    rundir.remove_leftovers(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(live)
+
+
+def test_a_folder_replaces_a_folder_whole(tmp_path):
+    target = tmp_path / "saved_model"
+    target.mkdir()
+    (target / "old.pb").write_text("old")
+    with rundir.atomic_path(target, folder=True) as temporary:
+        assert not temporary.exists()  # the writer makes it
+        temporary.mkdir()
+        (temporary / "new.pb").write_text("new")
+    assert [path.name for path in target.iterdir()] == ["new.pb"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["saved_model"]  # the old one is gone, no temporary

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -100,39 +97,6 @@ def _require_tools(formats: list[str]) -> None:
                if importlib.util.find_spec(module) is None]
     if missing:
         raise MissingDependencyError(f"exporting {', '.join(formats)} needs {', '.join(missing)}: {EXPORT_EXTRA}")
-
-
-def _partial_path(final: Path) -> Path:
-    """Where a file is written and verified before it gets its name (same folder, same suffix)."""
-    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
-
-
-def _put_in_place(partial: Path, final: Path) -> None:
-    """Renames `partial` to `final`: one atomic rename for a file; a folder (SavedModel) moves the old one aside first."""
-    if final.is_dir():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(partial, final)
-        _remove(old)
-    else:
-        os.replace(partial, final)
-
-
-def _remove_leftovers(folder: Path) -> None:
-    """Deletes what exports killed mid-way (kill -9, power loss) left: partial files, scratch and old folders."""
-    if not folder.is_dir():
-        return
-    for path in folder.glob(".*"):
-        owner = re.search(r"\.(?:partial|old|export-scratch)-(\d+)", path.name)
-        if owner and not rundir.process_alive(int(owner.group(1))):
-            _remove(path)
 
 
 def _size(path: Path) -> int:
@@ -276,8 +240,6 @@ def run_export(
         MissingDependencyError: the export extra is not installed.
         ModelFileError: the model cannot be loaded safely (Lambda layers are refused).
     """
-    import tempfile
-
     from mnist_zoo.data.datasets import load_dataset
     from mnist_zoo.exports.wrapper import float32_copy, inference_model
     from mnist_zoo.inference.evaluation import run_data_settings
@@ -306,23 +268,23 @@ def run_export(
     exported = inference_model(float32_model)
     exported(images[:1])  # Keras's exporters want a model that has been called once
     folder.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(folder)
+    rundir.remove_leftovers(folder)  # what exports killed mid-way left
     checks = []
-    with tempfile.TemporaryDirectory(dir=folder, prefix=f".export-scratch-{os.getpid()}-") as scratch:
+    with rundir.scratch_folder(folder) as scratch:
         for name in formats:
             final = targets[name]
-            partial = _partial_path(final)
             report(f"exporting {_label(name, quantize)} to {final}")
             try:
-                _write(name, exported, partial, quantize, representative, Path(scratch))
-                report(f"verifying {final.name} in its runtime on {len(images):,} test images")
-                check = _verify(name, partial, quantize, images, labels, reference)
-                _put_in_place(partial, final)
+                # The file gets its name only once it computes what the model does, in its runtime.
+                with rundir.atomic_path(final, folder=name == "savedmodel") as partial:
+                    if partial.exists():
+                        partial.unlink()  # the converters write their own file
+                    _write(name, exported, partial, quantize, representative, scratch)
+                    report(f"verifying {final.name} in its runtime on {len(images):,} test images")
+                    check = _verify(name, partial, quantize, images, labels, reference)
             except (ExportError, MissingDependencyError):
-                _remove(partial)
                 raise
             except Exception as error:  # converters raise many types; the user gets one line
-                _remove(partial)
                 raise ExportError(f"converting to {name} failed ({describe(error)})") from None
             checks.append(dataclasses.replace(check, path=str(final)))
     return ExportResult(model_file, data.source, len(images), checks)
