@@ -125,8 +125,9 @@ def tree_signature(folder: Path) -> list[tuple[str, int, int]]:
                   for path in Path(folder).rglob("*"))
 
 
-def start_server(*args: str, cwd: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    """`mnist-zoo serve ARGS --port 0` as a real process; returns it and the URL it printed.
+def start_server(*args: str, cwd: Path, timeout: float = 120, command: list[str] | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """`mnist-zoo serve ARGS --port 0` (or `command`) as a real process; returns it and the URL it printed.
 
     Its output is read by a thread, so a server that hangs before printing anything fails after
     `timeout` seconds instead of blocking the test in `readline`.
@@ -135,7 +136,8 @@ def start_server(*args: str, cwd: Path, timeout: float = 120) -> tuple[subproces
     import threading
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "mnist_zoo", "serve", "--port", "0", *args], cwd=cwd,
+    command = command or [sys.executable, "-m", "mnist_zoo", "serve", "--port", "0", *args]
+    process = subprocess.Popen(command, cwd=cwd,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue = queue.Queue()
 

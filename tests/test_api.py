@@ -163,3 +163,20 @@ def test_every_public_name_survives_importing_every_subpackage():
     for name in mz.__all__:
         value = getattr(mz, name)
         assert not isinstance(value, type(mz)), f"mz.{name} is the module {value.__name__}"
+
+
+@pytest.mark.slow
+def test_serve_runs_the_page_until_interrupted(tmp_path, tiny_runs):
+    import urllib.request
+
+    from tests.helpers import start_server, stop_server
+
+    code = (f"import mnist_zoo as mz; mz.serve([{str(tiny_runs['mlp'])!r}], runs_dir=None, port=0)")
+    process, url = start_server(cwd=tmp_path, command=[sys.executable, "-c", code])
+    try:
+        with urllib.request.urlopen(url + "api/models", timeout=30) as answer:
+            models = json.loads(answer.read())["models"]
+        assert [model["run"] for model in models] == [tiny_runs["mlp"].name]
+    finally:
+        returncode, _, stderr = stop_server(process)
+    assert returncode == 0 and "Traceback" not in stderr

@@ -99,10 +99,9 @@ def test_the_registry_parametrized_tests_cover_the_new_model(checkout, mnist_dat
     # defaults and the benchmark's reference: none of these tests was edited for the new model.
     tests = ["tests/test_resume.py", "tests/test_pipeline.py", "tests/test_summary.py", "tests/test_config.py",
              "tests/test_models.py", "tests/test_bench.py::test_reference_models_match_the_zoo_architectures"]
-    result = _run(checkout, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", NEW_MODEL, *tests,
+    result = _run(checkout, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-k", NEW_MODEL, *tests,
                   MNIST_ZOO_TEST_DATA=str(mnist_data))
     closing = result.stdout.strip().splitlines()[-1]
     passed = int(re.search(r"(\d+) passed", closing).group(1))
     assert passed >= 6 and not re.search(r"\d+ (failed|error)", closing), result.stdout[-2000:]
-    assert "test_resume_after_an_interrupt_equals_an_unbroken_run[gap_cnn]" in _run(
-        checkout, "-m", "pytest", "--collect-only", "-q", "-k", NEW_MODEL, "tests/test_resume.py").stdout
+    assert "PASSED tests/test_resume.py::test_resume_after_an_interrupt_equals_an_unbroken_run[gap_cnn]" in result.stdout
