@@ -57,6 +57,9 @@ def checkout(tmp_path_factory):
         shutil.copytree(REPO_ROOT / folder, root / folder, ignore=ignore)
     shutil.copy(REPO_ROOT / "pyproject.toml", root / "pyproject.toml")
     _add_model_as_documented(root)
+    # 4. the reference page, as the guide says (its test in the copy below fails without this)
+    _run(root, "scripts/update_config_reference.py")
+    assert f"`model` with `type: {NEW_MODEL}`" in (root / "docs/config-reference.md").read_text()
     return root
 
 
@@ -98,10 +101,12 @@ def test_the_registry_parametrized_tests_cover_the_new_model(checkout, mnist_dat
     # Resume (bit-exact after an interrupt), the in-step gather, parameters and MACs, the config
     # defaults and the benchmark's reference: none of these tests was edited for the new model.
     tests = ["tests/test_resume.py", "tests/test_pipeline.py", "tests/test_summary.py", "tests/test_config.py",
-             "tests/test_models.py", "tests/test_bench.py::test_reference_models_match_the_zoo_architectures"]
-    result = _run(checkout, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-k", NEW_MODEL, *tests,
-                  MNIST_ZOO_TEST_DATA=str(mnist_data))
+             "tests/test_models.py", "tests/test_bench.py::test_reference_models_match_the_zoo_architectures",
+             "tests/test_cli.py::test_docs_config_reference_is_current"]
+    result = _run(checkout, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-k",
+                  f"{NEW_MODEL} or config_reference_is_current", *tests, MNIST_ZOO_TEST_DATA=str(mnist_data))
     closing = result.stdout.strip().splitlines()[-1]
     passed = int(re.search(r"(\d+) passed", closing).group(1))
     assert passed >= 6 and not re.search(r"\d+ (failed|error)", closing), result.stdout[-2000:]
     assert "PASSED tests/test_resume.py::test_resume_after_an_interrupt_equals_an_unbroken_run[gap_cnn]" in result.stdout
+    assert "PASSED tests/test_cli.py::test_docs_config_reference_is_current" in result.stdout  # regenerated
