@@ -23,10 +23,6 @@ __version__ = "0.1.0"
 # training step takes ~0.7x the time with oneDNN (scripts/profile_training.py, docs/benchmarks.md).
 # It must be set before TensorFlow is imported; an explicit TF_ENABLE_ONEDNN_OPTS=0 still wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-# TensorFlow's C++ start-up notices (CUDA probes, oneDNN, CPU flags) would fill a notebook cell or a
-# terminal before any output of ours; TF_CPP_MIN_LOG_LEVEL=0 set beforehand (or --debug) shows them.
-QUIETED_TENSORFLOW = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Each public name, and the module that defines it; loaded on first use (PEP 562) so that
 # `import mnist_zoo` and `mnist-zoo --help` stay instant.
@@ -46,6 +42,7 @@ _PUBLIC = {
     "diagnose": "mnist_zoo.api.reports",
     "Comparison": "mnist_zoo.api.reports",
     "sweep": "mnist_zoo.api.sweep",
+    "ServeError": "mnist_zoo.web.server",
     "serve": "mnist_zoo.api.serve",
     "RunConfig": "mnist_zoo.config.run",
     "MnistZooError": "mnist_zoo.errors",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-import mnist_zoo
 from mnist_zoo import __version__
 from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.errors import MnistZooError, TrainingInterrupted
@@ -68,8 +67,10 @@ def _interrupted_message(error: TrainingInterrupted) -> str:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Train, evaluate, compare and explain the classic MNIST models."""
     ctx.meta["mnist_zoo.debug"] = debug
-    if debug and mnist_zoo.QUIETED_TENSORFLOW:  # the package quiets TensorFlow's C++ log unless asked
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    if not debug:
+        # TensorFlow's C++ log lines drown the output; --debug keeps them. (TensorFlow 2.21 prints
+        # its first start-up lines whatever this says.)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _echo_err(message: str) -> None:
@@ -334,7 +335,7 @@ def plot_history(run_dirs, output, runs_dir):
 
     run_dirs = list(run_dirs) or [latest_run(runs_dir)]
     output = output or (run_dirs[0] / "history.png" if len(run_dirs) == 1 else Path("history.png"))
-    draw(run_dirs, output)
+    draw(run_dirs, path=output)
     click.echo(str(output))
 
 

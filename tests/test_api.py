@@ -180,3 +180,39 @@ def test_serve_runs_the_page_until_interrupted(tmp_path, tiny_runs):
     finally:
         returncode, _, stderr = stop_server(process)
     assert returncode == 0 and "Traceback" not in stderr
+
+
+def test_a_run_stays_itself_after_a_change_of_directory_and_its_repr_never_raises(tmp_path, tiny_runs, monkeypatch):
+    run_dir = copy_runs(tiny_runs, tmp_path, ["linear"])["linear"]
+    monkeypatch.chdir(run_dir.parent)
+    run = mz.load_run(run_dir.name)  # relative, as a notebook names it
+    monkeypatch.chdir(tmp_path.parent)  # a notebook's %cd
+    assert run.metrics is not None and run.history and run == mz.load_run(run_dir)
+    assert repr(run).startswith(f"Run({run_dir.name!r}: ")
+    (run_dir / "history.json").write_text("{half written")
+    (run_dir / "metrics.json").unlink()
+    assert "error" in repr(run) and "error" in run._repr_html_()  # says what is wrong instead of raising
+
+
+def test_arguments_the_cli_would_refuse_are_value_errors(tmp_path, tiny_runs, small_mnist_dir):
+    run = mz.load_run(tiny_runs["linear"])
+    for call, message in [
+        (lambda: mz.evaluate(run, device="CPU"), "device='CPU': expected one of 'auto', 'cpu', 'gpu'"),
+        (lambda: mz.evaluate(run, dataset="fashion"), "dataset='fashion': expected one of"),
+        (lambda: mz.train("linear", device="tpu", output_dir=tmp_path), "device='tpu'"),
+        (lambda: mz.train(resume=run, seed=0), "drop seed"),
+        (lambda: mz.train(resume=run, output_dir=tmp_path), "drop output_dir"),
+        (lambda: mz.train("linear", run_dir=tmp_path / "a", output_dir=tmp_path), "either run_dir or output_dir"),
+        (lambda: mz.train("linear", verbose=3, output_dir=tmp_path), "verbose=3"),
+        (lambda: mz.predict(run, np.zeros((28, 28)), save_preprocessed=tmp_path), "save_preprocessed applies"),
+        (lambda: mz.export(run, "pdf"), r"formats=\['pdf'\]: expected one or more of"),
+        (lambda: mz.export(run, "tflite", quantize="int4"), "quantize='int4'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_verbose_is_the_calls_choice_not_recorded_in_the_run(tmp_path, small_mnist_dir):
+    run = mz.train("linear", output_dir=tmp_path, **tiny("linear", small_mnist_dir))  # verbose=0
+    assert run.config.train.verbose == mz.load_config("linear").train.verbose

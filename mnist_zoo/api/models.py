@@ -20,7 +20,7 @@ def _path(model: ModelLike) -> Path:
     return Path(os.fspath(model))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # its arrays have no single truth value: compare `.report`s
 class Evaluation:
     """A model's scores on a test set: what `mnist-zoo evaluate` prints and evaluation.json holds.
 
@@ -127,8 +127,11 @@ def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os
     Raises:
         ModelFileError, DataError, DeviceError: what the CLI reports as `Error: ...`.
     """
+    from mnist_zoo.api.train import check_choice
     from mnist_zoo.inference.evaluation import run_evaluation
 
+    check_choice("dataset", dataset, allow_none=True)
+    check_choice("device", device)
     result = run_evaluation(_path(model), dataset, data_dir and str(data_dir), output_dir and Path(output_dir),
                             device, unsafe, plots)
     return Evaluation(result.report, result.model_path, result.dataset_source, result.class_names, result.written,
@@ -153,18 +156,22 @@ def predict(model: ModelLike, inputs: Any, *, top_k: int = 3, device: str = "aut
         save_preprocessed: also write the 28x28 images the model saw there, as PNG files.
 
     Returns:
-        One record per input, in order: {'input', 'predicted', 'probability', 'top_k': [...]},
-        or {'input', 'error'} for an input that could not be read.
+        One record per input, in order: {'input', 'prediction', 'class_index', 'top_k': [{'class',
+        'class_index', 'probability'}, ...]}, or {'input', 'error'} for an input that could not be read.
 
     Raises:
         DataError: no picture or `.npy` file was found at all, or an array of the wrong shape.
         ModelFileError: the model cannot be loaded.
     """
+    from mnist_zoo.api.train import check_choice
     from mnist_zoo.inference.prediction import run_prediction
 
     if not 1 <= top_k <= 10:
         raise ValueError(f"top_k={top_k}: expected 1 to 10")
+    check_choice("device", device)
     if isinstance(inputs, np.ndarray):
+        if save_preprocessed is not None:
+            raise ValueError("save_preprocessed applies to pictures: an array is already what the model sees")
         from mnist_zoo.inference.prediction import predict_arrays
 
         return predict_arrays(_path(model), inputs, top_k, device, unsafe).records
@@ -196,9 +203,18 @@ def export(model: ModelLike, formats: str | Iterable[str], *, quantize: str = "n
         ExportError: a file would be replaced without `force`, or a file computes something else.
         MissingDependencyError: `pip install 'mnist-zoo[export]'` is needed.
     """
+    from mnist_zoo.api.train import check_choice
+    from mnist_zoo.exports.formats import EXPORT_FORMATS, QUANTIZATIONS
     from mnist_zoo.exports.stage import run_export
 
     formats = [formats] if isinstance(formats, str) else list(formats)
+    unknown = [name for name in formats if name not in EXPORT_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"formats={formats!r}: expected one or more of {', '.join(map(repr, EXPORT_FORMATS))}")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize={quantize!r}: expected one of {', '.join(map(repr, QUANTIZATIONS))}")
+    check_choice("dataset", dataset, allow_none=True)
+    check_choice("device", device)
     return run_export(_path(model), formats, output_dir and Path(output_dir), quantize, force, dataset,
                       data_dir and str(data_dir), device, report=report or (lambda message: None))
 
@@ -209,10 +225,14 @@ def summary(model: Any, *, unsafe: bool = False, device: str = "auto"):
     Args:
         model: a `Run`, a run directory, a `.keras` file, a YAML config, or a bundled config
             name ('cnn'); a config is built without training.
+        unsafe: allow Lambda layers in a `.keras` file (trusted files only).
+        device: 'auto', 'cpu' or 'gpu'.
 
     Returns:
         The `ModelSummary`: `.layers`, `.total`, `.as_dict()`.
     """
+    from mnist_zoo.api.train import check_choice
     from mnist_zoo.inference.summary import run_summary
 
+    check_choice("device", device)
     return run_summary(os.fspath(model) if isinstance(model, os.PathLike) else model, unsafe, device)

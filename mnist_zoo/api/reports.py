@@ -16,7 +16,7 @@ def _paths(runs: Any) -> list[Path]:
     return [Path(os.fspath(run)) for run in runs]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Comparison:
     """A leaderboard of finished runs; what `mnist-zoo compare` prints.
 
@@ -77,7 +77,7 @@ def compare(runs: Any = DEFAULT_RUNS_ROOT, *, sort: str = "test_accuracy") -> Co
     return Comparison(result.rows, result.skipped)
 
 
-def plot_history(runs: Any = None, path: str | os.PathLike | None = None, *,
+def plot_history(runs: Any = None, *, path: str | os.PathLike | None = None,
                  runs_dir: str | os.PathLike = DEFAULT_RUNS_ROOT):
     """Loss and accuracy per epoch of one or more runs, train solid and validation dashed.
 
@@ -115,6 +115,8 @@ def diagnose(*, dataset: str = "mnist", data_dir: str | os.PathLike | None = Non
     Returns:
         The `Diagnosis`: `.ready`, `.checks`, `.as_dict()`; print it for the table `mnist-zoo doctor` shows.
     """
+    from mnist_zoo.api.train import check_choice
     from mnist_zoo.doctor import diagnose
 
+    check_choice("dataset", dataset)
     return diagnose(dataset, data_dir and str(data_dir), Path(runs_dir), smoke)

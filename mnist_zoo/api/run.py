@@ -15,7 +15,7 @@ class Run(os.PathLike):
 
     Nothing is cached: each property reads the directory again, so a `Run` of a run that is
     still training shows its progress. A `Run` is path-like: it can be given wherever a run
-    directory is expected (`mz.evaluate(run)`, `open(run / "metrics.json")` via `run.path`).
+    directory is expected (`mz.evaluate(run)`, `os.fspath(run)`); `run.path / "metrics.json"` names its files.
 
     Args:
         path: the run directory (it must hold config.yaml).
@@ -25,11 +25,12 @@ class Run(os.PathLike):
     """
 
     def __init__(self, path: str | os.PathLike):
-        path = Path(path)
+        path = Path(path).expanduser()
         if not (path / rundir.CONFIG_FILE).is_file():
             raise RunDirError(f"{path}: not a run directory (no {rundir.CONFIG_FILE}); give a folder that "
                               "`mz.train` or `mnist-zoo train` made")
-        self.path = path
+        self.path = path.absolute()  # still the same run after a notebook's %cd
+        self._shown = path  # as the user named it, for repr
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -56,7 +57,7 @@ class Run(os.PathLike):
 
     @property
     def status(self) -> str:
-        """'running', 'interrupted', 'failed', 'complete' or 'pruned' (status.json); 'unknown' without one."""
+        """'running', 'interrupted', 'failed', 'complete' or 'pruned' (status.json); 'unknown' without a readable one."""
         return str(rundir.read_status(self.path).get("status", "unknown"))
 
     @property
@@ -78,7 +79,7 @@ class Run(os.PathLike):
 
     @property
     def history(self) -> list[dict]:
-        """One record per completed epoch: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds."""
+        """One record per completed epoch: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_seconds."""
         if not (self.path / rundir.HISTORY_JSON).is_file():
             return []
         return rundir.read_history(self.path)
@@ -114,41 +115,41 @@ class Run(os.PathLike):
     # ----------------------------------------------------------------- what can be done with it
 
     def plot_history(self, path: str | os.PathLike | None = None):
-        """Loss and accuracy per epoch; see `mnist_zoo.plot_history`.
+        """Loss and accuracy per epoch; see `mz.plot_history`.
 
         Returns:
             A matplotlib `Figure` (shown inline in Jupyter); also saved as PNG when `path` is given.
         """
         from mnist_zoo.api.reports import plot_history
 
-        return plot_history([self], path)
+        return plot_history([self], path=path)
 
     def evaluate(self, **options):
-        """Scores best.keras on the test set; the options and result of `mnist_zoo.evaluate`."""
+        """Scores best.keras on the test set; the options and result of `mz.evaluate`."""
         from mnist_zoo.api.models import evaluate
 
         return evaluate(self, **options)
 
     def predict(self, inputs, **options):
-        """Predicts digits in pictures, `.npy` files or arrays; the options and result of `mnist_zoo.predict`."""
+        """Predicts digits in pictures, `.npy` files or arrays; the options and result of `mz.predict`."""
         from mnist_zoo.api.models import predict
 
         return predict(self, inputs, **options)
 
     def export(self, formats, **options):
-        """Exports best.keras and verifies each file; the options and result of `mnist_zoo.exports`."""
+        """Exports best.keras and verifies each file; the options and result of `mz.export`."""
         from mnist_zoo.api.models import export
 
         return export(self, formats, **options)
 
     def summary(self, **options):
-        """Layer table with parameters and MACs; see `mnist_zoo.summary`."""
+        """Layer table with parameters and MACs; see `mz.summary`."""
         from mnist_zoo.api.models import summary
 
         return summary(self, **options)
 
     def resume(self, **options) -> "Run":
-        """Continues this interrupted run; the options of `mnist_zoo.training` with `resume`."""
+        """Continues this interrupted run; the options of `mz.train` with `resume` (data_dir, device, verbose, report)."""
         from mnist_zoo.api.train import train
 
         return train(resume=self, **options)
@@ -156,30 +157,29 @@ class Run(os.PathLike):
     # ----------------------------------------------------------------- how it shows
 
     def _figures(self) -> list[tuple[str, str]]:
-        """(label, value) pairs of the key figures, for repr and HTML."""
+        """(label, value) pairs of the key figures, for repr and HTML; never raises (a run may be half-written)."""
         try:
-            metrics, status = self.metrics, self.status
-            config = self.config
+            metrics, config = self.metrics, self.config
+            figures = [("model", config.model.type), ("status", self.status)]
+            if metrics:
+                figures += [("test accuracy", f"{metrics['test_accuracy']:.2%}"),
+                            ("test loss", f"{metrics['test_loss']:.4f}"),
+                            ("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_completed']}"),
+                            ("parameters", f"{metrics['parameters']:,}"),
+                            ("training", f"{metrics['train_seconds']:.1f} s")]
+            else:
+                figures.append(("epochs", f"{len(self.history)} of {config.train.epochs}"))
+            return figures
         except Exception as error:  # noqa: BLE001 - a repr must not raise: say what is wrong instead
-            return [("error", str(error))]
-        figures = [("model", config.model.type), ("status", status)]
-        if metrics:
-            figures += [("test accuracy", f"{metrics['test_accuracy']:.2%}"),
-                        ("test loss", f"{metrics['test_loss']:.4f}"),
-                        ("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_completed']}"),
-                        ("parameters", f"{metrics['parameters']:,}"),
-                        ("training", f"{metrics['train_seconds']:.1f} s")]
-        else:
-            figures.append(("epochs", f"{len(self.history)} of {config.train.epochs}"))
-        return figures
+            return [("error", str(error) or type(error).__name__)]
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}: " + ", ".join(f"{label} {value}" for label, value in self._figures()) + ")"
+        return f"Run({str(self._shown)!r}: " + ", ".join(f"{label} {value}" for label, value in self._figures()) + ")"
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(label)}</th><td style='text-align:left'>"
                        f"{html.escape(value)}</td></tr>" for label, value in self._figures())
-        return f"<b>Run</b> <code>{html.escape(str(self.path))}</code><table>{rows}</table>"
+        return f"<b>Run</b> <code>{html.escape(str(self._shown))}</code><table>{rows}</table>"
 
 
 def load_run(path: str | os.PathLike) -> Run:

@@ -24,7 +24,8 @@ def sweep(target: str | os.PathLike, *, sweep_dir: str | os.PathLike | None = No
             else $MNIST_ZOO_DATA_DIR, else the download cache).
         report_only: run no trial; only report on the trials so far.
         plots: write Optuna's plots into the sweep directory.
-        verbose, report: as for `mnist_zoo.training` (one line per trial).
+        verbose, report: the one-line messages, as for `mz.train` (one per trial); the trials themselves
+            train quietly unless the sweep file sets train.verbose.
 
     Returns:
         The `SweepResults`: `.trials`, `.leaderboard`, `.best` (and best.yaml in the sweep directory);

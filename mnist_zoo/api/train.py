@@ -99,18 +99,19 @@ def train(
     stopped.
 
     Args:
-        model: a bundled config's name (default 'cnn'), a YAML config path, or a `RunConfig`.
+        model: a bundled config's name (None: 'cnn'), a YAML config path, or a `RunConfig`.
         set: config overrides, {'model.dropout_rate': 0.3} or ['model.dropout_rate=0.3'].
         epochs, batch_size, seed, dataset, data_dir, device: shortcuts for the config keys
             train.epochs, train.batch_size, train.seed, data.dataset, data.data_dir, train.device.
         output_dir: the folder the new run directory is made in.
         run_dir: exactly this run directory instead (it must not exist, unless `force`).
         force: with `run_dir`: replace an earlier run there (only a folder mnist-zoo made).
-        resume: an interrupted `Run` (or its path) to continue; only `data_dir` and `device`
-            may then be given, the run's own config.yaml decides the rest.
-        verbose: Keras's convention: 'auto' (a progress bar in a terminal or notebook, a line per
-            epoch in logs), 0 (silent), 1 (progress bar), 2 (a line per epoch). Unless 0, the
-            one-line messages (run directory, device, data) go to stderr.
+        resume: an interrupted `Run` (or its path) to continue; only `data_dir`, `device` and
+            `verbose` may then be given, the run's own config.yaml decides the rest.
+        verbose: Keras's convention: 'auto' (the config's train.verbose, whose default is a
+            progress bar in a terminal or notebook and a line per epoch in logs), 0 (silent),
+            1 (progress bar), 2 (a line per epoch); for this call only, not recorded in the run.
+            Unless 0, the one-line messages (run directory, device, data) go to stderr.
         report: receives those messages instead (e.g. `logging.getLogger(...).info`).
         callbacks: more Keras callbacks for `model.fit`.
 
@@ -128,25 +129,47 @@ def train(
 
     messages = _reporter(verbose, report)
     progressbar = verbose != 0 and sys.stderr.isatty()
+    check_choice("device", device, allow_none=True)
+    check_choice("dataset", dataset, allow_none=True)
+    if verbose not in ("auto", 0, 1, 2):
+        raise ValueError(f"verbose={verbose!r}: expected 'auto', 0, 1 or 2")
+    # Keras's display is this call's choice, not the run's: it is not written into config.yaml.
+    display = None if verbose == "auto" else verbose
     if resume is not None:
         given = [name for name, value in [("model", model), ("set", set), ("epochs", epochs), ("batch_size", batch_size),
-                                          ("seed", seed), ("dataset", dataset), ("run_dir", run_dir),
-                                          ("force", force)] if value]
+                                          ("seed", seed), ("dataset", dataset), ("run_dir", run_dir)]
+                 if value is not None] + (["force"] if force else []) + (
+                     ["output_dir"] if Path(output_dir) != DEFAULT_RUNS_ROOT else [])
         if given:
             raise ValueError(f"resume continues the run's own config; drop {', '.join(given)} "
-                             "(only data_dir and device may change)")
-        run_dir = Path(resume)
+                             "(only data_dir, device and verbose may be given with it)")
+        run_dir = Path(resume).expanduser()
         messages(f"run directory: {run_dir}")
-        resume_run(run_dir, data_dir and str(data_dir), device, messages, tuple(callbacks), progressbar)
+        resume_run(run_dir, data_dir and str(data_dir), device, messages, tuple(callbacks), progressbar, display)
         return Run(run_dir)
+    if run_dir is not None and Path(output_dir) != DEFAULT_RUNS_ROOT:
+        raise ValueError("give either run_dir or output_dir, not both")
     config = load_config("cnn" if model is None else model, set=set, epochs=epochs, batch_size=batch_size, seed=seed,
                          dataset=dataset, data_dir=data_dir, device=device)
-    if verbose != config.train.verbose and verbose != "auto":
-        config = load_config(config, set={"train.verbose": verbose})
-    run_dir = new_run_dir(config, Path(output_dir), run_dir and Path(run_dir), force)
+    run_dir = new_run_dir(config, Path(output_dir).expanduser(), run_dir and Path(run_dir).expanduser(), force)
     messages(f"run directory: {run_dir}")
-    start_run(config, run_dir, messages, tuple(callbacks), progressbar)
+    start_run(config, run_dir, messages, tuple(callbacks), progressbar, display)
     return Run(run_dir)
+
+
+def check_choice(name: str, value, allow_none: bool = False) -> None:
+    """Refuses a `device` or `dataset` the CLI's choices would refuse, naming the accepted ones.
+
+    Raises:
+        ValueError: not one of the choices.
+    """
+    from mnist_zoo.data.catalog import DATASETS
+    from mnist_zoo.runtime.device import DEVICES
+
+    choices = {"device": DEVICES, "dataset": DATASETS}[name]
+    if (value is None and allow_none) or value in choices:
+        return
+    raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
 
 
 def _reporter(verbose, report: Reporter | None) -> Reporter:

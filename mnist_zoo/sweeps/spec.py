@@ -216,6 +216,6 @@ def trial_config(spec: SweepSpec, base: Path, params: dict[str, Any], name: str,
     """
     from mnist_zoo.config.loading import load_config
 
-    machine = {"data.data_dir": str(Path(data_dir).resolve())} if data_dir else {}
+    machine = {"data.data_dir": str(Path(data_dir).expanduser().resolve())} if data_dir else {}
     # Quiet unless the sweep asks otherwise: several workers' progress bars would interleave.
     return load_config(base, {"train.verbose": 0, **spec.set, **params, **machine, "name": name})

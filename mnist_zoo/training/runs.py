@@ -54,17 +54,20 @@ def resumable_config(run_dir: Path, data_dir: str | None = None, device: str | N
     if status.get("status") == "complete":
         raise RunDirError(f"{run_dir}: the run is already complete ({status.get('epochs_completed')} epochs); "
                           "start a new run to train longer")
-    machine = {"data.data_dir": data_dir and str(Path(data_dir).resolve()), "train.device": device}
+    machine = {"data.data_dir": data_dir and str(Path(data_dir).expanduser().resolve()), "train.device": device}
     return load_config(run_dir / rundir.CONFIG_FILE, {key: value for key, value in machine.items() if value is not None})
 
 
 def start_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = lambda message: None,
-              extra_callbacks=(), progressbar: bool = False) -> TrainResult:
+              extra_callbacks=(), progressbar: bool = False, verbose=None) -> TrainResult:
     """Trains `config` into the new, empty `run_dir` (from `new_run_dir`).
 
     A run that fails before its first epoch is committed leaves nothing behind: its directory
     is removed. Once an epoch is committed, a write that fails (disk full, no permission) keeps
     the directory, which can be resumed when the cause is fixed.
+
+    Args:
+        verbose: Keras's display for this call (None: the config's `train.verbose`).
 
     Raises:
         RunStoppedError: a write failed after the first committed epoch; the run is kept.
@@ -72,7 +75,8 @@ def start_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = 
         MnistZooError: the config, data or device is not usable (nothing is kept).
     """
     try:
-        return train_run(config, run_dir, report=report, extra_callbacks=extra_callbacks, progressbar=progressbar)
+        return train_run(config, run_dir, report=report, extra_callbacks=extra_callbacks, progressbar=progressbar,
+                         verbose=verbose)
     except (MnistZooError, OSError) as error:
         _discard_if_unstarted(run_dir)
         _raise_if_kept(error, run_dir)
@@ -81,7 +85,7 @@ def start_run(config: RunConfig, run_dir: Path, report: Callable[[str], None] = 
 
 def resume_run(run_dir: Path, data_dir: str | None = None, device: str | None = None,
                report: Callable[[str], None] = lambda message: None, extra_callbacks=(),
-               progressbar: bool = False) -> TrainResult:
+               progressbar: bool = False, verbose=None) -> TrainResult:
     """Continues an interrupted run from its last complete epoch, exactly as if it had never stopped.
 
     Raises:
@@ -93,7 +97,7 @@ def resume_run(run_dir: Path, data_dir: str | None = None, device: str | None = 
     config = resumable_config(run_dir, data_dir, device)
     try:
         return train_run(config, run_dir, report=report, extra_callbacks=extra_callbacks, resume=True,
-                         progressbar=progressbar)
+                         progressbar=progressbar, verbose=verbose)
     except OSError as error:
         _raise_if_kept(error, run_dir)
         raise

@@ -58,7 +58,7 @@ def keras_verbosity(setting) -> int:
 
 
 def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrupts, extra_callbacks=(),
-        fast_paths: bool = True) -> None:
+        fast_paths: bool = True, verbose=None) -> None:
     """Runs `model.fit` from the epoch after `state`'s last, committing every completed epoch.
 
     Args:
@@ -66,6 +66,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         interrupts: the `GracefulInterrupts` that turns a signal into a stop after this step.
         fast_paths: the step gathers its own batch (`fast_paths.gathered_in_train_step`);
             False: a tf.data map does, as in plain Keras.
+        verbose: Keras's display (None: the config's `train.verbose`).
     """
     from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
     from mnist_zoo.training.callbacks import CommitEpochs, EpochOrder, StopOnSignal
@@ -100,7 +101,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
                 initial_epoch=state.epochs_completed,
                 shuffle=False,  # EpochShuffledDataset orders each epoch itself
                 callbacks=[*callbacks, *extra_callbacks],
-                verbose=keras_verbosity(train.verbose),
+                verbose=keras_verbosity(train.verbose if verbose is None else verbose),
             )
     finally:
         interrupts.watch(None)
@@ -173,6 +174,7 @@ def train_run(
     extra_callbacks=(),
     resume: bool = False,
     progressbar: bool = False,
+    verbose=None,
 ) -> TrainResult:
     """Trains the model `config` describes and writes every output into `run_dir`.
 
@@ -187,6 +189,7 @@ def train_run(
         extra_callbacks: more Keras callbacks for `fit` (library use: benchmarks, notebooks).
         resume: continue from the run directory's last committed epoch.
         progressbar: show progress bars on stderr for steps that are not training (the download).
+        verbose: Keras's display for this call, 'auto', 0, 1 or 2 (None: the config's `train.verbose`).
 
     Returns:
         The `TrainResult` (run directory and test metrics of the best model).
@@ -204,7 +207,7 @@ def train_run(
                 rundir.write_text(run_dir / rundir.CONFIG_FILE, config_to_yaml(config))
             rundir.write_status(run_dir, "running", epochs=config.train.epochs)
             metrics = _train(RunContext(config, run_dir, report, tuple(extra_callbacks), resume, interrupts,
-                                        progressbar))
+                                        progressbar, verbose))
         except TrainingInterrupted as error:
             error.run_dir = run_dir
             error.epochs_completed = _committed_epochs(run_dir)
@@ -249,6 +252,8 @@ class RunContext:
     interrupts: object
     """The `GracefulInterrupts` turning a signal into a stop after the current step."""
     progressbar: bool
+    verbose: object = None
+    """Keras's display for this call (None: the config's `train.verbose`)."""
     device: object = None
     """The `DeviceInfo` training runs on."""
     precision: str = "float32"
@@ -392,7 +397,8 @@ def _train_in_scope(context: RunContext) -> dict:
     if state.epochs_completed:
         report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
     if state.epochs_completed < config.train.epochs and not state.stopped_early:
-        fit(model, config, splits, run_dir, state, context.interrupts, context.extra_callbacks, context.fast_paths)
+        fit(model, config, splits, run_dir, state, context.interrupts, context.extra_callbacks, context.fast_paths,
+            context.verbose)
     if not state.history:
         raise RunDirError(f"{run_dir}: training completed no epoch")
     metrics = finish(model, config, splits, dataset, run_dir, state, context.precision)
