@@ -103,7 +103,7 @@ def test_the_registry_parametrized_tests_cover_the_new_model(checkout, mnist_dat
     tests = ["tests/test_resume.py", "tests/test_pipeline.py", "tests/test_summary.py", "tests/test_config.py",
              "tests/test_models.py", "tests/test_bench.py::test_reference_models_match_the_zoo_architectures",
              "tests/test_cli.py::test_docs_config_reference_is_current"]
-    result = _run(checkout, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-k",
+    result = _run(checkout, "-m", "pytest", "-q", "-rA", "-n", "0", "-p", "no:cacheprovider", "-k",
                   f"{NEW_MODEL} or config_reference_is_current", *tests, MNIST_ZOO_TEST_DATA=str(mnist_data))
     closing = result.stdout.strip().splitlines()[-1]
     passed = int(re.search(r"(\d+) passed", closing).group(1))
