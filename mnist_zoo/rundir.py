@@ -266,21 +266,23 @@ def is_own_model(model_path: Path, run_dir: Path | None) -> bool:
     return run_dir is not None and Path(model_path).parent == Path(run_dir) and Path(model_path).suffix == ".keras"
 
 
-def read_environment(run_dir: Path) -> dict:
-    """The run's environment.json ({} if it has none or it is unreadable)."""
+def read_json_object(path: Path) -> dict:
+    """A JSON file holding an object, as a dict; {} if it is missing, unreadable or not an object."""
     try:
-        record = json.loads((Path(run_dir) / ENVIRONMENT_FILE).read_text(encoding="utf-8"))
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
 
 
+def read_environment(run_dir: Path) -> dict:
+    """The run's environment.json ({} if it has none or it is unreadable)."""
+    return read_json_object(Path(run_dir) / ENVIRONMENT_FILE)
+
+
 def read_status(run_dir: Path) -> dict:
     """The run's status.json ({} if it has none or it is unreadable)."""
-    try:
-        return json.loads((Path(run_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return read_json_object(Path(run_dir) / STATUS_FILE)
 
 
 def write_status(run_dir: Path, status: str, **details) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mnist_zoo.inference.evaluation import EvaluationResult
 
 ModelLike = Any
 """A `Run`, a run directory, a `.keras`/`.tflite`/`.onnx` file or a SavedModel folder."""
@@ -20,27 +22,19 @@ def _path(model: ModelLike) -> Path:
     return Path(os.fspath(model))
 
 
-@dataclass(frozen=True, eq=False)  # its arrays have no single truth value: compare `.report`s
-class Evaluation:
+@dataclass(frozen=True, eq=False)
+class Evaluation(EvaluationResult):
     """A model's scores on a test set: what `mnist-zoo evaluate` prints and evaluation.json holds.
 
-    Attributes:
+    Attributes (those of `EvaluationResult`):
         report: everything as plain data (evaluation.json).
         model_path: the file evaluated.
         dataset_source: where the test images came from.
         class_names: a name per class ('0'..'9', or Fashion-MNIST's).
         written: the files written (evaluation.json, and the PNGs with `plots=True`).
+        images, labels, probabilities: the test images, their labels and the predicted
+            probabilities (n, 10): for your own plots.
     """
-
-    report: dict
-    model_path: Path
-    dataset_source: str
-    class_names: tuple[str, ...]
-    written: list[Path]
-    images: np.ndarray
-    labels: np.ndarray
-    probabilities: np.ndarray
-    """The test images, their labels and the predicted probabilities (n, 10): for your own plots."""
 
     @property
     def accuracy(self) -> float:
@@ -127,15 +121,14 @@ def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os
     Raises:
         ModelFileError, DataError, DeviceError: what the CLI reports as `Error: ...`.
     """
-    from mnist_zoo.api.train import check_choice
+    from mnist_zoo.api.common import check_choice
     from mnist_zoo.inference.evaluation import run_evaluation
 
     check_choice("dataset", dataset, allow_none=True)
     check_choice("device", device)
     result = run_evaluation(_path(model), dataset, data_dir and str(data_dir), output_dir and Path(output_dir),
                             device, unsafe, plots)
-    return Evaluation(result.report, result.model_path, result.dataset_source, result.class_names, result.written,
-                      result.images, result.labels, result.probabilities)
+    return Evaluation(**{item.name: getattr(result, item.name) for item in fields(result)})
 
 
 def predict(model: ModelLike, inputs: Any, *, top_k: int = 3, device: str = "auto", unsafe: bool = False,
@@ -163,7 +156,7 @@ def predict(model: ModelLike, inputs: Any, *, top_k: int = 3, device: str = "aut
         DataError: no picture or `.npy` file was found at all, or an array of the wrong shape.
         ModelFileError: the model cannot be loaded.
     """
-    from mnist_zoo.api.train import check_choice
+    from mnist_zoo.api.common import check_choice
     from mnist_zoo.inference.prediction import run_prediction
 
     if not 1 <= top_k <= 10:
@@ -203,7 +196,7 @@ def export(model: ModelLike, formats: str | Iterable[str], *, quantize: str = "n
         ExportError: a file would be replaced without `force`, or a file computes something else.
         MissingDependencyError: `pip install 'mnist-zoo[export]'` is needed.
     """
-    from mnist_zoo.api.train import check_choice
+    from mnist_zoo.api.common import check_choice
     from mnist_zoo.exports.formats import EXPORT_FORMATS, QUANTIZATIONS
     from mnist_zoo.exports.stage import run_export
 
@@ -231,7 +224,7 @@ def summary(model: Any, *, unsafe: bool = False, device: str = "auto"):
     Returns:
         The `ModelSummary`: `.layers`, `.total`, `.as_dict()`.
     """
-    from mnist_zoo.api.train import check_choice
+    from mnist_zoo.api.common import check_choice
     from mnist_zoo.inference.summary import run_summary
 
     check_choice("device", device)

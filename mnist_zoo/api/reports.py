@@ -115,7 +115,7 @@ def diagnose(*, dataset: str = "mnist", data_dir: str | os.PathLike | None = Non
     Returns:
         The `Diagnosis`: `.ready`, `.checks`, `.as_dict()`; print it for the table `mnist-zoo doctor` shows.
     """
-    from mnist_zoo.api.train import check_choice
+    from mnist_zoo.api.common import check_choice
     from mnist_zoo.doctor import diagnose
 
     check_choice("dataset", dataset)

@@ -32,7 +32,7 @@ def serve(models=(), *, runs_dir: str | os.PathLike | None = DEFAULT_RUNS_ROOT, 
     """
     import sys
 
-    from mnist_zoo.api.train import check_choice
+    from mnist_zoo.api.common import check_choice
     from mnist_zoo.web.launch import open_page_server
 
     check_choice("device", device)

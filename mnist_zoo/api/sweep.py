@@ -36,12 +36,12 @@ def sweep(target: str | os.PathLike, *, sweep_dir: str | os.PathLike | None = No
         TrainingInterrupted: Ctrl-C stopped the sweep; running it again continues the study.
         SweepWorkerError: a worker process failed.
     """
-    from mnist_zoo.api.train import _reporter
+    from mnist_zoo.api.common import reporter
     from mnist_zoo.sweeps.stage import resolve_target, run_sweep, sweep_report
 
     if workers < 1:
         raise ValueError(f"workers={workers}: expected 1 or more")
     setup, report_only = resolve_target(target, sweep_dir and Path(sweep_dir), storage, study, report_only)
     if not report_only:
-        run_sweep(setup, workers, _reporter(verbose, report), data_dir and str(data_dir))
+        run_sweep(setup, workers, reporter(verbose, report), data_dir and str(data_dir))
     return sweep_report(setup, plots)

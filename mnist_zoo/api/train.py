@@ -6,12 +6,12 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from mnist_zoo.api.common import Reporter, check_choice, reporter
 from mnist_zoo.api.run import Run
 from mnist_zoo.rundir import DEFAULT_RUNS_ROOT
 
-Reporter = Callable[[str], None]
 
 
 def load_config(model: Any = "cnn", *, set: Mapping[str, Any] | Iterable[str] | None = None,  # noqa: A002
@@ -57,8 +57,10 @@ def _shortcuts(settings: dict) -> dict:
         raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                         f"the shortcuts are {', '.join(_SHORTCUTS)} (anything else: set={{'key.path': value}})")
     values = {_SHORTCUTS[name]: value for name, value in settings.items() if value is not None}
-    if "data.data_dir" in values:  # recorded in the run: absolute, valid from any working directory
-        values["data.data_dir"] = str(Path(values["data.data_dir"]).expanduser().resolve())
+    if "data.data_dir" in values:
+        from mnist_zoo.config.loading import data_dir_setting
+
+        values["data.data_dir"] = data_dir_setting(values["data.data_dir"])
     return values
 
 
@@ -127,7 +129,7 @@ def train(
     """
     from mnist_zoo.training.runs import new_run_dir, resume_run, start_run
 
-    messages = _reporter(verbose, report)
+    messages = reporter(verbose, report)
     progressbar = verbose != 0 and sys.stderr.isatty()
     check_choice("device", device, allow_none=True)
     check_choice("dataset", dataset, allow_none=True)
@@ -155,26 +157,3 @@ def train(
     messages(f"run directory: {run_dir}")
     start_run(config, run_dir, messages, tuple(callbacks), progressbar, display)
     return Run(run_dir)
-
-
-def check_choice(name: str, value, allow_none: bool = False) -> None:
-    """Refuses a `device` or `dataset` the CLI's choices would refuse, naming the accepted ones.
-
-    Raises:
-        ValueError: not one of the choices.
-    """
-    from mnist_zoo.data.catalog import DATASETS
-    from mnist_zoo.runtime.device import DEVICES
-
-    choices = {"device": DEVICES, "dataset": DATASETS}[name]
-    if (value is None and allow_none) or value in choices:
-        return
-    raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
-
-
-def _reporter(verbose, report: Reporter | None) -> Reporter:
-    if report is not None:
-        return report
-    if verbose == 0:
-        return lambda message: None
-    return lambda message: print(message, file=sys.stderr, flush=True)

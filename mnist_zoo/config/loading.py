@@ -240,6 +240,11 @@ def validate_config(data: dict, source: str) -> RunConfig:
         raise ConfigError(format_validation_error(error, source)) from None
 
 
+def data_dir_setting(path: str | Path) -> str:
+    """A data folder as a run records it (`data.data_dir`): absolute, `~` expanded, valid from any directory."""
+    return str(Path(path).expanduser().resolve())
+
+
 def load_config(path: str | Path, overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
     """Reads, overrides and validates a config file.
 

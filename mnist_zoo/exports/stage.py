@@ -277,8 +277,6 @@ def run_export(
             try:
                 # The file gets its name only once it computes what the model does, in its runtime.
                 with rundir.atomic_path(final, folder=name == "savedmodel") as partial:
-                    if partial.exists():
-                        partial.unlink()  # the converters write their own file
                     _write(name, exported, partial, quantize, representative, scratch)
                     report(f"verifying {final.name} in its runtime on {len(images):,} test images")
                     check = _verify(name, partial, quantize, images, labels, reference)

@@ -85,7 +85,7 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, class_names) -
     return classification_report(labels, probabilities, class_names), probabilities
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # its arrays have no single truth value: compare `.report`s
 class EvaluationResult:
     """What `run_evaluation` measured and wrote."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,20 +159,26 @@ def run_prediction(
     Raises:
         DataError: no picture or `.npy` file was found at all.
     """
+    model_file, run_dir = rundir.resolve_model_path(Path(model_path))
+    prepared = prepare(expand_paths(list(paths)))
+    if not prepared:
+        raise DataError("no images or .npy files found in the given folders")
+    result = _predict_prepared(model_file, run_dir, prepared, top_k, device, unsafe)
+    return dataclasses.replace(result, written=save_preprocessed(prepared, save_dir)) if save_dir else result
+
+
+def _predict_prepared(model_file: Path, run_dir: Path | None, prepared: list[PreparedInput], top_k: int,
+                      device: str, unsafe: bool) -> PredictionResult:
+    """Opens the model in its runtime and fills every readable input's top-k; the run's data set names the classes."""
     from mnist_zoo.data.catalog import CLASS_NAMES
     from mnist_zoo.inference.evaluation import run_data_settings
     from mnist_zoo.inference.runtimes import open_classifier
     from mnist_zoo.runtime.device import select_device
 
-    model_file, run_dir = rundir.resolve_model_path(Path(model_path))
     class_names = CLASS_NAMES[run_data_settings(run_dir)[0]]
-    prepared = prepare(expand_paths(list(paths)))
-    if not prepared:
-        raise DataError("no images or .npy files found in the given folders")
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     predict_top_k(open_classifier(model_file, unsafe=unsafe), prepared, top_k)
-    written = save_preprocessed(prepared, save_dir) if save_dir else []
-    return PredictionResult(model_file, class_names, prepared, written)
+    return PredictionResult(model_file, class_names, prepared, [])
 
 
 def predict_arrays(model_path: Path, array: np.ndarray, top_k: int = 3, device: str = "auto",
@@ -186,15 +193,7 @@ def predict_arrays(model_path: Path, array: np.ndarray, top_k: int = 3, device: 
     Raises:
         DataError: not 28x28 images, or values outside 0-255.
     """
-    from mnist_zoo.data.catalog import CLASS_NAMES
-    from mnist_zoo.inference.evaluation import run_data_settings
-    from mnist_zoo.inference.runtimes import open_classifier
-    from mnist_zoo.runtime.device import select_device
-
     model_file, run_dir = rundir.resolve_model_path(Path(model_path))
-    class_names = CLASS_NAMES[run_data_settings(run_dir)[0]]
     pixels = pictures.as_pixels(array)
     prepared = [PreparedInput(Path("array"), index, image) for index, image in enumerate(pixels)]
-    select_device(device)
-    predict_top_k(open_classifier(model_file, unsafe=unsafe), prepared, top_k)
-    return PredictionResult(model_file, class_names, prepared, [])
+    return _predict_prepared(model_file, run_dir, prepared, top_k, device, unsafe)

@@ -214,8 +214,8 @@ def trial_config(spec: SweepSpec, base: Path, params: dict[str, Any], name: str,
     Args:
         data_dir: where this machine has the data (`sweep --data-dir`), recorded in the trial's config.
     """
-    from mnist_zoo.config.loading import load_config
+    from mnist_zoo.config.loading import data_dir_setting, load_config
 
-    machine = {"data.data_dir": str(Path(data_dir).expanduser().resolve())} if data_dir else {}
+    machine = {"data.data_dir": data_dir_setting(data_dir)} if data_dir else {}
     # Quiet unless the sweep asks otherwise: several workers' progress bars would interleave.
     return load_config(base, {"train.verbose": 0, **spec.set, **params, **machine, "name": name})

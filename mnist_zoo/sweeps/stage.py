@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -99,11 +98,7 @@ def _travels(spec: SweepSpec) -> bool:
 
 def _read_record(sweep_dir: Path) -> dict:
     """The sweep directory's `sweep.json`, or {} when it has none yet (or an unreadable one)."""
-    try:
-        record = json.loads((Path(sweep_dir) / SWEEP_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return rundir.read_json_object(Path(sweep_dir) / SWEEP_RECORD)
 
 
 def _base_copies(sweep_dir: Path, record: dict) -> dict[str, Path]:

@@ -45,7 +45,7 @@ def resumable_config(run_dir: Path, data_dir: str | None = None, device: str | N
     Raises:
         RunDirError: not a run directory, or a complete one.
     """
-    from mnist_zoo.config.loading import load_config
+    from mnist_zoo.config.loading import data_dir_setting, load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG_FILE).is_file():
@@ -54,7 +54,7 @@ def resumable_config(run_dir: Path, data_dir: str | None = None, device: str | N
     if status.get("status") == "complete":
         raise RunDirError(f"{run_dir}: the run is already complete ({status.get('epochs_completed')} epochs); "
                           "start a new run to train longer")
-    machine = {"data.data_dir": data_dir and str(Path(data_dir).expanduser().resolve()), "train.device": device}
+    machine = {"data.data_dir": data_dir and data_dir_setting(data_dir), "train.device": device}
     return load_config(run_dir / rundir.CONFIG_FILE, {key: value for key, value in machine.items() if value is not None})
 
 

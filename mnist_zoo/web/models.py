@@ -88,12 +88,7 @@ def _model_facts(classifier, model_file: Path, run_dir: Path | None):
             model = None
     accuracy = None
     if rundir.is_own_model(model_file, run_dir) and model_file.name == rundir.BEST_MODEL:
-        import json
-
-        try:
-            accuracy = json.loads((run_dir / rundir.METRICS_FILE).read_text(encoding="utf-8")).get("test_accuracy")
-        except (OSError, ValueError):
-            accuracy = None
+        accuracy = rundir.read_json_object(run_dir / rundir.METRICS_FILE).get("test_accuracy")
     if accuracy is None:
         report = read_report(model_file, run_dir, classifier.kind)
         accuracy = report.get("accuracy") if report else None
