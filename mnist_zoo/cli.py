@@ -181,7 +181,7 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
         f"with the best epoch ({metrics['best_epoch']}) of {metrics['epochs_completed']}; "
         f"{metrics['parameters']:,} parameters; {metrics['train_seconds']:.1f} s training"
     )
-    click.echo(str(run.path))
+    click.echo(str(run.given_path))
 
 
 # ----------------------------------------------------------------------------- evaluate

@@ -174,7 +174,9 @@ def test_train_each_model_in_process(tmp_path, small_mnist_dir, model):
 def test_train_evaluate_plot_as_subprocesses(tmp_path, small_mnist_dir):
     train = run_cli("train", "--model", "cnn", "--data-dir", small_mnist_dir, "--seed", "7", *QUICK, cwd=tmp_path)
     assert train.returncode == 0, train.stderr
-    run_dir = tmp_path / train.stdout.strip().splitlines()[-1]
+    printed = train.stdout.strip().splitlines()[-1]
+    assert printed.startswith("runs/")  # as --output-dir named it, relative to where the user is
+    run_dir = tmp_path / printed
     assert run_dir.parent == tmp_path / "runs"
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())

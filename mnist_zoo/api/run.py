@@ -30,7 +30,8 @@ class Run(os.PathLike):
             raise RunDirError(f"{path}: not a run directory (no {rundir.CONFIG_FILE}); give a folder that "
                               "`mz.train` or `mnist-zoo train` made")
         self.path = path.absolute()  # still the same run after a notebook's %cd
-        self._shown = path  # as the user named it, for repr
+        self.given_path = path
+        """The run directory as it was named (perhaps relative), for messages; `path` is absolute."""
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -174,12 +175,12 @@ class Run(os.PathLike):
             return [("error", str(error) or type(error).__name__)]
 
     def __repr__(self) -> str:
-        return f"Run({str(self._shown)!r}: " + ", ".join(f"{label} {value}" for label, value in self._figures()) + ")"
+        return f"Run({str(self.given_path)!r}: " + ", ".join(f"{label} {value}" for label, value in self._figures()) + ")"
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(label)}</th><td style='text-align:left'>"
                        f"{html.escape(value)}</td></tr>" for label, value in self._figures())
-        return f"<b>Run</b> <code>{html.escape(str(self._shown))}</code><table>{rows}</table>"
+        return f"<b>Run</b> <code>{html.escape(str(self.given_path))}</code><table>{rows}</table>"
 
 
 def load_run(path: str | os.PathLike) -> Run:
