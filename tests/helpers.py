@@ -197,11 +197,11 @@ def wait_for_epochs(run_dir: Path, count: int, process: subprocess.Popen, timeou
 SMALL_MODELS = {name: {"type": name, **entry.tiny} for name, entry in MODELS.items()}
 
 
-def make_config(small_mnist_dir, model="mlp", train=None):
+def make_config(small_mnist_dir, model="mlp", train=None, model_options=None, data=None):
     return validate_config(
         {
-            "model": SMALL_MODELS[model],
-            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200},
+            "model": {**SMALL_MODELS[model], **(model_options or {})},
+            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200, **(data or {})},
             "train": {"epochs": 3, "batch_size": 64, "verbose": 0,
                       "schedule": {"name": "cosine", "warmup_epochs": 0.5}, **(train or {})},
         },

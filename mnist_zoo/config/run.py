@@ -6,6 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from mnist_zoo.data.augmentation import AugmentationConfig
 from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.models.registry import MODELS
 from mnist_zoo.runtime.device import DEVICES
@@ -39,7 +40,10 @@ ModelConfig = Annotated[
 # every optimizer but adadelta, whose paper has no learning rate (1.0; Keras's 0.001 barely moves it).
 _EPSILON = {"epsilon": Param(PositiveFloat, 1e-07)}
 _CLIP = {"clipnorm": Param(PositiveFloat | None, None), "clipvalue": Param(PositiveFloat | None, None)}
-_DECAY_AND_CLIP = {"weight_decay": Param(NonNegativeFloat | None, None), **_CLIP}
+# Weight averaging: validation, checkpoints and the saved models get the moving average of the
+# weights (training.callbacks.AveragedWeights); the optimizer steps the raw weights.
+_EMA = {"use_ema": Param(bool, False), "ema_momentum": Param(Fraction, 0.99)}
+_DECAY_AND_CLIP = {"weight_decay": Param(NonNegativeFloat | None, None), **_CLIP, **_EMA}
 _BETAS = {"beta_1": Param(Fraction, 0.9), "beta_2": Param(Fraction, 0.999)}
 
 
@@ -62,7 +66,7 @@ class OptimizerSpec(NamedSpec):
         "adam": {**_rate(), **_BETAS, **_EPSILON, "amsgrad": Param(bool, False), **_DECAY_AND_CLIP},
         "adamw": {
             **_rate(), **_BETAS, **_EPSILON, "amsgrad": Param(bool, False),
-            "weight_decay": Param(NonNegativeFloat, 0.004), **_CLIP,
+            "weight_decay": Param(NonNegativeFloat, 0.004), **_CLIP, **_EMA,
         },
         "adamax": {**_rate(), **_BETAS, **_EPSILON, **_DECAY_AND_CLIP},
         "nadam": {**_rate(), **_BETAS, **_EPSILON, **_DECAY_AND_CLIP},
@@ -145,6 +149,8 @@ class DataConfig(Frozen):
     """Use only the first N training images (quick experiments)."""
     test_limit: PositiveInt | None = None
     """Use only the first N test images."""
+    augmentation: AugmentationConfig = AugmentationConfig()
+    """Random rotations, shifts and zooms of training images (keys below); off by default."""
 
 
 class TrainConfig(Frozen):

@@ -97,22 +97,20 @@ def accuracy_from_logits(metric):
 
 
 @contextlib.contextmanager
-def gathered_in_train_step(model, data):
-    """Makes `model`'s training step take `data.index_dataset`'s index batches and gather its own batch.
+def prepared_in_train_step(model, prepare):
+    """Makes `model`'s training step call `prepare` on what the dataset yields, then train on its result.
 
-    On two cores a tf.data map that gathers and scales each batch runs on threads of its own
-    beside the training step, and per batch its work is as large as the whole linear model's
-    step. Done inside the step, the same ops run in the step's own graph. The batches are the
-    same, so training is too. Only this model instance changes, and only inside the `with`.
+    `Model.train_step` is Keras's documented place to change what a step does; only this model
+    instance changes, and only inside the `with`.
 
     Args:
-        model: a compiled Keras model; fit it on `data.index_dataset` inside the `with`.
-        data: the `data.batches.EpochShuffledDataset` whose indices the step receives.
+        model: a compiled Keras model.
+        prepare: a function from the dataset's element to the (images, labels) batch to train on.
     """
     plain_train_step = model.train_step
 
-    def train_step(indices):
-        return plain_train_step(data.batch_for(indices))
+    def train_step(data):
+        return plain_train_step(prepare(data))
 
     model.train_step = train_step
     model.train_function = None  # Keras builds it from train_step at the next fit
@@ -121,6 +119,24 @@ def gathered_in_train_step(model, data):
     finally:
         del model.train_step
         model.train_function = None
+
+
+def gathered_in_train_step(model, data, augment=None):
+    """Makes `model`'s training step take `data.index_dataset`'s index batches and gather its own batch.
+
+    On two cores a tf.data map that gathers and scales each batch runs on threads of its own
+    beside the training step, and per batch its work is as large as the whole linear model's
+    step. Done inside the step, the same ops run in the step's own graph. The batches are the
+    same, so training is too. Use it as a context manager (`prepared_in_train_step`).
+
+    Args:
+        model: a compiled Keras model; fit it on `data.index_dataset` inside the `with`.
+        data: the `data.batches.EpochShuffledDataset` whose indices the step receives.
+        augment: (images, labels) -> (images, labels) applied to each gathered batch, or None.
+    """
+    if augment is None:
+        return prepared_in_train_step(model, data.batch_for)
+    return prepared_in_train_step(model, lambda indices: augment(*data.batch_for(indices)))
 
 
 @functools.cache

@@ -65,12 +65,14 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         state: the `checkpoint.TrainingState` to continue; updated in place.
         interrupts: the `GracefulInterrupts` that turns a signal into a stop after this step.
         fast_paths: the step gathers its own batch (`fast_paths.gathered_in_train_step`);
-            False: a tf.data map does, as in plain Keras.
+            False: a tf.data map does, as in plain Keras. Either way `data.augmentation` is
+            applied inside the step.
         verbose: Keras's display (None: the config's `train.verbose`).
     """
     from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
-    from mnist_zoo.training.callbacks import CommitEpochs, EpochOrder, StopOnSignal
-    from mnist_zoo.training.fast_paths import gathered_in_train_step
+    from mnist_zoo.training.callbacks import AveragedWeights, CommitEpochs, EpochOrder, StopOnSignal, uses_weight_averaging
+    from mnist_zoo.data.augmentation import Augmenter, augmented_batches
+    from mnist_zoo.training.fast_paths import gathered_in_train_step, prepared_in_train_step
     from mnist_zoo.training.loop import TrainingLoop
 
     train, one_hot = config.train, config.train.loss.one_hot_labels
@@ -90,10 +92,21 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
     committer = CommitEpochs(run_dir, TrainingLoop(state, train.early_stopping), train_data.steps_per_epoch,
                              tensorboard)
     callbacks = [EpochOrder(train_data), committer, StopOnSignal(interrupts)]
+    if uses_weight_averaging(model.optimizer):  # before the committer: it saves what this puts in the model
+        callbacks.insert(1, AveragedWeights(averages_in_model=state.epochs_completed > 0))
     interrupts.watch(model)
     try:
-        gathering = gathered_in_train_step(model, train_data) if fast_paths else contextlib.nullcontext()
-        with gathering:
+        augmentation = config.data.augmentation
+        # Augmentation runs in the step's graph too (not in tf.data threads competing for the cores),
+        # drawn from the optimizer's step counter so that a resumed run repeats it.
+        augment = augmented_batches(Augmenter(augmentation, train.seed), model) if augmentation.enabled else None
+        if fast_paths:
+            stepping = gathered_in_train_step(model, train_data, augment)
+        elif augment is not None:
+            stepping = prepared_in_train_step(model, lambda batch: augment(*batch))
+        else:
+            stepping = contextlib.nullcontext()
+        with stepping:
             model.fit(
                 train_data.index_dataset if fast_paths else train_data.dataset,
                 validation_data=val_data,
