@@ -12,7 +12,7 @@ from mnist_zoo.models.common import (
     dense_stack,
     image_input,
     output_layer,
-    weight_kwargs,
+    weight_block,
 )
 from mnist_zoo.fields import Activation, Fraction, Frozen, PositiveInt
 
@@ -33,7 +33,7 @@ class ConvLayerConfig(Frozen):
     pool_size: PositiveInt | None = 2
     """Pooling window after the convolution; null: no pooling."""
     dropout_rate: Fraction = 0.0
-    """Spatial dropout after the block."""
+    """Dropout after the block (of whole feature maps or of single values: model.conv_dropout)."""
 
 
 class CNNConfig(DenseHeadConfig):
@@ -45,6 +45,8 @@ class CNNConfig(DenseHeadConfig):
     """The convolution blocks, in order (keys below under model.conv_layers[])."""
     pooling: Literal["max", "average"] = "max"
     """Pooling type of every block."""
+    conv_dropout: Literal["spatial", "standard"] = "spatial"
+    """What a block's dropout drops: spatial, whole feature maps (SpatialDropout2D); standard, single values (Dropout)."""
     hidden_units: tuple[PositiveInt, ...] = (1024,)
     """Widths of the Dense layers after Flatten."""
     dropout_rate: Fraction | tuple[Fraction, ...] = 0.5
@@ -73,19 +75,15 @@ def build(config: CNNConfig):
     inputs = image_input()
     x = inputs
     for index, layer in enumerate(config.conv_layers, start=1):
-        x = keras.layers.Conv2D(
-            layer.filters,
-            layer.kernel_size,
-            strides=layer.strides,
-            padding=layer.padding,
-            activation=layer.activation or config.activation,
-            name=f"conv_{index}",
-            **weight_kwargs(config),
-        )(x)
+        x = weight_block(
+            x, keras.layers.Conv2D, f"conv_{index}", layer.activation or config.activation, config,
+            filters=layer.filters, kernel_size=layer.kernel_size, strides=layer.strides, padding=layer.padding,
+        )
         if layer.pool_size:
             x = pool_class(pool_size=layer.pool_size, name=f"pool_{index}")(x)
         if layer.dropout_rate > 0:
-            x = keras.layers.SpatialDropout2D(layer.dropout_rate, name=f"conv_dropout_{index}")(x)
+            dropout_class = keras.layers.SpatialDropout2D if config.conv_dropout == "spatial" else keras.layers.Dropout
+            x = dropout_class(layer.dropout_rate, name=f"conv_dropout_{index}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = dense_stack(x, config)
     return keras.Model(inputs, output_layer(x, config), name="cnn")

@@ -60,6 +60,12 @@ class DenseHeadConfig(ModelConfigBase):
     """Activation of the hidden layers."""
     dropout_rate: Fraction | tuple[Fraction, ...] = 0.0
     """Dropout after each hidden Dense layer: one rate, or a list with one per layer."""
+    batch_norm: bool = False
+    """BatchNormalization after every hidden layer's weights (each convolution and hidden Dense)."""
+    batch_norm_position: Literal["before_activation", "after_activation"] = "before_activation"
+    """before_activation (Ioffe & Szegedy 2015; the layer then has no bias, BN's offset replaces it) or after_activation."""
+    batch_norm_momentum: Fraction = 0.99
+    """Momentum of BN's moving mean and variance (Keras's default); lower suits runs of a few hundred steps."""
 
     @model_validator(mode="after")
     def _check_dropout_per_layer(self):
@@ -114,14 +120,41 @@ def image_input():
     return keras.Input(shape=IMAGE_SHAPE, name="image")
 
 
+def weight_block(x, layer_class, name: str, activation: str, config: DenseHeadConfig, **layer_arguments):
+    """A Dense or Conv2D layer with its activation, and BatchNormalization where the config puts it.
+
+    Args:
+        x: the input tensor.
+        layer_class: `keras.layers.Dense` or `keras.layers.Conv2D`.
+        name: the weight layer's name; its BN and activation layers are named after it.
+        activation: the block's activation.
+        config: the model config (weight options and `batch_norm*`).
+        **layer_arguments: the layer's own arguments (units, filters, kernel_size, ...).
+
+    Returns:
+        The block's output tensor.
+    """
+    import keras
+
+    arguments = {**layer_arguments, **weight_kwargs(config)}
+    if not config.batch_norm:
+        return layer_class(activation=activation, name=name, **arguments)(x)
+    normalization = keras.layers.BatchNormalization(momentum=config.batch_norm_momentum, name=f"{name}_bn")
+    if config.batch_norm_position == "after_activation":
+        return normalization(layer_class(activation=activation, name=name, **arguments)(x))
+    # BN subtracts the batch mean right after the layer, so a bias there would be cancelled:
+    # BN's own offset (beta) takes its place.
+    arguments.update(use_bias=False, bias_regularizer=None, bias_constraint=None)
+    x = normalization(layer_class(activation=None, name=name, **arguments)(x))
+    return keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+
+
 def dense_stack(x, config: DenseHeadConfig):
-    """Applies a Dense layer (and Dropout, if its rate is > 0) per hidden width."""
+    """Applies a Dense layer (with BN if configured, and Dropout if its rate is > 0) per hidden width."""
     import keras
 
     for index, (units, rate) in enumerate(zip(config.hidden_units, config.dropout_rates()), start=1):
-        x = keras.layers.Dense(
-            units, activation=config.activation, name=f"dense_{index}", **weight_kwargs(config)
-        )(x)
+        x = weight_block(x, keras.layers.Dense, f"dense_{index}", config.activation, config, units=units)
         if rate > 0:
             x = keras.layers.Dropout(rate, name=f"dropout_{index}")(x)
     return x

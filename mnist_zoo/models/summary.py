@@ -30,7 +30,8 @@ def layer_macs(layer) -> tuple[int | None, int | None]:
     The material counts the bias as one extra input per kernel window: Dense (in + 1) x units,
     Conv2D in_channels x (k_h x k_w + 1) x out_h x out_w x filters (its formula, which counts a
     bias per input channel). Keras's layers without weights (pooling, flatten, dropout,
-    activations) count 0. Anything else, custom layers included, is (None, None): not guessed.
+    activations) count 0, and so does BatchNormalization, a scale and shift that folds into the
+    weights next to it. Anything else, custom layers included, is (None, None): not guessed.
     """
     kind = type(layer).__name__
     from_keras = type(layer).__module__.startswith("keras.")
@@ -39,6 +40,9 @@ def layer_macs(layer) -> tuple[int | None, int | None]:
     if kind == "Dense":
         inputs, units = int(layer.input.shape[-1]), layer.units
         return inputs * units, (inputs + int(layer.use_bias)) * units
+    if kind == "BatchNormalization" and from_keras:
+        # At inference it is a fixed scale and shift, which folds into the adjacent layer's weights.
+        return 0, 0
     if kind == "Conv2D" and layer.groups == 1:
         kernel_height, kernel_width = layer.kernel_size
         in_channels = int(layer.input.shape[-1])

@@ -42,6 +42,60 @@ class StopOnSignal(keras.callbacks.Callback):
             raise TrainingInterrupted(self.interrupts.signal_number)
 
 
+class AveragedWeights(keras.callbacks.Callback):
+    """Puts the optimizer's moving average of the weights (`use_ema`) in the model for validation and commits.
+
+    The model holds the averages from validation to the end of the epoch, so the validation
+    figures, the checkpoint, best.keras and last.keras are the averaged network's; the next epoch
+    trains the raw weights again. Keras's `SwapEMAWeights(swap_on_epoch=True)` swaps the same
+    way but assumes every `fit` starts with the raw weights in the model, while a checkpoint is
+    saved with the averages in it: a resumed run would train on the averages.
+
+    At its end, `fit` copies the optimizer's averages into the model (`finalize_variable_values`),
+    which after the swap hold the raw weights; `on_train_end` puts the averages back.
+
+    Args:
+        averages_in_model: whether the model holds the averages now (a restored checkpoint does).
+    """
+
+    def __init__(self, averages_in_model: bool):
+        super().__init__()
+        self.averages_in_model = averages_in_model
+        self._averages = None
+
+    def _swap(self):
+        # The same variables Keras's SwapEMAWeights swaps; a loss-scaled optimizer wraps the real one.
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        for variable, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+            weights = keras.ops.convert_to_numpy(variable)
+            variable.assign(average)
+            average.assign(weights)
+        self.averages_in_model = not self.averages_in_model
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.averages_in_model:
+            self._swap()
+
+    def on_test_begin(self, logs=None):
+        if not self.averages_in_model:
+            self._swap()
+
+    def on_epoch_end(self, epoch, logs=None):  # runs before CommitEpochs: the commit saves the averages
+        if not self.averages_in_model:
+            self._swap()
+        self._averages = [keras.ops.convert_to_numpy(variable) for variable in self.model.trainable_variables]
+
+    def on_train_end(self, logs=None):
+        if self.averages_in_model and self._averages is not None:
+            for variable, average in zip(self.model.trainable_variables, self._averages):
+                variable.assign(average)
+
+
+def uses_weight_averaging(optimizer) -> bool:
+    """Whether `optimizer` (or the one a loss-scaling optimizer wraps) keeps a moving average of the weights."""
+    return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
+
+
 class CommitEpochs(keras.callbacks.Callback):
     """Commits every complete epoch: through the `TrainingLoop`, then one atomic checkpoint, then history.
 
