@@ -39,6 +39,7 @@ _PUBLIC = {
     "compare": "mnist_zoo.api.reports",
     "plot_history": "mnist_zoo.api.reports",
     "list_models": "mnist_zoo.api.reports",
+    "preview_augmentation": "mnist_zoo.api.reports",
     "diagnose": "mnist_zoo.api.reports",
     "Comparison": "mnist_zoo.api.reports",
     "sweep": "mnist_zoo.api.sweep",

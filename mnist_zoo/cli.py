@@ -188,20 +188,24 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--ensemble", is_flag=True, help="Average the class probabilities of all PATHs: one model, one report.")
 @click.option("--dataset", type=click.Choice(DATASETS), help="Test set to use (default: the run's, else mnist).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the IDX files or mnist.npz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--plots", is_flag=True, help="Also write confusion_matrix.png and misclassified.png.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where evaluation.json and plots go (default: the run directory, or beside the model).")
+              help="Where evaluation.json (and plots) go (default: the run directory, or beside the model; "
+                   "with --ensemble: the current folder).")
 @_device_option
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
-def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe):
+def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, device, unsafe):
     """Evaluate a model on the test set: a run directory, a .keras file, or an exported file.
 
     PATH is a run directory (its best.keras), a .keras file, or an export (.tflite, .onnx, a
-    SavedModel folder), which runs in its own runtime (LiteRT, onnxruntime, TensorFlow).
+    SavedModel folder), which runs in its own runtime (LiteRT, onnxruntime, TensorFlow). With
+    --ensemble, several PATHs of one data set answer as one model (their probabilities averaged);
+    each member's own accuracy is listed too.
 
     \b
     Examples:
@@ -209,17 +213,24 @@ def evaluate(path, dataset, data_dir, as_json, plots, output_dir, device, unsafe
       mnist-zoo evaluate my_model.keras --json
       mnist-zoo evaluate runs/20261122-120000-cnn --plots
       mnist-zoo evaluate runs/20261122-120000-cnn/export/model-int8.tflite
+      mnist-zoo evaluate runs/*-cnn_record --ensemble
     """
-    from mnist_zoo.inference.evaluation import run_evaluation
+    from mnist_zoo.inference.evaluation import run_ensemble_evaluation, run_evaluation
 
-    result = run_evaluation(path, dataset, data_dir and str(data_dir), output_dir, device, unsafe, plots,
-                            progressbar=_progressbar())
+    if len(paths) > 1 and not ensemble:
+        raise click.UsageError(f"{len(paths)} models given; evaluate them one at a time, or add --ensemble to "
+                               "average them into one")
+    settings = dict(dataset=dataset, data_dir=data_dir and str(data_dir), output_dir=output_dir, device=device,
+                    unsafe=unsafe, plots=plots, progressbar=_progressbar())
+    result = run_ensemble_evaluation(list(paths), **settings) if ensemble else run_evaluation(paths[0], **settings)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return
-    from mnist_zoo.report.tables import format_evaluation
+    from mnist_zoo.report.tables import format_evaluation, format_members
 
     click.echo(f"model: {result.model_path} ({result.report['runtime']})\ndata: {result.dataset_source}\n")
+    if ensemble:
+        click.echo(format_members(result.members) + "\n")
     click.echo(format_evaluation(result.report, result.class_names))
     for written in result.written:
         click.echo(f"wrote {written}")
@@ -560,6 +571,31 @@ def config_show(model_name, config_path, overrides):
     from mnist_zoo.config.loading import config_to_yaml
 
     click.echo(config_to_yaml(_load_selected_config(model_name, config_path, overrides)), nl=False)
+
+
+@config_group.command("preview-augmentation")
+@_config_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("augmentation.png"),
+              show_default=True, help="The PNG to write.")
+@click.option("--images", type=click.IntRange(1, 30), default=10, show_default=True, help="Digits shown (rows).")
+@click.option("--variants", type=click.IntRange(1, 16), default=8, show_default=True,
+              help="Augmented versions of each (columns).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the IDX files or mnist.npz.")
+def config_preview_augmentation(model_name, config_path, overrides, output, images, variants, data_dir):
+    """Draw training digits as the config's data.augmentation changes them.
+
+    Each row is one digit: the original, then the changes the first training steps draw for it.
+
+    \b
+    Examples:
+      mnist-zoo config preview-augmentation --model cnn_record -o grid.png
+      mnist-zoo config preview-augmentation --model cnn --set data.augmentation.rotation=15
+    """
+    from mnist_zoo.api.reports import preview_augmentation
+
+    config = _load_selected_config(model_name, config_path, overrides)
+    preview_augmentation(config, path=output, images=images, variants=variants, data_dir=data_dir)
+    click.echo(f"wrote {output}")
 
 
 @config_group.command("list")

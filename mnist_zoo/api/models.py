@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,10 @@ class Evaluation(EvaluationResult):
         written: the files written (evaluation.json, and the PNGs with `plots=True`).
         images, labels, probabilities: the test images, their labels and the predicted
             probabilities (n, 10): for your own plots.
+        members: for an ensemble, each member's {'model', 'runtime', 'accuracy', 'loss'}; else [].
     """
+
+    members: list = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -101,12 +104,16 @@ class Evaluation(EvaluationResult):
 
 def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os.PathLike | None = None,
              output_dir: str | os.PathLike | None = None, plots: bool = False, device: str = "auto",
-             unsafe: bool = False) -> Evaluation:
+             unsafe: bool = False, ensemble: bool = False) -> Evaluation:
     """Scores a model on the test set, in its own runtime; what `mnist-zoo evaluate` does.
 
     Args:
         model: a `Run` or run directory (its best.keras), a `.keras`, `.tflite` or `.onnx`
-            file, or a SavedModel folder (needs `unsafe`: it is a program).
+            file, or a SavedModel folder (needs `unsafe`: it is a program); with `ensemble`, a
+            list of them.
+        ensemble: average the class probabilities of the models in `model` and score them as
+            one (`Evaluation.members` then holds each member's own accuracy and loss); the report
+            goes to `output_dir`, default the current folder.
         dataset: 'mnist' or 'fashion_mnist' (default: the run's, else 'mnist').
         data_dir: a folder with the IDX files or mnist.npz (default: the run's, else
             $MNIST_ZOO_DATA_DIR, else the download cache).
@@ -126,8 +133,14 @@ def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os
 
     check_choice("dataset", dataset, allow_none=True)
     check_choice("device", device)
-    result = run_evaluation(_path(model), dataset, data_dir and str(data_dir), output_dir and Path(output_dir),
-                            device, unsafe, plots)
+    settings = (dataset, data_dir and str(data_dir), output_dir and Path(output_dir), device, unsafe, plots)
+    if ensemble:
+        from mnist_zoo.inference.evaluation import run_ensemble_evaluation
+
+        models = [model] if isinstance(model, (str, os.PathLike)) or hasattr(model, "path") else list(model)
+        result = run_ensemble_evaluation([_path(member) for member in models], *settings)
+        return Evaluation(**{item.name: getattr(result, item.name) for item in fields(result)})
+    result = run_evaluation(_path(model), *settings)
     return Evaluation(**{item.name: getattr(result, item.name) for item in fields(result)})
 
 

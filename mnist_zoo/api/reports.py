@@ -1,4 +1,4 @@
-"""`compare`, `plot_history`, `models`, `doctor`: reading runs side by side, and this machine."""
+"""`compare`, `plot_history`, `preview_augmentation`, `models`, `doctor`: runs side by side, data as trained on, this machine."""
 
 from __future__ import annotations
 
@@ -97,6 +97,54 @@ def plot_history(runs: Any = None, *, path: str | os.PathLike | None = None,
 
     paths = _paths(runs) if runs is not None else [rundir.latest_run(Path(runs_dir))]
     figure = history_figure([(path_.resolve().name, rundir.read_history(path_)) for path_ in paths])
+    return save_figure(figure, path) if path else figure
+
+
+def preview_augmentation(model: Any = "cnn", *, path: str | os.PathLike | None = None, images: int = 10,
+                         variants: int = 8, set: Any = None, data_dir: str | os.PathLike | None = None):  # noqa: A002
+    """The training digits as a config's `data.augmentation` changes them, in a grid.
+
+    One row per digit (the first training image of each class, then the next ones), the original
+    first, then the changes training steps 0, 1, ... draw for it with the config's seed.
+
+    Args:
+        model: a bundled config's name, a YAML path or a `RunConfig` (as `mz.load_config` takes).
+        path: also save the figure as this PNG.
+        images: digits shown (rows), 1-30.
+        variants: changes per digit (columns), 1-16.
+        set: config overrides, e.g. {'data.augmentation.rotation': 15}.
+        data_dir: the data folder (default: the config's, else $MNIST_ZOO_DATA_DIR, else the download).
+
+    Returns:
+        A matplotlib `Figure`.
+
+    Raises:
+        ConfigError: the config turns no augmentation on.
+        ValueError: `images` or `variants` out of range.
+    """
+    import numpy as np
+
+    from mnist_zoo.api.train import load_config
+    from mnist_zoo.data.augmentation import preview_batches
+    from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.errors import ConfigError
+    from mnist_zoo.report.plots import augmentation_figure, save_figure
+
+    if not 1 <= images <= 30 or not 1 <= variants <= 16:
+        raise ValueError(f"images={images}, variants={variants}: expected 1-30 images and 1-16 variants")
+    config = load_config(model, set=set, data_dir=data_dir)
+    augmentation = config.data.augmentation
+    if not augmentation.enabled:
+        raise ConfigError(f"{config.name}: data.augmentation changes nothing (all off); turn something on, "
+                          "e.g. --set data.augmentation.rotation=15")
+    dataset = load_dataset(config.data.dataset, config.data.data_dir)
+    labels = dataset.train_labels
+    # One digit per class first (a learner wants to see every digit), then the next of each class.
+    per_class = [np.flatnonzero(labels == digit) for digit in range(len(dataset.class_names))]
+    order = [indices[rank] for rank in range(images) for indices in per_class if rank < len(indices)][:images]
+    chosen = dataset.train_images[order]
+    changed = preview_batches(augmentation, config.train.seed, chosen, variants)
+    figure = augmentation_figure(chosen, changed, labels[order], dataset.class_names, augmentation.describe())
     return save_figure(figure, path) if path else figure
 
 

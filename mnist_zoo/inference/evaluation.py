@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -177,20 +177,84 @@ def run_evaluation(
         folder, prefix = Path(output_dir), ""
     else:
         folder, prefix = report_place(model_path, run_dir, model.kind)
+    written = _write_outputs(folder, prefix, report, data, probabilities, plots,
+                             plot_prefix=prefix if model.kind != "keras" else "",
+                             title=f"{model_path.name} ({model.kind})")
+    return EvaluationResult(report, model_path, data.source, data.class_names, written, data.test_images,
+                            data.test_labels, probabilities)
+
+
+def _write_outputs(folder: Path, prefix: str, report: dict, data, probabilities, plots: bool, plot_prefix: str,
+                   title: str) -> list[Path]:
+    """Writes <prefix>evaluation.json and, with `plots`, the confusion matrix and misclassified grid."""
     json_path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
     rundir.write_json(json_path, report)
     written = [json_path]
     if plots:
         from mnist_zoo.report.plots import confusion_matrix_figure, misclassified_figure, save_figure
 
-        plot_prefix = prefix if model.kind != "keras" else ""
         # Two lines: a long file name and the runtime do not fit beside the data set in one.
-        title = (f"Confusion matrix: {model_path.name} ({model.kind})\n"
-                 f"{data.name} test set, {report['accuracy']:.2%} accuracy")
+        heading = f"Confusion matrix: {title}\n{data.name} test set, {report['accuracy']:.2%} accuracy"
         matrix_path, grid_path = folder / f"{plot_prefix}confusion_matrix.png", folder / f"{plot_prefix}misclassified.png"
-        save_figure(confusion_matrix_figure(np.array(report["confusion_matrix"]), data.class_names, title), matrix_path)
+        save_figure(confusion_matrix_figure(np.array(report["confusion_matrix"]), data.class_names, heading),
+                    matrix_path)
         save_figure(misclassified_figure(data.test_images, data.test_labels, probabilities, data.class_names),
                     grid_path)
         written += [matrix_path, grid_path]
-    return EvaluationResult(report, model_path, data.source, data.class_names, written, data.test_images,
-                            data.test_labels, probabilities)
+    return written
+
+
+@dataclass(frozen=True, eq=False)
+class EnsembleEvaluation(EvaluationResult):
+    """What `run_ensemble_evaluation` measured: the ensemble's report, and one line per member."""
+
+    members: list = field(default_factory=list)
+    """One dict per member, in order: {'model', 'runtime', 'accuracy', 'loss'}."""
+
+
+def run_ensemble_evaluation(
+    paths: list[Path],
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    output_dir: Path | None = None,
+    device: str = "auto",
+    unsafe: bool = False,
+    plots: bool = False,
+    progressbar: bool = False,
+) -> EnsembleEvaluation:
+    """Evaluates models together: their averaged probabilities, and each member alone.
+
+    Args:
+        paths: run directories and model files of any runtime (see `run_evaluation`), trained on
+            one data set.
+        dataset: the test set; default the runs', else 'mnist'.
+        data_dir: where the data is; default the first run's, else `$MNIST_ZOO_DATA_DIR` or download.
+        output_dir: where ensemble-evaluation.json (and the plots) go; default the current folder.
+        device, unsafe, plots, progressbar: as `run_evaluation`.
+
+    Returns:
+        The `EnsembleEvaluation`; its `probabilities` are the ensemble's.
+    """
+    from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.inference.ensemble import average_probabilities, ensemble_dataset, open_ensemble, resolve_members
+    from mnist_zoo.runtime.device import select_device
+
+    members = resolve_members([Path(path) for path in paths])
+    select_device(device)
+    ensemble = open_ensemble(members, unsafe=unsafe)
+    first_run = next((member.run_dir for member in members if member.run_dir is not None), None)
+    data = load_dataset(dataset or ensemble_dataset(members), data_dir or run_data_settings(first_run)[1],
+                        progressbar=progressbar)
+    member_probabilities = ensemble.member_probabilities(data.test_images)
+    member_rows = []
+    for member, classifier, probabilities in zip(members, ensemble.members, member_probabilities):
+        alone = classification_report(data.test_labels, probabilities, data.class_names)
+        member_rows.append({"model": str(member.model_path), "runtime": classifier.kind,
+                            "accuracy": alone["accuracy"], "loss": alone["loss"]})
+    probabilities = average_probabilities(member_probabilities)
+    report = {"model": f"ensemble of {len(members)}", "runtime": "ensemble", "dataset": data.name,
+              "members": member_rows, **classification_report(data.test_labels, probabilities, data.class_names)}
+    written = _write_outputs(Path(output_dir) if output_dir is not None else Path("."), "ensemble-", report, data,
+                             probabilities, plots, plot_prefix="ensemble-", title=f"ensemble of {len(members)}")
+    return EnsembleEvaluation(report, ensemble.path, data.source, data.class_names, written, data.test_images,
+                              data.test_labels, probabilities, members=member_rows)

@@ -137,6 +137,34 @@ def misclassified_figure(images, labels, probabilities, class_names, max_images:
     return figure
 
 
+def augmentation_figure(originals, changed, labels, class_names, description: str):
+    """The original digits in the first column, then their augmented versions (a `Figure`).
+
+    Args:
+        originals: uint8 or float array (n, 28, 28).
+        changed: float array (n, variants, 28, 28) in [0, 1].
+        labels: the n class indices.
+        class_names: names of the classes.
+        description: the augmentation, for the title.
+    """
+    rows, variants = changed.shape[:2]
+    figure = new_figure(figsize=(1.25 * (variants + 1) + 0.3, 1.3 * rows + 0.8), layout="constrained")
+    axes = figure.subplots(rows, variants + 1, squeeze=False)
+    for row in range(rows):
+        axes[row, 0].imshow(originals[row], cmap="gray_r", vmin=0, vmax=255 if originals.dtype == np.uint8 else 1)
+        axes[row, 0].set_ylabel(class_names[labels[row]], rotation=0, labelpad=14, fontsize=10, va="center")
+        for column in range(variants):
+            axes[row, column + 1].imshow(changed[row, column], cmap="gray_r", vmin=0, vmax=1)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[0, 0].set_title("original", fontsize=9)
+    for column in range(variants):
+        axes[0, column + 1].set_title(f"step {column}", fontsize=9)
+    figure.suptitle(f"Training images as augmented: {description}", fontsize=11)
+    return figure
+
+
 def comparison_figure(rows):
     """Test accuracy against parameters (log scale) and against training time, a labelled point per run.
 

@@ -61,6 +61,13 @@ def format_evaluation(report: dict, class_names) -> str:
                         "most confused (true -> predicted: count)\n" + confused])
 
 
+def format_members(members: list[dict]) -> str:
+    """One line per ensemble member: its file, runtime, and accuracy and loss alone."""
+    body = [[str(index), member["model"], member["runtime"], f"{member['accuracy']:.2%}", f"{member['loss']:.4f}"]
+            for index, member in enumerate(members, start=1)]
+    return "members, each alone:\n" + table(["#", "model", "runtime", "accuracy", "loss"], body, align="lllrr")
+
+
 def format_leaderboard(rows, markdown: bool = False) -> str:
     """The compare leaderboard: one line per run (`report.compare.RunRow`), in the given order."""
     headers = ["run", "model", "config", "parameters", "forward MACs", "epochs", "train s", "s/epoch",
