@@ -215,3 +215,18 @@ def test_preview_shows_what_training_step_k_draws():
     step_one = Augmenter(config, 42)(tf.constant(images[..., None].astype("float32") * np.float32(1 / 255)),
                                      tf.constant(1, tf.int64)).numpy()[..., 0]
     np.testing.assert_allclose(grid[:, 1], step_one, atol=1e-6)
+
+
+def test_plain_keras_training_augments_in_its_step_too(tmp_path, small_mnist_dir):
+    seen = []
+
+    class FirstBatch(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append("train_step" in vars(self.model))  # the step is ours, not a tf.data map's
+
+    common = {"epochs": 1, "fast_paths": False}
+    plain = train_run(make_config(small_mnist_dir, "mlp", train=common), fresh_run_dir(tmp_path, "plain"))
+    augmented = train_run(make_config(small_mnist_dir, "mlp", train=common, data={"augmentation": {"rotation": 20}}),
+                          fresh_run_dir(tmp_path, "augmented"), extra_callbacks=[FirstBatch()])
+    assert seen == [True]
+    assert plain.metrics["test_loss"] != augmented.metrics["test_loss"]
