@@ -22,6 +22,7 @@ EXPECTED_PARAMETERS = {
     "seeds/lab_mlp": 244_840,
     "seeds/lab_mlp_392": 127_240,
     "seeds/lab_cnn": 56_420,
+    "cnn_fast": 109_146,
 }
 
 
