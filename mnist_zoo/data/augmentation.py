@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from mnist_zoo.fields import Frozen, NonNegativeFloat
 
@@ -30,12 +30,6 @@ class AugmentationConfig(Frozen):
     """Largest zoom in or out, as a fraction (0.1: 90-110 % of the size)."""
     probability: Annotated[float, Field(gt=0, le=1)] = 1.0
     """Share of training images changed; the rest pass as they are."""
-
-    @model_validator(mode="after")
-    def _check_float_translation(self):
-        if isinstance(self.translation, float) and self.translation >= 1:
-            raise ValueError(f"translation {self.translation} is neither whole pixels nor a fraction below 0.5")
-        return self
 
     @property
     def enabled(self) -> bool:
@@ -153,20 +147,19 @@ class Augmenter:
             transformation = layer.get_random_transformation(changed, training=True, seed=seed)
             changed = layer.transform_images(changed, transformation, training=True)
         if self.config.probability < 1:
-            keep = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed.next()) >= self.config.probability
-            changed = tf.where(keep, images, changed)
+            draws = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed.next())
+            changed = tf.where(draws >= self.config.probability, images, changed)
         return changed
 
 
-def augmented_batches(augmenter: Augmenter | None, model):
-    """A function (images, labels) -> (changed images, labels) for `model`'s training step.
+def augmented_batches(augmenter: Augmenter, model):
+    """A function from an (images, labels) batch to (changed images, labels), for `model`'s training step.
 
     The step is read from the model's optimizer (`iterations`), which checkpoints restore.
     """
-    if augmenter is None:
-        return lambda images, labels: (images, labels)
 
-    def augment(images, labels):
+    def augment(batch):
+        images, labels = batch
         return augmenter(images, model.optimizer.iterations), labels
 
     return augment

@@ -132,11 +132,12 @@ def gathered_in_train_step(model, data, augment=None):
     Args:
         model: a compiled Keras model; fit it on `data.index_dataset` inside the `with`.
         data: the `data.batches.EpochShuffledDataset` whose indices the step receives.
-        augment: (images, labels) -> (images, labels) applied to each gathered batch, or None.
+        augment: a function from the (images, labels) batch to the one to train on
+            (`data.augmentation.augmented_batches`), or None.
     """
     if augment is None:
         return prepared_in_train_step(model, data.batch_for)
-    return prepared_in_train_step(model, lambda indices: augment(*data.batch_for(indices)))
+    return prepared_in_train_step(model, lambda indices: augment(data.batch_for(indices)))
 
 
 @functools.cache

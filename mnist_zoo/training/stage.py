@@ -70,8 +70,9 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         verbose: Keras's display (None: the config's `train.verbose`).
     """
     from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
-    from mnist_zoo.training.callbacks import AveragedWeights, CommitEpochs, EpochOrder, StopOnSignal, uses_weight_averaging
     from mnist_zoo.data.augmentation import Augmenter, augmented_batches
+    from mnist_zoo.training.callbacks import (AveragedWeights, CommitEpochs, EpochOrder, StopOnSignal,
+                                              uses_weight_averaging)
     from mnist_zoo.training.fast_paths import gathered_in_train_step, prepared_in_train_step
     from mnist_zoo.training.loop import TrainingLoop
 
@@ -103,7 +104,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         if fast_paths:
             stepping = gathered_in_train_step(model, train_data, augment)
         elif augment is not None:
-            stepping = prepared_in_train_step(model, lambda batch: augment(*batch))
+            stepping = prepared_in_train_step(model, augment)
         else:
             stepping = contextlib.nullcontext()
         with stepping:
