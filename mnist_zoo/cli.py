@@ -205,7 +205,9 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, dev
     PATH is a run directory (its best.keras), a .keras file, or an export (.tflite, .onnx, a
     SavedModel folder), which runs in its own runtime (LiteRT, onnxruntime, TensorFlow). With
     --ensemble, several PATHs of one data set answer as one model (their probabilities averaged);
-    each member's own accuracy is listed too.
+    each member's own accuracy is listed too, and --output-dir (default: the current folder) gets
+    an ensemble.json naming the members: that folder is then one model for predict, serve,
+    compare and evaluate.
 
     \b
     Examples:
@@ -213,7 +215,8 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, dev
       mnist-zoo evaluate my_model.keras --json
       mnist-zoo evaluate runs/20261122-120000-cnn --plots
       mnist-zoo evaluate runs/20261122-120000-cnn/export/model-int8.tflite
-      mnist-zoo evaluate runs/*-cnn_record --ensemble
+      mnist-zoo evaluate runs/record-seed* --ensemble --output-dir runs/record-ensemble
+      mnist-zoo evaluate runs/record-ensemble
     """
     from mnist_zoo.inference.evaluation import run_ensemble_evaluation, run_evaluation
 
@@ -228,12 +231,17 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, dev
         return
     from mnist_zoo.report.tables import format_evaluation, format_members
 
+    is_ensemble = result.report["runtime"] == "ensemble"  # also a single PATH that is an ensemble's folder
     click.echo(f"model: {result.model_path} ({result.report['runtime']})\ndata: {result.dataset_source}\n")
-    if ensemble:
+    if is_ensemble:
         click.echo(format_members(result.members) + "\n")
     click.echo(format_evaluation(result.report, result.class_names))
     for written in result.written:
         click.echo(f"wrote {written}")
+    if is_ensemble:
+        folder = result.model_path.parent
+        click.echo(f"the folder {folder} now stands for the ensemble: mnist-zoo predict {folder} IMAGE, "
+                   f"mnist-zoo serve {folder}, mnist-zoo compare {folder} RUN...")
 
 
 # ----------------------------------------------------------------------------- predict
@@ -251,8 +259,9 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, dev
 def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsafe):
     """Predict the digit in your own images (PNG, JPEG, BMP, GIF, ...) or .npy arrays.
 
-    MODEL is a run directory, a .keras file, or an export (.tflite, .onnx, a SavedModel folder,
-    run in its own runtime). Pictures are prepared the way MNIST was made:
+    MODEL is a run directory, a .keras file, an export (.tflite, .onnx, a SavedModel folder,
+    run in its own runtime), or an ensemble's folder (see evaluate --ensemble), which answers
+    with its members' averaged probabilities. Pictures are prepared the way MNIST was made:
     grayscale, inverted if dark-on-light, cropped to the digit, scaled to fit 20x20, centred
     by centre of mass in 28x28. .npy arrays are taken as 28x28 MNIST-format images as they are.
     Exit status 2 if any input could not be read (the others are still predicted).
@@ -261,6 +270,7 @@ def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsaf
     Examples:
       mnist-zoo predict runs/20261122-120000-cnn my_digit.jpg
       mnist-zoo predict best.keras photos/ --top-k 1 --json
+      mnist-zoo predict runs/record-ensemble my_digit.jpg
     """
     from mnist_zoo.inference.prediction import run_prediction
 
@@ -460,7 +470,8 @@ def serve(paths, runs_dir, no_runs, host, port, access_log, unsafe, device):
     """Serve a page to draw digits on, and a JSON API, running the zoo's models side by side.
 
     Serves every finished run in --runs-dir and any run directory or model file named (.keras,
-    .tflite, .onnx, a SavedModel folder). Drawings and uploads are prepared as `predict`
+    .tflite, .onnx, a SavedModel folder); an ensemble's folder (see evaluate --ensemble) is one
+    model. Drawings and uploads are prepared as `predict`
     prepares pictures. Keras files are loaded in safe mode; SavedModel folders, which are
     programs, only with --unsafe. Stop it with Ctrl-C.
 
@@ -537,7 +548,8 @@ def compare(paths, sort_key, output_format, output):
     """A leaderboard of finished runs: size, compute, time and accuracy side by side.
 
     RUN_DIR is a run directory or a folder of runs (e.g. runs/). Unfinished runs are listed
-    as skipped.
+    as skipped. An ensemble's folder (see evaluate --ensemble) is one row, its members' costs
+    added up.
 
     \b
     Examples:

@@ -25,6 +25,8 @@ LAST_MODEL = "last.keras"
 METRICS_FILE = "metrics.json"
 ENVIRONMENT_FILE = "environment.json"
 EVALUATION_FILE = "evaluation.json"
+ENSEMBLE_FILE = "ensemble.json"  # inference/ensemble.py: a folder holding one is an ensemble
+ENSEMBLE_EVALUATION_FILE = "ensemble-evaluation.json"
 STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
@@ -243,13 +245,15 @@ def latest_run(root: Path) -> Path:
 def resolve_model_path(path: Path) -> tuple[Path, Path | None]:
     """Maps a model file, a SavedModel folder or a run directory to (model, run directory or None).
 
-    A run directory gives its best.keras (else last.keras); a model file or SavedModel folder
-    belongs to the run that holds it directly or in its export/ folder.
+    A run directory gives its best.keras (else last.keras), an ensemble's folder its ensemble.json;
+    a model file or SavedModel folder belongs to the run that holds it directly or in its export/ folder.
 
     Raises:
         ModelFileError: nothing usable at `path`.
     """
     path = Path(path)
+    if path.is_dir() and (path / ENSEMBLE_FILE).is_file() and not (path / CONFIG_FILE).is_file():
+        return path / ENSEMBLE_FILE, None
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         for name in (BEST_MODEL, LAST_MODEL):
             if (path / name).is_file():
@@ -524,3 +528,51 @@ def check_replaceable(path: Path) -> None:
         raise RunDirError(f"{path}: is not a run directory mnist-zoo made: no valid {RUN_MARKER} (nor, as a run "
                           f"of an older version, a {STATUS_FILE}); {how}: delete it yourself if you mean to, "
                           "or choose another --run-dir")
+
+
+MAX_ENSEMBLE_FILE_BYTES = 64 * 1024
+"""32 member paths fit many times over; a larger file is not one `evaluate --ensemble` wrote."""
+
+_ENSEMBLE_FORMAT = "mnist-zoo ensemble"
+
+
+def write_ensemble_file(folder: Path, model_paths: list[Path], dataset: str) -> Path:
+    """Writes `folder`/ensemble.json, naming the members' model files relative to `folder`.
+
+    Relative paths keep the ensemble working when the folder and the runs move together (a
+    whole runs/ folder copied to another machine). The folder then stands for the ensemble
+    wherever a model is expected: `predict`, `serve`, `compare`, `evaluate`.
+
+    Returns:
+        The path of the file written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"format": _ENSEMBLE_FORMAT, "version": 1, "dataset": dataset,
+              "members": [os.path.relpath(Path(path).resolve(), folder.resolve()) for path in model_paths]}
+    path = folder / ENSEMBLE_FILE
+    write_json(path, record)
+    return path
+
+
+def read_ensemble_file(path: Path) -> tuple[list[Path], str]:
+    """(member paths, data set) of an ensemble file; member paths are relative to its folder, or absolute.
+
+    Raises:
+        ModelFileError: too large, or not the JSON `write_ensemble_file` writes.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_ENSEMBLE_FILE_BYTES:
+        raise ModelFileError(f"{path}: {size:,} bytes; an ensemble file is at most {MAX_ENSEMBLE_FILE_BYTES:,}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable ensemble file ({error})") from None
+    entries = record.get("members") if isinstance(record, dict) else None
+    if not (isinstance(record, dict) and record.get("format") == _ENSEMBLE_FORMAT and isinstance(entries, list)
+            and all(isinstance(entry, str) and entry for entry in entries)):
+        raise ModelFileError(f"{path}: not an ensemble file; expected a JSON object with \"format\": "
+                             f"\"{_ENSEMBLE_FORMAT}\" and a \"members\" list of model paths, as "
+                             "`mnist-zoo evaluate --ensemble` writes it")
+    return [path.parent / entry for entry in entries], str(record.get("dataset", "mnist"))

@@ -12,7 +12,8 @@ from mnist_zoo.errors import ModelFileError
 from mnist_zoo.inference.runtimes import Classifier
 
 MAX_MEMBERS = 32
-"""More members than any committee in the literature (Ciresan et al. 2012 used 35 columns of 7 kinds)."""
+"""More members than most committees in the literature (Ciresan et al. 2012 used 35 columns of 7 kinds)."""
+
 
 
 class EnsembleClassifier(Classifier):
@@ -24,15 +25,16 @@ class EnsembleClassifier(Classifier):
 
     Args:
         members: the opened model files (`runtimes.Classifier`), at least one.
+        path: the ensemble file they came from, if any.
     """
 
     kind = "ensemble"
     output_kind = "probabilities"
 
-    def __init__(self, members: list[Classifier]):
+    def __init__(self, members: list[Classifier], path: Path | None = None):
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        super().__init__(Path(f"ensemble of {len(members)}"))
+        super().__init__(Path(path) if path is not None else Path(f"ensemble of {len(members)}"))
         self.members = list(members)
 
     def member_probabilities(self, images: np.ndarray) -> list[np.ndarray]:
@@ -77,6 +79,9 @@ def resolve_members(paths: list[Path]) -> list[Member]:
     members = []
     for path in paths:
         model_path, run_dir = rundir.resolve_model_path(Path(path))
+        if is_ensemble_file(model_path):
+            # No nesting: an ensemble file never leads to another, so reading one cannot loop.
+            raise ModelFileError(f"{path}: an ensemble cannot be a member of another; name its members instead")
         members.append(Member(model_path, run_dir, run_data_settings(run_dir)[0] if run_dir else None))
     seen = {}
     for member in members:
@@ -92,13 +97,45 @@ def resolve_members(paths: list[Path]) -> list[Member]:
     return members
 
 
-def open_ensemble(members: list[Member], unsafe: bool = False) -> EnsembleClassifier:
-    """Opens every member in its runtime (`runtimes.open_classifier`)."""
+def open_ensemble(members: list[Member], unsafe: bool = False, path: Path | None = None) -> EnsembleClassifier:
+    """Opens every member in its runtime (`runtimes.open_classifier`); `path`: the ensemble file, if any."""
     from mnist_zoo.inference.runtimes import open_classifier
 
-    return EnsembleClassifier([open_classifier(member.model_path, unsafe=unsafe) for member in members])
+    return EnsembleClassifier([open_classifier(member.model_path, unsafe=unsafe) for member in members], path)
 
 
 def ensemble_dataset(members: list[Member]) -> str:
     """The data set the members' runs share ('mnist' when no member is a run's)."""
     return next((member.dataset for member in members if member.dataset), "mnist")
+
+
+def is_ensemble_file(path: Path) -> bool:
+    """True for an ensemble file: `ensemble.json` (in an ensemble's folder) or `NAME.ensemble.json`."""
+    path = Path(path)
+    return path.is_file() and (path.name == rundir.ENSEMBLE_FILE or path.name.endswith(".ensemble.json"))
+
+
+def write_ensemble_file(folder: Path, members: list[Member], dataset: str) -> Path:
+    """Writes `folder`/ensemble.json (`rundir.write_ensemble_file`) naming the members' model files."""
+    return rundir.write_ensemble_file(folder, [member.model_path for member in members], dataset)
+
+
+def read_ensemble_file(path: Path) -> tuple[list[Member], str]:
+    """The members and data set of an ensemble file, checked as `resolve_members` checks named models.
+
+    A hostile file can only name model files, which open in the same safe runtimes as models
+    named on the command line.
+
+    Raises:
+        ModelFileError: as `rundir.read_ensemble_file`; an unknown data set; or its members do
+            not resolve or go together.
+    """
+    from mnist_zoo.data.catalog import DATASETS
+
+    paths, dataset = rundir.read_ensemble_file(path)
+    if dataset not in DATASETS:
+        raise ModelFileError(f"{path}: unknown data set {dataset!r}; expected one of {', '.join(DATASETS)}")
+    members = resolve_members(paths)
+    if ensemble_dataset(members) != dataset and any(member.dataset for member in members):
+        raise ModelFileError(f"{path}: says {dataset}, but its members were trained on {ensemble_dataset(members)}")
+    return members, dataset

@@ -110,6 +110,17 @@ def run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
     return data.dataset, data.data_dir
 
 
+def model_data_settings(model_path: Path, run_dir: Path | None) -> tuple[str, str | None]:
+    """(dataset, data_dir) of a model file: its run's, or an ensemble file's (and its first run's folder)."""
+    from mnist_zoo.inference.ensemble import is_ensemble_file, read_ensemble_file
+
+    if is_ensemble_file(model_path):
+        members, dataset = read_ensemble_file(model_path)
+        first_run = next((member.run_dir for member in members if member.run_dir is not None), None)
+        return dataset, run_data_settings(first_run)[1]
+    return run_data_settings(run_dir)
+
+
 def report_place(model_path: Path, run_dir: Path | None, kind: str) -> tuple[Path, str]:
     """(folder, file-name prefix) of a model's evaluation report, when no output folder is given.
 
@@ -162,10 +173,13 @@ def run_evaluation(
         The `EvaluationResult`.
     """
     from mnist_zoo.data.datasets import load_dataset
+    from mnist_zoo.inference.ensemble import is_ensemble_file
     from mnist_zoo.runtime.device import select_device
     from mnist_zoo.inference.runtimes import open_classifier
 
     model_path, run_dir = rundir.resolve_model_path(Path(path))
+    if is_ensemble_file(model_path):  # an ensemble's folder: evaluated as `evaluate --ensemble` did
+        return run_ensemble_evaluation([model_path], dataset, data_dir, output_dir, device, unsafe, plots, progressbar)
     run_dataset, run_data_dir = run_data_settings(run_dir)
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = open_classifier(model_path, unsafe=unsafe)
@@ -226,22 +240,32 @@ def run_ensemble_evaluation(
 
     Args:
         paths: run directories and model files of any runtime (see `run_evaluation`), trained on
-            one data set.
+            one data set; or one ensemble (its folder or ensemble.json), evaluated again.
         dataset: the test set; default the runs', else 'mnist'.
         data_dir: where the data is; default the first run's, else `$MNIST_ZOO_DATA_DIR` or download.
-        output_dir: where ensemble-evaluation.json (and the plots) go; default the current folder.
+        output_dir: where ensemble.json, ensemble-evaluation.json (and the plots) go; default the
+            current folder, or an ensemble's own folder. The folder then stands for the ensemble
+            in `predict`, `serve`, `compare` and `evaluate`.
         device, unsafe, plots, progressbar: as `run_evaluation`.
 
     Returns:
         The `EnsembleEvaluation`; its `probabilities` are the ensemble's.
     """
     from mnist_zoo.data.datasets import load_dataset
-    from mnist_zoo.inference.ensemble import average_probabilities, ensemble_dataset, open_ensemble, resolve_members
+    from mnist_zoo.inference.ensemble import (average_probabilities, ensemble_dataset, is_ensemble_file,
+                                              open_ensemble, read_ensemble_file, resolve_members,
+                                              write_ensemble_file)
     from mnist_zoo.runtime.device import select_device
 
-    members = resolve_members([Path(path) for path in paths])
+    ensemble_file = rundir.resolve_model_path(Path(paths[0]))[0] if len(paths) == 1 else None
+    if ensemble_file is not None and is_ensemble_file(ensemble_file):
+        members = read_ensemble_file(ensemble_file)[0]
+        folder = Path(output_dir) if output_dir is not None else ensemble_file.parent
+    else:
+        members, ensemble_file = resolve_members([Path(path) for path in paths]), None
+        folder = Path(output_dir) if output_dir is not None else Path(".")
     select_device(device)
-    ensemble = open_ensemble(members, unsafe=unsafe)
+    ensemble = open_ensemble(members, unsafe=unsafe, path=ensemble_file or folder / rundir.ENSEMBLE_FILE)
     first_run = next((member.run_dir for member in members if member.run_dir is not None), None)
     data = load_dataset(dataset or ensemble_dataset(members), data_dir or run_data_settings(first_run)[1],
                         progressbar=progressbar)
@@ -254,7 +278,11 @@ def run_ensemble_evaluation(
     probabilities = average_probabilities(member_probabilities)
     report = {"model": f"ensemble of {len(members)}", "runtime": "ensemble", "dataset": data.name,
               "members": member_rows, **classification_report(data.test_labels, probabilities, data.class_names)}
-    written = _write_outputs(Path(output_dir) if output_dir is not None else Path("."), "ensemble-", report, data,
-                             probabilities, plots, plot_prefix="ensemble-", title=f"ensemble of {len(members)}")
+    # The ensemble file first: a folder with an ensemble-evaluation.json and no ensemble.json would
+    # be a report of nothing anyone can open again.
+    written = [] if ensemble_file is not None and folder == ensemble_file.parent else \
+        [write_ensemble_file(folder, members, ensemble_dataset(members))]
+    written += _write_outputs(folder, "ensemble-", report, data, probabilities, plots, plot_prefix="ensemble-",
+                              title=f"ensemble of {len(members)}")
     return EnsembleEvaluation(report, ensemble.path, data.source, data.class_names, written, data.test_images,
                               data.test_labels, probabilities, members=member_rows)

@@ -145,8 +145,9 @@ def run_prediction(
     """Predicts the class of every picture or `.npy` image under `paths`.
 
     Args:
-        model_path: a `.keras`, `.tflite` or `.onnx` file, a SavedModel folder, or a run directory
-            (its best.keras); a run's data set names the classes.
+        model_path: a `.keras`, `.tflite` or `.onnx` file, a SavedModel folder, a run directory
+            (its best.keras), or an ensemble's folder (`evaluate --ensemble` wrote its ensemble.json);
+            a run's data set names the classes.
         paths: picture files, `.npy` files, or folders of them.
         top_k: how many classes to keep per input.
         device: 'auto', 'cpu' or 'gpu'.
@@ -171,11 +172,11 @@ def _predict_prepared(model_file: Path, run_dir: Path | None, prepared: list[Pre
                       device: str, unsafe: bool) -> PredictionResult:
     """Opens the model in its runtime and fills every readable input's top-k; the run's data set names the classes."""
     from mnist_zoo.data.catalog import CLASS_NAMES
-    from mnist_zoo.inference.evaluation import run_data_settings
+    from mnist_zoo.inference.evaluation import model_data_settings
     from mnist_zoo.inference.runtimes import open_classifier
     from mnist_zoo.runtime.device import select_device
 
-    class_names = CLASS_NAMES[run_data_settings(run_dir)[0]]
+    class_names = CLASS_NAMES[model_data_settings(model_file, run_dir)[0]]
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     predict_top_k(open_classifier(model_file, unsafe=unsafe), prepared, top_k)
     return PredictionResult(model_file, class_names, prepared, [])

@@ -20,8 +20,10 @@ BATCH_SIZE = 256
 
 
 def file_kind(path: Path) -> str | None:
-    """'keras', 'savedmodel', 'tflite' or 'onnx' from a path's suffix (a folder: its saved_model.pb)."""
+    """'keras', 'savedmodel', 'tflite', 'onnx' or 'ensemble' from a path's name (a folder: its saved_model.pb)."""
     path = Path(path)
+    if path.name == "ensemble.json" or path.name.endswith(".ensemble.json"):
+        return "ensemble"
     if path.is_dir():
         return "savedmodel" if (path / "saved_model.pb").is_file() else None
     return {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix.lower())
@@ -215,7 +217,7 @@ class OnnxClassifier(Classifier):
 
 
 def open_classifier(path: Path, unsafe: bool = False) -> Classifier:
-    """Opens a `.keras`, `.tflite` or `.onnx` file or a SavedModel folder in its runtime.
+    """Opens a `.keras`, `.tflite` or `.onnx` file or a SavedModel folder in its runtime, or an ensemble file's members.
 
     Args:
         path: the model file or folder.
@@ -232,10 +234,14 @@ def open_classifier(path: Path, unsafe: bool = False) -> Classifier:
         raise ModelFileError(f"{path}: no such model file or folder")
     kind = file_kind(path)
     if kind is None:
-        raise ModelFileError(f"{path}: not a model file; expected a .keras, .tflite or .onnx file or a "
-                             "SavedModel folder (with saved_model.pb)")
+        raise ModelFileError(f"{path}: not a model file; expected a .keras, .tflite or .onnx file, a "
+                             "SavedModel folder (with saved_model.pb) or an ensemble's ensemble.json")
     if path.is_file() and path.stat().st_size == 0:
         raise ModelFileError(f"{path}: model file is empty")
+    if kind == "ensemble":
+        from mnist_zoo.inference.ensemble import open_ensemble, read_ensemble_file
+
+        return open_ensemble(read_ensemble_file(path)[0], unsafe=unsafe, path=path)
     if kind == "keras":
         return KerasClassifier(path, unsafe=unsafe)
     if kind == "savedmodel":

@@ -1,4 +1,4 @@
-"""The compare stage: one leaderboard row per finished run, from its metrics.json and config.yaml."""
+"""The compare stage: one leaderboard row per finished run (metrics.json, config.yaml) or evaluated ensemble."""
 
 from __future__ import annotations
 
@@ -16,16 +16,19 @@ DESCENDING = {"test_accuracy", "best_val_accuracy"}
 
 @dataclass(frozen=True)
 class RunRow:
-    """One finished run, as the leaderboard shows it."""
+    """One finished run, or one evaluated ensemble, as the leaderboard shows it."""
 
     run: str
     model: str
+    """The model type ('cnn'), or 'ensemble'."""
     config_name: str
     parameters: int
+    """An ensemble's: its members' added up, as are its MACs and training seconds."""
     forward_macs: int | None
-    epochs: int
+    epochs: int | None
+    """None for an ensemble (its members' epochs are theirs)."""
     train_seconds: float
-    seconds_per_epoch: float
+    seconds_per_epoch: float | None
     best_val_accuracy: float | None
     test_accuracy: float
 
@@ -33,18 +36,23 @@ class RunRow:
         return asdict(self)
 
 
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories: each path itself if it is a run, else the runs directly inside it."""
+def _is_entry(folder: Path) -> bool:
+    """A run directory, or an ensemble's folder (`evaluate --ensemble` wrote its ensemble.json)."""
     from mnist_zoo import rundir  # here, not at the top: cli imports SORT_KEYS, and --help stays instant
 
+    return (folder / rundir.CONFIG_FILE).is_file() or (folder / rundir.ENSEMBLE_FILE).is_file()
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories and ensembles' folders: each path itself if it is one, else those directly inside it."""
     runs = []
     for path in map(Path, paths):
         if not path.is_dir():
             raise RunDirError(f"{path}: not a directory; give run directories or a folder of runs")
-        if (path / rundir.CONFIG_FILE).is_file():
+        if _is_entry(path):
             runs.append(path)
             continue
-        inside = sorted(child for child in path.iterdir() if (child / rundir.CONFIG_FILE).is_file())
+        inside = sorted(child for child in path.iterdir() if child.is_dir() and _is_entry(child))
         if not inside:
             raise RunDirError(f"{path}: neither a run directory nor a folder holding any")
         runs += inside
@@ -62,6 +70,8 @@ def read_row(run_dir: Path) -> RunRow:
     from mnist_zoo.models.registry import build_model
     from mnist_zoo.models.summary import forward_macs
 
+    if not (run_dir / rundir.CONFIG_FILE).is_file() and (run_dir / rundir.ENSEMBLE_FILE).is_file():
+        return read_ensemble_row(run_dir)
     path = run_dir / rundir.METRICS_FILE
     if not path.is_file():
         status = rundir.read_status(run_dir).get("status", "unknown")
@@ -83,6 +93,44 @@ def read_row(run_dir: Path) -> RunRow:
         seconds_per_epoch=metrics["seconds_per_epoch"],
         best_val_accuracy=metrics.get("best_val_accuracy"),
         test_accuracy=metrics["test_accuracy"],
+    )
+
+
+def read_ensemble_row(folder: Path) -> RunRow:
+    """The leaderboard row of an evaluated ensemble: its test accuracy, its members' costs added up.
+
+    Raises:
+        RunDirError: the folder has no ensemble-evaluation.json, or a member is not a finished run.
+    """
+    from mnist_zoo import rundir
+    from mnist_zoo.errors import ModelFileError
+
+    report = rundir.read_json_object(folder / rundir.ENSEMBLE_EVALUATION_FILE)
+    if not isinstance(report.get("accuracy"), (int, float)):
+        raise RunDirError(f"{folder}: an ensemble without a readable {rundir.ENSEMBLE_EVALUATION_FILE}; "
+                          f"evaluate it first (mnist-zoo evaluate {folder})")
+    try:
+        member_runs = [rundir.resolve_model_path(path)[1]
+                       for path in rundir.read_ensemble_file(folder / rundir.ENSEMBLE_FILE)[0]]
+    except ModelFileError as error:
+        raise RunDirError(str(error)) from None
+    if None in member_runs:
+        raise RunDirError(f"{folder}: an ensemble with members outside mnist-zoo runs has no training costs to "
+                          "compare; compare its members' runs, or evaluate it (mnist-zoo evaluate)")
+    rows = [read_row(run_dir) for run_dir in member_runs]
+    macs = [row.forward_macs for row in rows]
+    config_names = sorted({row.config_name for row in rows})
+    return RunRow(
+        run=folder.resolve().name,
+        model="ensemble",
+        config_name=f"{len(rows)} x {config_names[0]}" if len(config_names) == 1 else f"{len(rows)} models",
+        parameters=sum(row.parameters for row in rows),
+        forward_macs=None if None in macs else sum(macs),
+        epochs=None,
+        train_seconds=sum(row.train_seconds for row in rows),
+        seconds_per_epoch=None,
+        best_val_accuracy=None,
+        test_accuracy=float(report["accuracy"]),
     )
 
 

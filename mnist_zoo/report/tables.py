@@ -72,8 +72,10 @@ def format_leaderboard(rows, markdown: bool = False) -> str:
     """The compare leaderboard: one line per run (`report.compare.RunRow`), in the given order."""
     headers = ["run", "model", "config", "parameters", "forward MACs", "epochs", "train s", "s/epoch",
                "best val acc", "test acc"]
-    body = [[row.run, row.model, row.config_name, f"{row.parameters:,}", _count(row.forward_macs), row.epochs,
-             f"{row.train_seconds:.1f}", f"{row.seconds_per_epoch:.2f}", _percent(row.best_val_accuracy),
+    # An ensemble's row has no epochs of its own; its time is its members' added up.
+    body = [[row.run, row.model, row.config_name, f"{row.parameters:,}", _count(row.forward_macs),
+             "" if row.epochs is None else row.epochs, f"{row.train_seconds:.1f}",
+             "" if row.seconds_per_epoch is None else f"{row.seconds_per_epoch:.2f}", _percent(row.best_val_accuracy),
              _percent(row.test_accuracy)] for row in rows]
     return table(headers, body, align="lllrrrrrrr", markdown=markdown)
 

@@ -10,11 +10,19 @@ from mnist_zoo.web.models import ServedModel, open_model
 from mnist_zoo.web.zoo import Zoo
 
 
+def _is_ensemble_folder(path: Path) -> bool:
+    return path.is_dir() and (path / rundir.ENSEMBLE_FILE).is_file() and not (path / rundir.CONFIG_FILE).is_file()
+
+
 def _finished_runs(folder: Path) -> tuple[list[Path], list[str]]:
-    """The runs directly inside `folder` that finished (metrics.json and a model), and why others were left out."""
+    """The runs (and ensembles) directly inside `folder` that finished (metrics.json and a model), and why others were left out."""
     runs, skipped = [], []
-    for child in sorted(path for path in folder.iterdir() if (path / rundir.CONFIG_FILE).is_file()):
-        if not (child / rundir.METRICS_FILE).is_file():
+    children = sorted(path for path in folder.iterdir()
+                      if (path / rundir.CONFIG_FILE).is_file() or _is_ensemble_folder(path))
+    for child in children:
+        if _is_ensemble_folder(child):
+            runs.append(child)
+        elif not (child / rundir.METRICS_FILE).is_file():
             status = rundir.read_status(child).get("status", "unknown")
             skipped.append(f"{child}: not finished (status: {status})")
         elif not any((child / name).is_file() for name in (rundir.BEST_MODEL, rundir.LAST_MODEL)):
@@ -41,7 +49,7 @@ def find_models(paths: list[Path], runs_dir: Path | None) -> tuple[list[Path], l
     named, found, skipped = [], [], []
     for path in map(Path, paths):
         is_run_folder = path.is_dir() and not (path / rundir.CONFIG_FILE).is_file() \
-            and not (path / "saved_model.pb").is_file()
+            and not (path / "saved_model.pb").is_file() and not _is_ensemble_folder(path)
         if is_run_folder:
             runs, left_out = _finished_runs(path)
             if not runs:
@@ -91,6 +99,8 @@ def open_zoo(paths: list[Path], runs_dir: Path | None, unsafe: bool = False) -> 
         _, run_dir = rundir.resolve_model_path(model_file)
         if rundir.is_own_model(model_file, run_dir):
             wanted = run_dir.name
+        elif model_file.name == rundir.ENSEMBLE_FILE:
+            wanted = model_file.parent.resolve().name
         else:
             wanted = f"{run_dir.name}/{model_file.name}" if run_dir else model_file.name
         try:

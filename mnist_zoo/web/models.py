@@ -34,9 +34,11 @@ class ServedModel:
 
     @property
     def name(self) -> str:
-        """The run's name for a run's own model, else the file's name."""
+        """The run's name for a run's own model, an ensemble's folder name, else the file's name."""
         if rundir.is_own_model(self.path, self.run_dir):
             return self.run_dir.name
+        if self.path.name == rundir.ENSEMBLE_FILE:
+            return self.path.parent.resolve().name
         return self.path.name
 
     def describe(self) -> dict:
@@ -72,11 +74,25 @@ class ServedModel:
         return {"model": self.id, **record, "milliseconds": round(milliseconds, 3), "batch_size": batch_size}
 
 
+def _ensemble_facts(ensemble, model_file: Path):
+    """(architecture, parameters, test accuracy) of an ensemble: its members' summed, its own report's accuracy."""
+    facts = [_model_facts(member, member.path, rundir.resolve_model_path(member.path)[1]) for member in ensemble.members]
+    kinds = {fact[0] for fact in facts}
+    count = len(facts)
+    architecture = f"{count} x {kinds.pop()}" if len(kinds) == 1 and None not in kinds else f"ensemble of {count}"
+    parameters = sum(fact[1] for fact in facts) if all(fact[1] is not None for fact in facts) else None
+    report = rundir.read_json_object(model_file.parent / rundir.ENSEMBLE_EVALUATION_FILE)
+    accuracy = report.get("accuracy") if report.get("runtime") == "ensemble" else None
+    return architecture, parameters, accuracy if isinstance(accuracy, (int, float)) else None
+
+
 def _model_facts(classifier, model_file: Path, run_dir: Path | None):
     """(architecture, parameters, test accuracy) of an opened model file."""
     from mnist_zoo.inference.evaluation import read_report
     from mnist_zoo.models.summary import architecture
 
+    if classifier.kind == "ensemble":
+        return _ensemble_facts(classifier, model_file)
     model = getattr(classifier, "model", None)
     if model is None and run_dir is not None:  # an export: the run's config rebuilds its network
         from mnist_zoo.config.loading import load_config
@@ -110,10 +126,10 @@ def open_model(model_file: Path, run_dir: Path | None, model_id: str, unsafe: bo
         ModelFileError, MissingDependencyError: as `runtimes.open_classifier`.
     """
     from mnist_zoo.data.catalog import CLASS_NAMES
-    from mnist_zoo.inference.evaluation import run_data_settings
+    from mnist_zoo.inference.evaluation import model_data_settings
     from mnist_zoo.inference.runtimes import open_classifier
 
-    dataset = run_data_settings(run_dir)[0]
+    dataset = model_data_settings(model_file, run_dir)[0]
     classifier = open_classifier(model_file, unsafe=unsafe)
     classifier.probabilities(np.zeros((1, 28, 28), np.uint8))  # the first call traces: not on a user's request
     architecture, parameters, accuracy = _model_facts(classifier, model_file, run_dir)
