@@ -29,6 +29,10 @@ MODES = {
 }
 
 
+# What `configs/cnn_record.yaml` augments with: the augmented epoch's cost is measured against a plain one.
+AUGMENTATION = {"data.augmentation.rotation": 10, "data.augmentation.zoom": 0.1, "data.augmentation.translation": 0.1}
+
+
 # ----------------------------------------------------------------------------- the plain Keras side
 
 
@@ -365,6 +369,14 @@ def measure(mode: str, data_dir: str, repeats: int, log) -> dict:
             log("cnn: plain Keras with TF_ENABLE_ONEDNN_OPTS=1")
             results["cnn"]["keras_onednn"].append(run_worker({**base, "kind": "train", "side": "keras_onednn",
                                                               "model": "cnn", "epochs": settings["epochs"]}))
+    # The augmentation's own cost: the same mnist-zoo CNN epochs with and without it, alternating.
+    results["augmentation"] = {"plain": [], "augmented": []}
+    for repeat in range(repeats):
+        for kind in (("plain", "augmented") if repeat % 2 == 0 else ("augmented", "plain")):
+            log(f"cnn: mnist-zoo, {kind}")
+            overrides = AUGMENTATION if kind == "augmented" else {}
+            results["augmentation"][kind].append(run_worker({**base, "kind": "train", "side": "zoo", "model": "cnn",
+                                                             "epochs": settings["epochs"], "overrides": overrides}))
     results["time_to_target"] = {"keras": [], "zoo": []}
     for side in alternating(max(1, repeats // 2), offset=1):
         log(f"cnn: {side} training until {settings['target']:.0%} test accuracy")
@@ -435,6 +447,11 @@ def report(results: dict) -> str:
     onednn = {side: all(r.get("onednn") for r in results["cnn"][side]) for side in ("keras", "zoo")}
     rows.append(f"| TensorFlow oneDNN kernels in use | {'on' if onednn['keras'] else 'off'} | "
                 f"{'on' if onednn['zoo'] else 'off'} | | |")
+    if results.get("augmentation"):
+        plain, augmented = (_median([_timed_epochs(run) for run in results["augmentation"][kind]])
+                            for kind in ("plain", "augmented"))
+        rows.append(f"| cnn: mnist-zoo seconds per epoch with augmentation (rotation 10°, zoom 0.1, shift 0.1) | "
+                    f"{plain:.2f} without | {augmented:.2f} with | {augmented / plain:.2f} (with / without) | ≤ 1.3 |")
     target = results["settings"]["target"]
     ttt = results["time_to_target"]
     keras_t = _median([r["seconds_to_target"] for r in ttt["keras"]])

@@ -65,6 +65,8 @@ def test_report_has_every_measurement():
     assert "| cnn: fastest timed epoch, seconds | 2.00 | 1.00 | 0.50 |" in text
     assert "| cnn: seconds to 97% test accuracy (epochs) | 10.0 (2) | 5.0 (1) | 0.50 |" in text
     assert "6,000" in text and "0.100" in text and "compute floor" in text
+    results["augmentation"] = {"plain": [_train([9, 2], 0.9), _train([9, 4], 0.9)], "augmented": [_train([9, 3.3], 0.9)]}
+    assert "| 3.00 without | 3.30 with | 1.10 (with / without) | ≤ 1.3 |" in bench.report(results)
 
 
 def test_time_to_target_runs_the_zoo_default_recipe_as_is(monkeypatch):
@@ -91,7 +93,9 @@ def test_small_models_and_inference_get_more_runs(monkeypatch):
     results = bench.measure("quick", "data", repeats=2, log=lambda message: None)
     timed = Counter((spec["model"], spec["side"]) for spec in specs if spec["kind"] == "train" and not spec.get("target"))
     assert timed == {("linear", "keras"): 4, ("linear", "zoo"): 4, ("mlp", "keras"): 4, ("mlp", "zoo"): 4,
-                     ("cnn", "keras"): 2, ("cnn", "zoo"): 2}
+                     ("cnn", "keras"): 2, ("cnn", "zoo"): 6}  # 4 more: 2 with augmentation, 2 without
+    augmented = [spec for spec in specs if spec.get("overrides")]
+    assert len(augmented) == 2 and all(spec["overrides"] == bench.AUGMENTATION for spec in augmented)
     inference = Counter(spec["side"] for spec in specs if spec["kind"] == "inference")
     assert inference == {"keras": 2, "zoo": 2}
     results["inference"] = {"keras": [{"images_per_second": 3000, "single_image_ms": 50}],
