@@ -33,6 +33,7 @@ _PUBLIC = {
     "load_run": "mnist_zoo.api.run",
     "evaluate": "mnist_zoo.api.models",
     "predict": "mnist_zoo.api.models",
+    "explain": "mnist_zoo.api.models",
     "export": "mnist_zoo.api.models",
     "summary": "mnist_zoo.api.models",
     "Evaluation": "mnist_zoo.api.models",

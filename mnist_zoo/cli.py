@@ -1,4 +1,4 @@
-"""The `mnist-zoo` command line: train, evaluate, predict, export, serve, sweep, plot-history, compare, doctor, models, summary, config."""
+"""The `mnist-zoo` command line: train, evaluate, predict, explain, export, serve, sweep, plot-history, compare, doctor, models, summary, config."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import click
 from mnist_zoo import __version__
 from mnist_zoo.data.catalog import DATASETS
 from mnist_zoo.errors import MnistZooError, TrainingInterrupted
+from mnist_zoo.explanations import PARTS as EXPLAIN_PARTS
 from mnist_zoo.exports.formats import EXPORT_FORMATS, QUANTIZATIONS
 from mnist_zoo.report.compare import SORT_KEYS
 from mnist_zoo.runtime.device import DEVICES
@@ -288,6 +289,61 @@ def predict(model_path, inputs, top_k, as_json, save_preprocessed, device, unsaf
         _echo_err(f"Error: {error}")
     if result.errors:
         raise click.exceptions.Exit(USER_ERROR_EXIT_CODE)
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="[IMAGE_OR_DIR]...", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the PNG files go (default: explain/ beside the model).")
+@click.option("--only", "parts", multiple=True, type=click.Choice(EXPLAIN_PARTS),
+              help="Picture only this part (repeatable); default every part the model has.")
+@click.option("--mistakes", type=click.IntRange(0, 64), default=16, show_default=True,
+              help="How many of the most confidently wrong test digits to picture.")
+@click.option("--dataset", type=click.Choice(DATASETS), help="Test set for the mistakes (default: the run's).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the IDX files or mnist.npz.")
+@click.option("--json", "as_json", is_flag=True, help="Print the files written and the figures as JSON.")
+@_device_option
+@click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
+def explain(model_path, inputs, output_dir, parts, mistakes, dataset, data_dir, as_json, device, unsafe):
+    """Picture what a model learned and why it answered: weights, feature maps, attributions, mistakes.
+
+    MODEL is a run directory, a .keras file (any Keras model), an export or an ensemble's
+    folder; exports and ensembles run outside Keras's gradients and get the inputs and
+    mistakes pictures only. IMAGE_OR_DIR are pictures or .npy files, prepared as predict
+    prepares them (none: the first test digit of each class). Written as PNG files:
+
+    \b
+      weights-LAYER.png      class templates (linear), strongest units (MLP), kernels (CNN)
+      feature-maps-NN-*.png  every convolution's and pooling's maps of each input
+      attributions-NN-*.png  gradient, SmoothGrad, integrated gradients (black baseline) and
+                             Grad-CAM of the answer and the runner-up
+      mistakes.png           the test digits it is most sure about and wrong
+      inputs.png             the inputs as the model saw them, with its answers
+
+    \b
+    Examples:
+      mnist-zoo explain runs/20261122-120000-cnn my_digit.png
+      mnist-zoo explain runs/20261122-120000-linear --only weights
+      mnist-zoo explain best.keras digits/ --output-dir why --json
+    """
+    from mnist_zoo.explanations.stage import run_explain
+
+    result = run_explain(model_path, list(inputs), output_dir, dataset, data_dir and str(data_dir), device, unsafe,
+                         mistakes, list(parts) or None, progressbar=_progressbar())
+    if as_json:
+        click.echo(json.dumps(result.record(), indent=2))
+        return
+    for record in result.images:
+        click.echo(f"{record['input']}: {record['prediction']} ({record['probability']:.1%}), "
+                   f"runner-up {record['runner_up']} ({record['runner_up_probability']:.1%})")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for path in result.written:
+        click.echo(f"wrote {path}")
 
 
 # ----------------------------------------------------------------------------- export

@@ -17,6 +17,7 @@ LAYERS = [
     {"config"},
     {"report"},
     {"inference"},
+    {"explanations"},
     {"exports"},
     {"web"},
     {"training"},

@@ -1,4 +1,4 @@
-"""`evaluate`, `predict`, `export`, `summary`: what can be done with a trained model, run or file."""
+"""`evaluate`, `predict`, `explain`, `export`, `summary`: what can be done with a trained model, run or file."""
 
 from __future__ import annotations
 
@@ -185,6 +185,40 @@ def predict(model: ModelLike, inputs: Any, *, top_k: int = 3, device: str = "aut
     result = run_prediction(_path(model), [Path(path) for path in paths], top_k, device, unsafe,
                             save_preprocessed and Path(save_preprocessed))
     return result.records
+
+
+def explain(model: ModelLike, inputs: Any = None, *, output_dir: str | os.PathLike | None = None,
+            parts: Iterable[str] | None = None, mistakes: int = 16, dataset: str | None = None,
+            data_dir: str | os.PathLike | None = None, device: str = "auto", unsafe: bool = False):
+    """Pictures what a model learned and why it answered, as `mnist-zoo explain` does.
+
+    Args:
+        model: a `Run`, a run directory or a model file (see `evaluate`).
+        inputs: pictures, `.npy` files or folders (a path or a list), or an array of MNIST-format
+            images; None: the first test digit of each class.
+        output_dir: where the PNG files go; default `explain/` beside the model.
+        parts: some of 'weights', 'feature-maps', 'attributions', 'mistakes'; default every
+            part the model has.
+        mistakes: how many of the most confidently wrong test digits to picture (0: none).
+        dataset, data_dir: the test set; default the run's.
+        device, unsafe: as for `predict`.
+
+    Returns:
+        The `ExplainResult`: `.written` (the PNG files), `.images` (each input's answer,
+        runner-up, files and integrated-gradients check), `.mistakes`, `.notes`, `.record()`.
+
+    Raises:
+        DataError: no readable input, or more than 32.
+        ModelFileError: the model cannot be loaded, or lacks a part asked for.
+    """
+    from mnist_zoo.api.common import check_choice
+    from mnist_zoo.explanations.stage import run_explain
+
+    check_choice("device", device)
+    if not isinstance(inputs, (np.ndarray, type(None))):
+        inputs = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(item) for item in inputs]
+    return run_explain(_path(model), inputs, output_dir and Path(output_dir), dataset,
+                       data_dir and str(data_dir), device, unsafe, mistakes, list(parts) if parts else None)
 
 
 def export(model: ModelLike, formats: str | Iterable[str], *, quantize: str = "none",
