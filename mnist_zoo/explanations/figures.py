@@ -17,6 +17,12 @@ def _symmetric(values: np.ndarray) -> float:
     return float(np.abs(values).max()) or 1.0
 
 
+def _robust(values: np.ndarray) -> float:
+    """The colour scale's end for weights: the 99.5th percentile of |w|, so that a few extreme weights
+    (a corner pixel that is ink in three training images) do not wash the templates out."""
+    return float(np.percentile(np.abs(values), 99.5)) or _symmetric(values)
+
+
 def _outline(axis, image: np.ndarray) -> None:
     """The digit's outline over a map: what the map is about, without hiding it."""
     if image.max() > 0:
@@ -36,20 +42,20 @@ def weights_figure(weights, title: str):
         title: the figure's heading.
     """
     count = len(weights.images)
-    columns = min(count, 10 if weights.kind == "templates" else 8)
+    columns = min(count, 5 if weights.kind == "templates" else 8)
     rows = -(-count // columns)
     tile = 1.5 if weights.images.shape[1] >= 28 else 0.9
     figure = new_figure(figsize=(columns * tile + 1.2, rows * tile + 0.9), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
-    limit = _symmetric(weights.images)
+    limit = _robust(weights.images)
     for index, axis in enumerate(axes.flat):
         _bare(axis)
         if index >= count:
             axis.axis("off")
             continue
         shown = axis.imshow(weights.images[index], cmap=_SIGNED, vmin=-limit, vmax=limit)
-        axis.set_title(weights.labels[index], fontsize=9)
-    figure.colorbar(shown, ax=axes, shrink=0.8, label="weight (red: more ink here raises the output)")
+        axis.set_title(weights.labels[index], fontsize=11 if weights.kind == "templates" else 8)
+    figure.colorbar(shown, ax=axes, shrink=0.8, extend="both", label="weight")
     figure.suptitle(title)
     return figure
 

@@ -218,10 +218,11 @@ def _explain_keras(keras_model, images, records, class_names, label, save, notes
     pictured = weight_images(model, class_names) if "weights" in wanted else []
     if "weights" in wanted and not pictured:
         lacking("weights", "no Dense layer reads the pixels and no convolution reads the image")
-    headings = {"templates": "{layer}: the weight template of each class",
-                "units": "{layer}: the strongest hidden units' weights on the 784 pixels",
-                "kernels": "{layer}: the kernels of the first convolution",
-                "kernels_summed": "{layer}: the second convolution's kernels, summed over its input channels"}
+    headings = {"templates": "the weight template of each class ({layer})\nred: ink here raises the class's score; "
+                             "blue: lowers it",
+                "units": "the 16 strongest hidden units' weights on the 784 pixels ({layer})",
+                "kernels": "the kernels of the first convolution ({layer})",
+                "kernels_summed": "the second convolution's kernels, summed over its input channels ({layer})"}
     for weights in pictured:
         save(figures.weights_figure(weights, f"{label}: " + headings[weights.kind].format(layer=weights.layer)),
              f"weights-{weights.layer}.png")
