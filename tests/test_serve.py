@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import io
 import json
@@ -483,3 +484,66 @@ print("returned")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "returned", result.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- POST /api/explain
+
+
+def test_explain_answers_what_the_explain_stage_computes_for_the_same_image(client, runs_dir, real_mnist):
+    import keras
+
+    from mnist_zoo.explanations.attribution import grad_cam, integrated_gradients, last_convolution
+    from mnist_zoo.explanations.network import explainable_model, model_inputs
+
+    image = real_mnist.test_images[0]
+    response = client.post("/api/explain", json={"pixels": image.ravel().tolist(), "model": "run-cnn"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"] == "run-cnn" and answer["baseline"] == "black image"
+    assert answer["pixels"] == image.ravel().tolist() and answer["completeness_error"] <= 0.01
+    model, _ = explainable_model(keras.saving.load_model(runs_dir / "run-cnn" / "best.keras"))
+    inputs = model_inputs(model, image[None])
+    expected = integrated_gradients(model, inputs, np.array([answer["class_index"]]))[0].attributions
+    np.testing.assert_allclose(answer["integrated_gradients"], expected.ravel(), atol=1e-5)
+    cam = grad_cam(model, inputs, np.array([answer["class_index"]]), last_convolution(model))[0]
+    np.testing.assert_allclose(answer["grad_cam"], cam.ravel(), atol=1e-5)
+    assert answer["feature_maps"] and all(layer["png"].startswith("data:image/png;base64,")
+                                          for layer in answer["feature_maps"])
+    from PIL import Image
+
+    first = Image.open(io.BytesIO(base64.b64decode(answer["feature_maps"][0]["png"].split(",", 1)[1])))
+    assert first.format == "PNG" and first.width < 200
+
+
+def test_explain_of_a_model_without_convolutions_has_no_maps(client, real_mnist):
+    response = client.post("/api/explain?model=run-mlp", content=digit_png(real_mnist.test_images[1]),
+                           headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["grad_cam"] is None and answer["feature_maps"] == [] and len(answer["integrated_gradients"]) == 784
+    listing = client.get("/api/models").json()["models"]
+    assert all(model["explainable"] for model in listing)
+
+
+@pytest.mark.parametrize("query, status, message", [
+    ("", 400, "name the model"),
+    ("?model=nobody", 404, "no served model"),
+])
+def test_explain_needs_a_served_model(client, real_mnist, query, status, message):
+    response = client.post(f"/api/explain{query}", content=digit_png(real_mnist.test_images[1]),
+                           headers={"Content-Type": "image/png"})
+    assert response.status_code == status and message in response.json()["error"]
+
+
+def test_explain_is_bounded_like_predict_and_busy_beyond_its_queue(own_zoo, real_mnist, monkeypatch):
+    from mnist_zoo.web import app as web_app
+
+    with TestClient(create_app(own_zoo, max_body_bytes=1000)) as small:
+        response = small.post("/api/explain?model=run-cnn", content=digit_png(real_mnist.test_images[1]),
+                              headers={"Content-Type": "image/png"})
+        assert response.status_code == 413
+    monkeypatch.setattr(web_app, "MAX_WAITING_EXPLANATIONS", 0)
+    with TestClient(create_app(Zoo(dict(own_zoo.models)))) as busy:
+        response = busy.post("/api/explain?model=run-cnn", content=digit_png(real_mnist.test_images[1]),
+                             headers={"Content-Type": "image/png"})
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"

@@ -190,3 +190,47 @@ def test_clear_stroke_width_touch_and_a_bad_upload(page, tmp_path):
     status = page.locator("#status").text_content()
     assert page.evaluate("document.body.dataset.state") == "error"
     assert "not a readable image" in status and "Traceback" not in status
+
+
+def test_the_explain_toggle_overlays_what_explain_computes_for_the_drawing(page, served, tmp_path):
+    import keras
+
+    from mnist_zoo.explanations.attribution import integrated_gradients
+    from mnist_zoo.explanations.network import explainable_model, model_inputs
+    from mnist_zoo.inference.pictures import prepare_picture
+
+    card = page.locator('article[data-model-id="run-cnn"]')
+    card.locator("summary").click()  # opened before drawing: it explains each new answer
+    draw_seven(page)
+    deadline = time.monotonic() + 60
+    script = """() => { const card = document.querySelector('article[data-model-id="run-cnn"]');
+        return card.dataset.explained === 'true' && !card.explaining && card.explanation.pixels.join() ===
+            Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data
+                .filter((value, index) => index % 4 === 0)).join(); }"""
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, "the card did not show an explanation of the drawing within 60 s"
+        time.sleep(0.1)
+    explanation = page.evaluate("document.querySelector('article[data-model-id=\"run-cnn\"]').explanation")
+    data_url = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
+    picture = tmp_path / "drawing.png"
+    picture.write_bytes(base64.b64decode(data_url.split(",", 1)[1]))
+    image = prepare_picture(picture)
+    assert explanation["pixels"] == image.ravel().tolist()
+    # What `mnist-zoo explain drawing.png` computes for the same picture, in this process.
+    result = CliRunner().invoke(cli, ["explain", str(served[1] / "run-cnn"), str(picture), "--json", "--mistakes", "0",
+                                      "--only", "attributions", "--output-dir", str(tmp_path / "explain")])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)["images"][0]
+    assert record["prediction"] == explanation["prediction"]
+    model, _ = explainable_model(keras.saving.load_model(served[1] / "run-cnn" / "best.keras"))
+    expected = integrated_gradients(model, model_inputs(model, image[None]), [record["class_index"]])[0]
+    assert expected.completeness_error == pytest.approx(record["integrated_gradients"][0]["completeness_error"])
+    np.testing.assert_allclose(explanation["integrated_gradients"], expected.attributions.ravel(), atol=1e-5)
+    # The overlay is drawn: its strongest red is where the attributions are largest.
+    overlay = np.array(page.evaluate("""() => Array.from(document.querySelector(
+        'article[data-model-id="run-cnn"] canvas.saliency').getContext('2d').getImageData(0, 0, 28, 28).data)""")
+                       ).reshape(28, 28, 4)
+    strongest = int(np.argmax(explanation["integrated_gradients"]))
+    assert overlay.reshape(-1, 4)[strongest, 0] > 150 and overlay[..., :3].max() > 0
+    assert page.locator('article[data-model-id="run-cnn"] .maps img').count() >= 2
+    page.screenshot(path=str(tmp_path / "explained.png"), full_page=True)

@@ -1,4 +1,4 @@
-"""The web application: the drawing page, GET /api/models and POST /api/predict, on Starlette."""
+"""The web application: the drawing page, GET /api/models, POST /api/predict and /api/explain, on Starlette."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ bodies are what any web page may send without asking (a 'simple' cross-origin re
 MAX_WAITING_PICTURES = 16
 """Pictures waiting for a preparing thread beyond this are answered 503 (busy): each holds up to
 MAX_BODY_BYTES, and a queue without an end would hold them all."""
+MAX_WAITING_EXPLANATIONS = 4
+"""Explanations computing or waiting beyond this are answered 503: each takes tens to hundreds of
+model calls (integrated gradients), a page asks again when the drawing changes, and a flood of
+them must not starve the predictions."""
 
 
 class ServerBusyError(MnistZooError):
@@ -85,7 +89,8 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
                              "max_body_bytes": max_body_bytes,
                              "max_picture_pixels": inputs.MAX_PICTURE_PIXELS})
 
-    async def predict(request):
+    async def read_image(request):
+        """(28x28 image, model id, top_k) from a picture, a multipart upload or JSON pixels."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         query = request.query_params
         model_id, top_k = query.get("model"), query.get("top_k")
@@ -98,22 +103,48 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
             body = await request.body()
             inputs.check_json_shape(body)  # before it is parsed: nesting and size
             image, json_model, json_top_k = await prepared(inputs.parse_json, body)
-            model_id, top_k = json_model or model_id, json_top_k if top_k is None else inputs.top_k_from(top_k)
+            return image, json_model or model_id, json_top_k if top_k is None else inputs.top_k_from(top_k)
+        if content_type == "multipart/form-data":
+            async with request.form(max_files=1, max_fields=8) as form:
+                upload = form.get("image")
+                if upload is None or isinstance(upload, str):
+                    raise DataError('a multipart upload needs the picture in a file field named "image"')
+                data, name = await upload.read(), upload.filename or "upload"
+                model_id = form.get("model") or model_id
+                top_k = form.get("top_k") or top_k
         else:
-            if content_type == "multipart/form-data":
-                async with request.form(max_files=1, max_fields=8) as form:
-                    upload = form.get("image")
-                    if upload is None or isinstance(upload, str):
-                        raise DataError('a multipart upload needs the picture in a file field named "image"')
-                    data, name = await upload.read(), upload.filename or "upload"
-                    model_id = form.get("model") or model_id
-                    top_k = form.get("top_k") or top_k
-            else:
-                data, name = await request.body(), "upload"
-            image = await prepared(inputs.image_from_picture, data, name)
-            top_k = inputs.top_k_from(top_k)
+            data, name = await request.body(), "upload"
+        image = await prepared(inputs.image_from_picture, data, name)
+        return image, model_id, inputs.top_k_from(top_k)
+
+    async def predict(request):
+        image, model_id, top_k = await read_image(request)
         predictions = await zoo.predict_batched(image, inputs.model_id_from(model_id), top_k)
         return JSONResponse({"pixels": image.ravel().tolist(), "predictions": predictions})
+
+    explainers = {}
+    explaining = 0
+
+    async def explain(request):
+        nonlocal explaining
+        from mnist_zoo.web.explaining import Explainer
+
+        image, model_id, _ = await read_image(request)
+        model_id = inputs.model_id_from(model_id)
+        if model_id is None:
+            raise DataError("name the model to explain: ?model=ID or \"model\" in the JSON (GET /api/models lists them)")
+        (served,) = zoo.select(model_id)
+        if explaining >= MAX_WAITING_EXPLANATIONS:
+            raise ServerBusyError(f"{explaining} explanations are being computed or waiting; try again in a moment")
+        explaining += 1
+        try:
+            loop = asyncio.get_running_loop()
+            if model_id not in explainers:
+                explainers[model_id] = await loop.run_in_executor(preparing, Explainer, served)
+            record = await loop.run_in_executor(preparing, explainers[model_id].explain, image)
+        finally:
+            explaining -= 1
+        return JSONResponse({"pixels": image.ravel().tolist(), **record})
 
     async def http_error(request, error: HTTPException):
         return _error_response(error.status_code, str(error.detail))
@@ -148,6 +179,7 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
             Route("/", page, methods=["GET"]),
             Route("/api/models", list_models, methods=["GET"]),
             Route("/api/predict", predict, methods=["POST"]),
+            Route("/api/explain", explain, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         lifespan=lifespan,

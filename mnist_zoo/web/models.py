@@ -54,6 +54,8 @@ class ServedModel:
             "dataset": self.dataset,
             "classes": list(self.class_names),
             "test_accuracy": self.test_accuracy,
+            # POST /api/explain needs gradients and layers: a Keras model's, not an export's.
+            "explainable": getattr(self.classifier, "model", None) is not None,
         }
 
     def predict(self, image: np.ndarray, top_k: int) -> dict:

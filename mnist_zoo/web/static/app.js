@@ -19,6 +19,7 @@ let lastPoint = null;
 let pending = null;       // what to send next: {body, type}, or null
 let inFlight = false;
 let maxPicturePixels = Infinity;  // the server's limit for an uploaded picture (GET /api/models)
+let lastPixels = null;    // the 28x28 image of the answers shown: what an explanation explains
 
 function setState(state, message) {
   document.body.dataset.state = state;
@@ -42,8 +43,81 @@ function addCard(model) {
   card.querySelector(".accuracy").textContent = model.test_accuracy === null
     ? "test accuracy: not evaluated"
     : `test accuracy ${(100 * model.test_accuracy).toFixed(2)} % (${model.dataset})`;
+  if (model.explainable) {
+    const details = card.querySelector(".explain");
+    details.hidden = false;
+    details.addEventListener("toggle", () => { if (details.open) explainCard(card); });
+  }
   modelsSection.appendChild(card);
   cards.set(model.id, card);
+}
+
+// ------------------------------------------------------------------ explaining
+
+// Per card, one request at a time; a drawing that changes meanwhile is explained next.
+async function explainCard(card) {
+  const details = card.querySelector(".explain");
+  if (!details.open || !lastPixels) return;
+  if (card.explaining) { card.explainAgain = true; return; }
+  card.explaining = true;
+  const pixels = lastPixels;
+  const status = card.querySelector(".explain-status");
+  status.textContent = "explaining…";
+  try {
+    const response = await fetch("/api/explain", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ pixels, model: card.dataset.modelId }),
+    });
+    const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
+    if (!response.ok) {
+      status.textContent = answer.error || `the server answered ${response.status}`;
+    } else if (pixels === lastPixels) {
+      showExplanation(card, answer);
+    }
+  } catch (error) {
+    status.textContent = `cannot reach the server: ${error.message}`;
+  } finally {
+    card.explaining = false;
+    if (card.explainAgain || pixels !== lastPixels) { card.explainAgain = false; explainCard(card); }
+  }
+}
+
+// Signed values over the digit: red where they are positive, blue where negative, stronger where larger.
+function paintOverlay(canvas, pixels, values, signed) {
+  const limit = Math.max(1e-12, ...values.map(Math.abs));
+  const image = canvas.getContext("2d").createImageData(28, 28);
+  values.forEach((value, index) => {
+    const base = 0.35 * pixels[index];  // the digit, dimmed
+    const strength = Math.min(1, Math.abs(value) / limit);
+    const colour = value >= 0 ? (signed ? [178, 24, 43] : [253, 174, 97]) : [33, 102, 172];
+    image.data.set([...colour.map((channel) => Math.round(base + strength * (channel - base))), 255], 4 * index);
+  });
+  canvas.getContext("2d").putImageData(image, 0, 0);
+}
+
+function showExplanation(card, answer) {
+  card.explanation = answer;  // kept for the page's tests
+  paintOverlay(card.querySelector(".saliency"), answer.pixels, answer.integrated_gradients, true);
+  const cam = card.querySelector(".cam");
+  cam.hidden = answer.grad_cam === null;
+  if (answer.grad_cam !== null) {
+    paintOverlay(card.querySelector(".grad-cam"), answer.pixels, answer.grad_cam, false);
+    card.querySelector(".cam-caption").textContent = `Grad-CAM of ${answer.grad_cam_layer}: where it looked`;
+  }
+  const maps = card.querySelector(".maps");
+  maps.replaceChildren(...answer.feature_maps.flatMap((layer) => {
+    const heading = document.createElement("h3");
+    const [height, width, channels] = layer.shape;
+    const shown = layer.channels_shown < channels ? `, first ${layer.channels_shown}` : "";
+    heading.textContent = `${layer.layer} (${layer.kind}) ${height}×${width}×${channels}${shown}`;
+    const picture = document.createElement("img");
+    picture.src = layer.png;
+    picture.alt = `feature maps of ${layer.layer}`;
+    return [heading, picture];
+  }));
+  card.querySelector(".explain-status").textContent =
+    `why ${answer.prediction} and not ${answer.runner_up}; baseline: ${answer.baseline}; ${answer.milliseconds.toFixed(0)} ms`;
+  card.dataset.explained = "true";
 }
 
 function showPrediction(prediction) {
@@ -82,6 +156,11 @@ function resetCards() {
     card.querySelector(".confidence").textContent = "";
     card.querySelector(".bars").replaceChildren();
     card.querySelector(".time").textContent = "";
+    delete card.dataset.explained;
+    delete card.explanation;
+    card.querySelector(".maps").replaceChildren();
+    card.querySelector(".explain-status").textContent = "";
+    for (const canvas of card.querySelectorAll(".explain canvas")) canvas.getContext("2d").clearRect(0, 0, 28, 28);
   }
 }
 
@@ -119,6 +198,8 @@ async function sendPending() {
         showSeen(answer.pixels);
         answer.predictions.forEach(showPrediction);
         setState("shown", "");
+        lastPixels = answer.pixels;
+        for (const card of cards.values()) explainCard(card);
       }
     }
   } catch (error) {
@@ -149,6 +230,7 @@ function clearPad() {
   photo.removeAttribute("src");
   hasInk = false;
   seen.getContext("2d").clearRect(0, 0, 28, 28);
+  lastPixels = null;
   resetCards();
   setState("empty", "Draw a digit in the black square.");
 }
