@@ -274,7 +274,7 @@ def read_json_object(path: Path) -> dict:
     """A JSON file holding an object, as a dict; {} if it is missing, unreadable or not an object."""
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         return {}
     return record if isinstance(record, dict) else {}
 
@@ -547,12 +547,31 @@ def write_ensemble_file(folder: Path, model_paths: list[Path], dataset: str) -> 
         The path of the file written.
     """
     folder = Path(folder)
+    check_ensemble_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     record = {"format": _ENSEMBLE_FORMAT, "version": 1, "dataset": dataset,
               "members": [os.path.relpath(Path(path).resolve(), folder.resolve()) for path in model_paths]}
     path = folder / ENSEMBLE_FILE
     write_json(path, record)
     return path
+
+
+def check_ensemble_folder(folder: Path) -> None:
+    """Refuses a run directory or a folder of runs as an ensemble's folder.
+
+    An ensemble.json there would turn the run, or the whole folder of runs, into one ensemble
+    for compare, serve and predict.
+
+    Raises:
+        RunDirError: `folder` is a run directory or holds one.
+    """
+    folder = Path(folder)
+    if (folder / CONFIG_FILE).is_file():
+        raise RunDirError(f"{folder}: is a run directory; write the ensemble into a folder of its own "
+                          "(--output-dir runs/my-ensemble)")
+    if folder.is_dir() and any((child / CONFIG_FILE).is_file() for child in folder.iterdir()):
+        raise RunDirError(f"{folder}: holds run directories; write the ensemble into a folder of its own "
+                          "(--output-dir runs/my-ensemble)")
 
 
 def read_ensemble_file(path: Path) -> tuple[list[Path], str]:
@@ -562,13 +581,19 @@ def read_ensemble_file(path: Path) -> tuple[list[Path], str]:
         ModelFileError: too large, or not the JSON `write_ensemble_file` writes.
     """
     path = Path(path)
-    size = path.stat().st_size
-    if size > MAX_ENSEMBLE_FILE_BYTES:
-        raise ModelFileError(f"{path}: {size:,} bytes; an ensemble file is at most {MAX_ENSEMBLE_FILE_BYTES:,}")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+        with open(path, "rb") as file:
+            content = file.read(MAX_ENSEMBLE_FILE_BYTES + 1)  # bounded: the file may grow after a stat
+    except OSError as error:
+        raise ModelFileError(f"{path}: not a readable ensemble file ({error.strerror})") from None
+    if len(content) > MAX_ENSEMBLE_FILE_BYTES:
+        raise ModelFileError(f"{path}: over {MAX_ENSEMBLE_FILE_BYTES:,} bytes; an ensemble file is at most that")
+    try:
+        record = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
         raise ModelFileError(f"{path}: not a readable ensemble file ({error})") from None
+    except RecursionError:  # 60 kB of '[' fit under the size limit
+        raise ModelFileError(f"{path}: not an ensemble file (nested too deeply)") from None
     entries = record.get("members") if isinstance(record, dict) else None
     if not (isinstance(record, dict) and record.get("format") == _ENSEMBLE_FORMAT and isinstance(entries, list)
             and all(isinstance(entry, str) and entry for entry in entries)):

@@ -287,3 +287,40 @@ def test_an_oversized_ensemble_file_is_refused_before_it_is_read(tmp_path):
     path = _ensemble_file(tmp_path / "big", " " * (MAX_ENSEMBLE_FILE_BYTES + 1))
     with pytest.raises(ModelFileError, match="at most"):
         read_ensemble_file(path)
+
+
+def test_deeply_nested_json_is_refused_not_a_crash(tmp_path):
+    from mnist_zoo.inference.ensemble import read_ensemble_file
+
+    path = _ensemble_file(tmp_path / "deep", "[" * 60_000)
+    with pytest.raises(ModelFileError, match="nested too deeply"):
+        read_ensemble_file(path)
+    from mnist_zoo import rundir
+
+    (tmp_path / "deep" / "ensemble-evaluation.json").write_text("[" * 60_000)
+    assert rundir.read_json_object(tmp_path / "deep" / "ensemble-evaluation.json") == {}
+
+
+def test_an_ensemble_is_never_written_over_a_run_or_a_folder_of_runs(tmp_path, tiny_runs, small_mnist_dir):
+    from tests.helpers import copy_runs
+
+    runs = copy_runs(tiny_runs, tmp_path / "runs", models=["mlp", "linear"])
+    for folder in (tmp_path / "runs", runs["mlp"]):
+        result = CliRunner().invoke(cli, ["evaluate", str(runs["mlp"]), str(runs["linear"]), "--ensemble",
+                                          "--data-dir", str(small_mnist_dir), "--output-dir", str(folder)])
+        assert result.exit_code == 2 and "folder of its own" in result.output, result.output
+        assert not (folder / "ensemble.json").exists() and not (folder / "ensemble-evaluation.json").exists()
+
+
+def test_an_ensemble_file_never_opens_members_that_run_code(tmp_path):
+    import keras
+
+    from mnist_zoo.inference.runtimes import open_classifier
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 1.0),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.save(tmp_path / "lambda.keras")
+    path = _ensemble_file(tmp_path / "team", {**GOOD, "members": ["../lambda.keras"]})
+    assert open_classifier(tmp_path / "lambda.keras", unsafe=True).kind == "keras"  # named: trusted
+    with pytest.raises(ModelFileError, match="(?i)lambda|safe"):
+        open_classifier(path, unsafe=True)

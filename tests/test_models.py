@@ -23,6 +23,7 @@ EXPECTED_PARAMETERS = {
     "seeds/lab_mlp_392": 127_240,
     "seeds/lab_cnn": 56_420,
     "cnn_fast": 109_146,
+    "cnn_record": 327_242,
 }
 
 

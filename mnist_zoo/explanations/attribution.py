@@ -14,6 +14,10 @@ import numpy as np
 COMPLETENESS_TOLERANCE = 0.01
 """Integrated gradients must add up to f(x) - f(baseline) within this fraction of it."""
 
+SCORE_FLOOR = 0.01
+"""Score differences smaller than this (in logits) count as this much in the completeness check:
+1 % of a difference near zero is out of float32's reach, and such a class has nothing to explain."""
+
 MAX_STEPS = 1024
 
 
@@ -31,7 +35,11 @@ def class_scores_and_gradients(model, inputs: np.ndarray, classes: np.ndarray) -
         tape.watch(x)
         scores = tf.cast(model(x, training=False), tf.float32)
         chosen = tf.gather(scores, chosen_classes, axis=1, batch_dims=1)
-    return chosen.numpy(), tape.gradient(chosen, x).numpy()
+    gradients = tape.gradient(chosen, x)
+    if gradients is None:
+        raise ValueError("the model's output does not depend on its input through differentiable layers; "
+                         "there is no gradient to explain it with")
+    return chosen.numpy(), gradients.numpy()
 
 
 def gradient_saliency(model, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -72,7 +80,12 @@ class IntegratedGradients:
     def completeness_error(self) -> float:
         """|sum(attributions) - (score - baseline_score)|, relative to |score - baseline_score|."""
         difference = self.score - self.baseline_score
-        return abs(float(self.attributions.sum()) - difference) / max(abs(difference), 1e-6)
+        return abs(float(self.attributions.sum()) - difference) / max(abs(difference), SCORE_FLOOR)
+
+    @property
+    def complete(self) -> bool:
+        """The attributions add up within `COMPLETENESS_TOLERANCE`."""
+        return self.completeness_error <= COMPLETENESS_TOLERANCE
 
 
 def integrated_gradients(model, inputs: np.ndarray, classes: np.ndarray, baseline: np.ndarray | None = None,
@@ -82,7 +95,8 @@ def integrated_gradients(model, inputs: np.ndarray, classes: np.ndarray, baselin
     The gradients are averaged along the straight path from the baseline to the input (the
     trapezoidal rule) and multiplied by input - baseline. Their sum must equal the score
     difference (the method's completeness axiom); where it does not within
-    `COMPLETENESS_TOLERANCE`, the path is walked again with twice the steps, up to `MAX_STEPS`.
+    `COMPLETENESS_TOLERANCE`, the path is walked again with twice the steps, up to `MAX_STEPS`
+    (then `complete` is False and the caller says so).
 
     Args:
         inputs: (n, ...) float32 model inputs.
@@ -96,6 +110,7 @@ def integrated_gradients(model, inputs: np.ndarray, classes: np.ndarray, baselin
     for index, single in enumerate(inputs):
         target = np.full(1, classes[index])
         baseline_score = class_scores_and_gradients(model, baseline, target)[0][0]
+        score = class_scores_and_gradients(model, single[None], target)[0][0]
         count = steps
         while True:
             alphas = np.linspace(0.0, 1.0, count + 1, dtype=np.float32).reshape(-1, *([1] * single.ndim))
@@ -104,9 +119,8 @@ def integrated_gradients(model, inputs: np.ndarray, classes: np.ndarray, baselin
                 class_scores_and_gradients(model, path[start:start + 256], np.repeat(target, len(path[start:start + 256])))[1]
                 for start in range(0, len(path), 256)])
             average = ((gradients[:-1] + gradients[1:]) / 2).mean(axis=0)
-            score = class_scores_and_gradients(model, single[None], target)[0][0]
             result = IntegratedGradients((single - baseline[0]) * average, float(score), float(baseline_score), count)
-            if result.completeness_error <= COMPLETENESS_TOLERANCE or count >= MAX_STEPS:
+            if result.complete or count >= MAX_STEPS:
                 break
             count *= 2
         results.append(result)
@@ -147,6 +161,8 @@ def grad_cam(model, inputs: np.ndarray, classes: np.ndarray, layer=None) -> np.n
         maps = tf.cast(maps, tf.float32)
         chosen = tf.gather(tf.cast(scores, tf.float32), np.asarray(classes, np.int32), axis=1, batch_dims=1)
     gradients = tape.gradient(chosen, maps)
+    if gradients is None:
+        raise ValueError(f"the output does not depend on {layer.name} through differentiable layers: no Grad-CAM")
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True))
     return tf.image.resize(cam, (28, 28), method="bilinear").numpy()[..., 0]

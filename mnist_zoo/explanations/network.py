@@ -42,11 +42,13 @@ def explainable_model(model):
     try:
         copy = keras.models.clone_model(model, clone_function=float32_layer)
         copy.set_weights(model.get_weights())
+        if _is_softmax(copy.layers[-1]):
+            copy = keras.Model(copy.inputs, copy.layers[-1].input)
     except Exception as error:  # a foreign layer that does not round-trip its config
         return model, f"explained in the model's own precision and output ({type(error).__name__}: {error})"
     note = None
-    if _is_softmax(copy.layers[-1]):
-        copy = keras.Model(copy.inputs, copy.layers[-1].input)
+    if isinstance(copy.layers[-1], keras.Model):
+        note = "the output is a nested model: attributions explain its output as it is (logits not checked)"
     elif getattr(getattr(copy.layers[-1], "activation", None), "__name__", "linear") not in ("linear", "softmax"):
         note = "the output layer is neither linear nor softmax: attributions explain its output as it is"
     return copy, note

@@ -160,8 +160,11 @@ def run_explain(
         notes.append(f"{classifier.kind} files run outside Keras: no weights, feature maps or attributions; "
                      "the inputs and the mistakes only")
     else:
-        _explain_keras(keras_model, images, records, class_names, label, save, notes, wanted, explicit=bool(parts),
-                       model_file=model_file)
+        try:
+            _explain_keras(keras_model, images, records, class_names, label, save, notes, wanted,
+                           explicit=bool(parts), model_file=model_file)
+        except ValueError as error:  # a foreign model without gradients from its input
+            raise ModelFileError(f"{model_file}: {error}") from None
 
     mistake_records = []
     if mistakes > 0 and "mistakes" in wanted:
@@ -171,7 +174,10 @@ def run_explain(
         confidence = test_probabilities[chosen, predicted]
         maps = None
         if keras_model is not None and len(chosen):
-            maps = _integrated_gradient_maps(keras_model, data.test_images[chosen], predicted)
+            try:
+                maps = _integrated_gradient_maps(keras_model, data.test_images[chosen], predicted, notes)
+            except ValueError as error:
+                raise ModelFileError(f"{model_file}: {error}") from None
         mistake_records = [{"test_index": int(index), "true": class_names[data.test_labels[index]],
                             "predicted": class_names[guess], "probability": float(sure)}
                            for index, guess, sure in zip(chosen, predicted, confidence)]
@@ -188,12 +194,16 @@ def _confident_mistakes(probabilities, labels, count):
     return confident_mistakes(probabilities, labels, count)
 
 
-def _integrated_gradient_maps(keras_model, images, classes) -> np.ndarray:
+def _integrated_gradient_maps(keras_model, images, classes, notes) -> np.ndarray:
     from mnist_zoo.explanations.attribution import integrated_gradients
     from mnist_zoo.explanations.network import as_images, explainable_model, model_inputs
 
     model, _ = explainable_model(keras_model)
     results = integrated_gradients(model, model_inputs(model, images), np.asarray(classes))
+    incomplete = sum(not result.complete for result in results)
+    if incomplete:
+        notes.append(f"{incomplete} of the mistakes' integrated-gradients maps do not add up to their score "
+                     "difference within 1 % even at 1024 steps: read them as rough")
     return as_images(np.stack([result.attributions for result in results]))
 
 
@@ -249,7 +259,12 @@ def _explain_keras(keras_model, images, records, class_names, label, save, notes
             integrated = attribution.integrated_gradients(model, single, classes)[0]
             completeness.append({"class": class_names[record[key]], "steps": integrated.steps,
                                  "score": integrated.score, "baseline_score": integrated.baseline_score,
-                                 "completeness_error": integrated.completeness_error})
+                                 "completeness_error": integrated.completeness_error,
+                                 "complete": integrated.complete})
+            if not integrated.complete:
+                notes.append(f"{record['input']}: the integrated gradients of {class_names[record[key]]} do not add "
+                             f"up within 1 % even at {integrated.steps} steps (error "
+                             f"{integrated.completeness_error:.1%}): read that map as rough")
             probability = record["probability" if key == "class_index" else "runner_up_probability"]
             role = "answer" if key == "class_index" else "runner-up"
             row = {"label": f"{role}: {class_names[record[key]]}\n(probability {probability:.1%})",

@@ -264,6 +264,8 @@ def run_ensemble_evaluation(
     else:
         members, ensemble_file = resolve_members([Path(path) for path in paths]), None
         folder = Path(output_dir) if output_dir is not None else Path(".")
+    if ensemble_file is None or folder != ensemble_file.parent:
+        rundir.check_ensemble_folder(folder)  # before the evaluation, not after it
     select_device(device)
     ensemble = open_ensemble(members, unsafe=unsafe, path=ensemble_file or folder / rundir.ENSEMBLE_FILE)
     first_run = next((member.run_dir for member in members if member.run_dir is not None), None)

@@ -241,7 +241,9 @@ def open_classifier(path: Path, unsafe: bool = False) -> Classifier:
     if kind == "ensemble":
         from mnist_zoo.inference.ensemble import open_ensemble, read_ensemble_file
 
-        return open_ensemble(read_ensemble_file(path)[0], unsafe=unsafe, path=path)
+        # Never `unsafe` through a file: its members may sit anywhere on disk, and nobody named
+        # them. Members that run code are trusted only when named on the command line.
+        return open_ensemble(read_ensemble_file(path)[0], unsafe=False, path=path)
     if kind == "keras":
         return KerasClassifier(path, unsafe=unsafe)
     if kind == "savedmodel":

@@ -122,6 +122,9 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
         predictions = await zoo.predict_batched(image, inputs.model_id_from(model_id), top_k)
         return JSONResponse({"pixels": image.ravel().tolist(), "predictions": predictions})
 
+    # Explanations run on a thread of their own, one at a time: they take tens to hundreds of
+    # model calls, and must never hold the threads that prepare the pictures of predictions.
+    explaining_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mnist-zoo explain")
     explainers = {}
     explaining = 0
 
@@ -129,19 +132,24 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
         nonlocal explaining
         from mnist_zoo.web.explaining import Explainer
 
-        image, model_id, _ = await read_image(request)
-        model_id = inputs.model_id_from(model_id)
-        if model_id is None:
-            raise DataError("name the model to explain: ?model=ID or \"model\" in the JSON (GET /api/models lists them)")
-        (served,) = zoo.select(model_id)
-        if explaining >= MAX_WAITING_EXPLANATIONS:
+        if explaining >= MAX_WAITING_EXPLANATIONS:  # before the body is read
             raise ServerBusyError(f"{explaining} explanations are being computed or waiting; try again in a moment")
         explaining += 1
         try:
+            image, model_id, _ = await read_image(request)
+            model_id = inputs.model_id_from(model_id)
+            if model_id is None:
+                raise DataError("name the model to explain: ?model=ID or \"model\" in the JSON (GET /api/models lists "
+                                "them)")
+            (served,) = zoo.select(model_id)
             loop = asyncio.get_running_loop()
-            if model_id not in explainers:
-                explainers[model_id] = await loop.run_in_executor(preparing, Explainer, served)
-            record = await loop.run_in_executor(preparing, explainers[model_id].explain, image)
+
+            def run():
+                if model_id not in explainers:  # one thread: made once
+                    explainers[model_id] = Explainer(served)
+                return explainers[model_id].explain(image)
+
+            record = await loop.run_in_executor(explaining_thread, run)
         finally:
             explaining -= 1
         return JSONResponse({"pixels": image.ravel().tolist(), **record})
@@ -173,6 +181,7 @@ def create_app(zoo: Zoo, max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: li
         yield
         zoo.close()
         preparing.shutdown()
+        explaining_thread.shutdown()
 
     application = Starlette(
         routes=[

@@ -46,6 +46,16 @@ class Explainer:
         from mnist_zoo.explanations.features import feature_maps
         from mnist_zoo.explanations.network import as_images, model_inputs
 
+        try:
+            return self._explain(image)
+        except ValueError as error:  # a foreign model without gradients from its input
+            raise DataError(f"model {self.served.id!r}: {error}") from None
+
+    def _explain(self, image: np.ndarray) -> dict:
+        from mnist_zoo.explanations import attribution
+        from mnist_zoo.explanations.features import feature_maps
+        from mnist_zoo.explanations.network import as_images, model_inputs
+
         with self.lock:
             start = time.perf_counter()
             probabilities = self.served.classifier.probabilities(image[None])[0]
@@ -65,7 +75,7 @@ class Explainer:
             "runner_up": names[int(order[1])], "runner_up_index": int(order[1]),
             "baseline": "black image",
             "integrated_gradients": as_images(integrated.attributions)[0].ravel().tolist(),
-            "completeness_error": integrated.completeness_error,
+            "completeness_error": integrated.completeness_error, "complete": integrated.complete,
             "grad_cam": None if cam is None else cam.ravel().tolist(),
             "grad_cam_layer": None if self.convolution is None else self.convolution.name,
             "feature_maps": [_layer_record(layer) for layer in maps],

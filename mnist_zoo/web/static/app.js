@@ -54,11 +54,22 @@ function addCard(model) {
 
 // ------------------------------------------------------------------ explaining
 
-// Per card, one request at a time; a drawing that changes meanwhile is explained next.
-async function explainCard(card) {
-  const details = card.querySelector(".explain");
-  if (!details.open || !lastPixels) return;
-  if (card.explaining) { card.explainAgain = true; return; }
+// One explanation request at a time for the whole page (the server computes one at a time):
+// the open cards wait their turn, and a card whose drawing changed meanwhile is explained again.
+let explainBusy = false;
+const explainWaiting = new Set();
+
+function explainCard(card) {
+  if (!card.querySelector(".explain").open || !lastPixels) return;
+  explainWaiting.add(card);
+  pumpExplanations();
+}
+
+async function pumpExplanations() {
+  if (explainBusy || explainWaiting.size === 0) return;
+  const card = explainWaiting.values().next().value;
+  explainWaiting.delete(card);
+  explainBusy = true;
   card.explaining = true;
   const pixels = lastPixels;
   const status = card.querySelector(".explain-status");
@@ -69,7 +80,10 @@ async function explainCard(card) {
       body: JSON.stringify({ pixels, model: card.dataset.modelId }),
     });
     const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
-    if (!response.ok) {
+    if (response.status === 503) {  // busy with other pages' explanations: ask again in a second
+      status.textContent = "the server is busy; trying again…";
+      setTimeout(() => explainCard(card), 1000);
+    } else if (!response.ok) {
       status.textContent = answer.error || `the server answered ${response.status}`;
     } else if (pixels === lastPixels) {
       showExplanation(card, answer);
@@ -78,7 +92,9 @@ async function explainCard(card) {
     status.textContent = `cannot reach the server: ${error.message}`;
   } finally {
     card.explaining = false;
-    if (card.explainAgain || pixels !== lastPixels) { card.explainAgain = false; explainCard(card); }
+    explainBusy = false;
+    if (lastPixels && pixels !== lastPixels) explainWaiting.add(card);
+    pumpExplanations();
   }
 }
 
