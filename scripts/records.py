@@ -1,0 +1,174 @@
+"""Train the recipes' seeds and the record's ablations unattended, one line of results per run.
+
+    python scripts/records.py                       # every job not yet in the results file
+    python scripts/records.py --only record         # the record recipe's five seeds only
+    python scripts/records.py --list                # what is done and what is left
+    python scripts/records.py --plot docs/records.png   # test accuracy against training time
+
+Each job is one `mnist-zoo train` in its own process, in a fixed run directory under
+--runs-dir. A job whose directory holds an interrupted run is continued with `--resume`
+(bit-exact, and `train_seconds` adds up the epochs of every part), so the whole list can run
+across several sessions: stop it at any time and start it again. A finished job appends one
+JSON line to --results: the job, seed, test and best-validation accuracy, best epoch,
+training seconds, precision, the date, the CPU model and its bf16 flags, and the command.
+
+The jobs:
+    record          cnn_record, seeds 1-5 (three for the single-model figure, five for the ensemble)
+    fast            cnn_fast (the speed recipe), seeds 1-3
+    cnn             cnn (the default CNN), seeds 1-3
+    no_ema          cnn_record without weight averaging, seeds 1-3
+    no_augmentation cnn_record without data augmentation, seeds 1-3
+    no_batch_norm   cnn_record without batch normalisation, seeds 1-3
+    float32         cnn_record in float32, seed 1 (does bf16 keep the accuracy?)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (bundled config, seeds, --set overrides): the ablations remove one ingredient each.
+JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
+    "record": ("cnn_record", (1, 2, 3, 4, 5), ()),
+    "fast": ("cnn_fast", (1, 2, 3), ()),
+    "cnn": ("cnn", (1, 2, 3), ()),
+    "no_ema": ("cnn_record", (1, 2, 3), ("train.optimizer.use_ema=false",)),
+    "no_augmentation": ("cnn_record", (1, 2, 3), ("data.augmentation.rotation=0", "data.augmentation.zoom=0",
+                                                  "data.augmentation.translation=0")),
+    "no_batch_norm": ("cnn_record", (1, 2, 3), ("model.batch_norm=false",)),
+    "float32": ("cnn_record", (1,), ("train.precision=float32",)),
+}
+PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": "cnn_record (record recipe)"}
+
+
+def cpu_description() -> dict:
+    """The CPU model and the flags that decide bf16 speed, from /proc/cpuinfo where there is one."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return {"cpu": model, "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count()}
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_job(name: str, config: str, seed: int, overrides: tuple[str, ...], args: argparse.Namespace) -> dict:
+    """Train (or continue) one job and return its results line."""
+    run_dir = args.runs_dir / f"{name}-seed{seed}"
+    status_file = run_dir / "status.json"
+    status = json.loads(status_file.read_text())["status"] if status_file.is_file() else None
+    command = [sys.executable, "-m", "mnist_zoo", "train"]
+    if status == "complete":
+        command = None
+    elif status is not None and (run_dir / "last.keras").is_file():
+        command += ["--resume", str(run_dir)]
+    else:
+        command += ["--model", config, "--seed", str(seed), "--data-dir", str(args.data_dir),
+                    "--run-dir", str(run_dir), "--force", "--set", "train.verbose=0"]
+        for override in overrides:
+            command += ["--set", override]
+    if command:
+        print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: {' '.join(command[1:])}", flush=True)
+        subprocess.run(command, check=True, cwd=REPO_ROOT)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    user_command = " ".join(["mnist-zoo train --model", config, f"--seed {seed}"] + [f"--set {o}" for o in overrides])
+    return {
+        "job": name, "config": config, "seed": seed, "overrides": list(overrides),
+        "test_accuracy": metrics["test_accuracy"], "best_val_accuracy": metrics["best_val_accuracy"],
+        "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs_completed"],
+        "train_seconds": round(metrics["train_seconds"], 1), "precision": metrics["precision"],
+        "date": datetime.date.today().isoformat(), **cpu_description(), "command": user_command,
+        "run_dir": str(run_dir),
+    }
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Test accuracy against training time, one point per seed of each plotted recipe, log time axis."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from mnist_zoo.report.plots import new_figure, save_figure
+
+    figure = new_figure(figsize=(8, 5))
+    axis = figure.subplots()
+    for name, label in PLOTTED.items():
+        lines = [line for line in results if line["job"] == name]
+        if not lines:
+            continue
+        seconds = [line["train_seconds"] for line in lines]
+        accuracies = [100 * line["test_accuracy"] for line in lines]
+        axis.scatter(seconds, accuracies, s=36, zorder=3,
+                     label=f"{label}: mean {sum(accuracies) / len(accuracies):.2f} % ({len(lines)} seeds)")
+    for level, text in ((99.0, "99 %"), (99.65, "99.65 %")):
+        axis.axhline(level, color="grey", linestyle=":", linewidth=1)
+        axis.annotate(text, (0, level), xycoords=("axes fraction", "data"), xytext=(4, 3),
+                      textcoords="offset points", ha="left", fontsize=8, color="grey")
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(FixedLocator([10, 20, 30, 60, 120, 300, 600, 1200, 1800]))
+    axis.xaxis.set_major_formatter(ScalarFormatter())
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.set_xlabel("training time, seconds (train_seconds, validation included; log scale)")
+    axis.set_ylabel("test accuracy of best.keras, %")
+    axis.grid(True, alpha=0.3, which="both")
+    axis.legend(loc="lower right", fontsize=9)
+    machine = next((f"{line['cpu']}, {line['cores']} cores ({', '.join(line['cpu_flags'])})" for line in results), "")
+    axis.set_title(f"mnist-zoo recipes on MNIST, one point per seed\n{machine}", fontsize=10)
+    save_figure(figure, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=sorted(JOBS), help="run only these jobs (repeatable)")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "docs" / "data" / "records.jsonl")
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "records")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("MNIST_ZOO_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist")))
+    parser.add_argument("--list", action="store_true", help="print what is done and what is left, and stop")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="draw test accuracy against training time from the results, and stop")
+    args = parser.parse_args()
+    if args.plot:
+        plot(read_results(args.results), args.plot)
+        return
+    args.runs_dir, args.data_dir = args.runs_dir.resolve(), args.data_dir.resolve()
+
+    done = {(line["job"], line["seed"]) for line in read_results(args.results)}
+    for name in args.only or JOBS:
+        config, seeds, overrides = JOBS[name]
+        for seed in seeds:
+            if (name, seed) in done:
+                print(f"{name} seed {seed}: done", flush=True)
+                continue
+            if args.list:
+                print(f"{name} seed {seed}: left", flush=True)
+                continue
+            line = run_job(name, config, seed, overrides, args)
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            with args.results.open("a") as results:
+                results.write(json.dumps(line) + "\n")
+            print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
