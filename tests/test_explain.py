@@ -231,3 +231,15 @@ def test_explain_as_a_real_subprocess(tiny_runs, tmp_path, small_mnist_dir):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"wrote {tmp_path / 'weights-output.png'}" in done.stdout
+
+
+def test_a_batch_norm_bf16_cnn_is_explained_in_float32_and_adds_up(tmp_path, small_mnist_dir):
+    from tests.helpers import train_tiny
+
+    run = train_tiny(tmp_path / "run-bn", small_mnist_dir, "cnn", "--set", "model.batch_norm=true",
+                     "--set", "train.precision=mixed_bfloat16")
+    result = _explain(run, tmp_path, small_mnist_dir, mistakes=2)
+    assert not [note for note in result.notes if "own precision" in note]
+    for record in result.images:
+        assert all(check["complete"] for check in record["integrated_gradients"]), record
+    assert any(path.name.startswith("feature-maps-") for path in result.written)
