@@ -195,12 +195,15 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the IDX files or mnist.npz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--plots", is_flag=True, help="Also write confusion_matrix.png and misclassified.png.")
+@click.option("--tta", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Test-time augmentation: average over N views of each test image (the image and N-1 changed "
+                   "copies); reported in tta-evaluation.json, apart from the plain figure.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where evaluation.json (and plots) go (default: the run directory, or beside the model; "
                    "with --ensemble: the current folder).")
 @_device_option
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
-def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, device, unsafe):
+def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, tta, output_dir, device, unsafe):
     """Evaluate a model on the test set: a run directory, a .keras file, or an exported file.
 
     PATH is a run directory (its best.keras), a .keras file, or an export (.tflite, .onnx, a
@@ -225,7 +228,7 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, dev
         raise click.UsageError(f"{len(paths)} models given; evaluate them one at a time, or add --ensemble to "
                                "average them into one")
     settings = dict(dataset=dataset, data_dir=data_dir and str(data_dir), output_dir=output_dir, device=device,
-                    unsafe=unsafe, plots=plots, progressbar=_progressbar())
+                    unsafe=unsafe, plots=plots, progressbar=_progressbar(), tta=tta)
     result = run_ensemble_evaluation(list(paths), **settings) if ensemble else run_evaluation(paths[0], **settings)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
@@ -233,7 +236,11 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, output_dir, dev
     from mnist_zoo.report.tables import format_evaluation, format_members
 
     is_ensemble = result.report["runtime"] == "ensemble"  # also a single PATH that is an ensemble's folder
-    click.echo(f"model: {result.model_path} ({result.report['runtime']})\ndata: {result.dataset_source}\n")
+    click.echo(f"model: {result.model_path} ({result.report['runtime']})\ndata: {result.dataset_source}")
+    if "tta" in result.report:
+        click.echo(f"test-time augmentation: {result.report['tta']['views']} views of each image (the image, and "
+                   f"copies with {result.report['tta']['augmentation']}); not the single-view figure")
+    click.echo()
     if is_ensemble:
         click.echo(format_members(result.members) + "\n")
     click.echo(format_evaluation(result.report, result.class_names))

@@ -155,6 +155,7 @@ def run_evaluation(
     unsafe: bool = False,
     plots: bool = False,
     progressbar: bool = False,
+    tta: int = 1,
 ) -> EvaluationResult:
     """Evaluates a `.keras` file or a run directory on the test set and writes evaluation.json.
 
@@ -168,6 +169,9 @@ def run_evaluation(
         unsafe: allow Lambda layers when loading.
         plots: also write the confusion-matrix heatmap and the misclassified-digits grid.
         progressbar: show download progress bars on stderr.
+        tta: test-time augmentation: average over this many views of each test image (the image
+            and `tta - 1` changed copies, `tta.tta_probabilities`); reported in
+            tta-evaluation.json, never in evaluation.json.
 
     Returns:
         The `EvaluationResult`.
@@ -179,23 +183,37 @@ def run_evaluation(
 
     model_path, run_dir = rundir.resolve_model_path(Path(path))
     if is_ensemble_file(model_path):  # an ensemble's folder: evaluated as `evaluate --ensemble` did
-        return run_ensemble_evaluation([model_path], dataset, data_dir, output_dir, device, unsafe, plots, progressbar)
+        return run_ensemble_evaluation([model_path], dataset, data_dir, output_dir, device, unsafe, plots, progressbar,
+                                       tta)
     run_dataset, run_data_dir = run_data_settings(run_dir)
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = open_classifier(model_path, unsafe=unsafe)
     data = load_dataset(dataset or run_dataset, data_dir or run_data_dir, progressbar=progressbar)
-    report, probabilities = evaluate_model(model, data.test_images, data.test_labels, data.class_names)
-    report = {"model": str(model_path), "runtime": model.kind, "dataset": data.name, **report}
+    probabilities, augmented = _probabilities(model, data.test_images, tta, run_dir)
+    report = {"model": str(model_path), "runtime": model.kind, "dataset": data.name, **augmented,
+              **classification_report(data.test_labels, probabilities, data.class_names)}
 
     if output_dir is not None:
         folder, prefix = Path(output_dir), ""
     else:
         folder, prefix = report_place(model_path, run_dir, model.kind)
-    written = _write_outputs(folder, prefix, report, data, probabilities, plots,
-                             plot_prefix=prefix if model.kind != "keras" else "",
+    tta_prefix = "tta-" if tta > 1 else ""
+    written = _write_outputs(folder, prefix + tta_prefix, report, data, probabilities, plots,
+                             plot_prefix=(prefix if model.kind != "keras" else "") + tta_prefix,
                              title=f"{model_path.name} ({model.kind})")
     return EvaluationResult(report, model_path, data.source, data.class_names, written, data.test_images,
                             data.test_labels, probabilities)
+
+
+def _probabilities(model, images, tta: int, run_dir) -> tuple[np.ndarray, dict]:
+    """The model's test probabilities, with `tta` > 1 averaged over augmented views; and the report's 'tta' entry."""
+    if tta <= 1:
+        return predict_probabilities(model, images), {}
+    from mnist_zoo.inference.tta import tta_augmentation, tta_probabilities
+
+    augmentation = tta_augmentation(run_dir)
+    return tta_probabilities(model, images, augmentation, tta), \
+        {"tta": {"views": tta, "augmentation": augmentation.describe()}}
 
 
 def _write_outputs(folder: Path, prefix: str, report: dict, data, probabilities, plots: bool, plot_prefix: str,
@@ -235,6 +253,7 @@ def run_ensemble_evaluation(
     unsafe: bool = False,
     plots: bool = False,
     progressbar: bool = False,
+    tta: int = 1,
 ) -> EnsembleEvaluation:
     """Evaluates models together: their averaged probabilities, and each member alone.
 
@@ -246,7 +265,8 @@ def run_ensemble_evaluation(
         output_dir: where ensemble.json, ensemble-evaluation.json (and the plots) go; default the
             current folder, or an ensemble's own folder. The folder then stands for the ensemble
             in `predict`, `serve`, `compare` and `evaluate`.
-        device, unsafe, plots, progressbar: as `run_evaluation`.
+        device, unsafe, plots, progressbar, tta: as `run_evaluation` (with `tta`, each member's
+            own line stays without it; the report goes to ensemble-tta-evaluation.json).
 
     Returns:
         The `EnsembleEvaluation`; its `probabilities` are the ensemble's.
@@ -277,14 +297,17 @@ def run_ensemble_evaluation(
         alone = classification_report(data.test_labels, probabilities, data.class_names)
         member_rows.append({"model": str(member.model_path), "runtime": classifier.kind,
                             "accuracy": alone["accuracy"], "loss": alone["loss"]})
-    probabilities = average_probabilities(member_probabilities)
-    report = {"model": f"ensemble of {len(members)}", "runtime": "ensemble", "dataset": data.name,
+    probabilities, augmented = average_probabilities(member_probabilities), {}
+    if tta > 1:
+        probabilities, augmented = _probabilities(ensemble, data.test_images, tta, first_run)
+    report = {"model": f"ensemble of {len(members)}", "runtime": "ensemble", "dataset": data.name, **augmented,
               "members": member_rows, **classification_report(data.test_labels, probabilities, data.class_names)}
     # The ensemble file first: a folder with an ensemble-evaluation.json and no ensemble.json would
     # be a report of nothing anyone can open again.
     written = [] if ensemble_file is not None and folder == ensemble_file.parent else \
         [write_ensemble_file(folder, members, ensemble_dataset(members))]
-    written += _write_outputs(folder, "ensemble-", report, data, probabilities, plots, plot_prefix="ensemble-",
+    tta_prefix = "ensemble-tta-" if tta > 1 else "ensemble-"
+    written += _write_outputs(folder, tta_prefix, report, data, probabilities, plots, plot_prefix=tta_prefix,
                               title=f"ensemble of {len(members)}")
     return EnsembleEvaluation(report, ensemble.path, data.source, data.class_names, written, data.test_images,
                               data.test_labels, probabilities, members=member_rows)
