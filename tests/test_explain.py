@@ -222,6 +222,8 @@ def test_python_api_explains_an_array_by_default_beside_the_model(tiny_runs, tmp
     assert {path.name for path in result.written} == {"inputs.png", "weights-output.png"}
     with pytest.raises(ValueError, match="unknown part"):
         mz.explain(run, parts=["saliency"], data_dir=small_mnist_dir)
+    with pytest.raises(ValueError, match="mistakes=65"):
+        mz.explain(run, mistakes=65, data_dir=small_mnist_dir)
 
 
 @pytest.mark.slow

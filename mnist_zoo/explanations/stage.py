@@ -12,6 +12,9 @@ from mnist_zoo import rundir
 from mnist_zoo.errors import DataError, ModelFileError
 from mnist_zoo.explanations import PARTS
 
+MAX_MISTAKES = 64
+"""Mistakes pictured at most: a 4-wide grid of 64 is already a tall page."""
+
 MAX_IMAGES = 32
 """Inputs explained per call: each gets two pictures, and 32 pairs are already a long folder."""
 
@@ -107,7 +110,7 @@ def run_explain(
         DataError: no readable input among `paths`, or more than `MAX_IMAGES`.
         ModelFileError: as `predict`; or a part asked for that the model lacks (feature maps of
             a model without convolutions, weights of an exported file).
-        ValueError: a part not in `PARTS`.
+        ValueError: a part not in `PARTS`, or `mistakes` outside 0-`MAX_MISTAKES`.
     """
     from mnist_zoo.data.datasets import load_dataset
     from mnist_zoo.explanations import figures
@@ -116,6 +119,8 @@ def run_explain(
     from mnist_zoo.report.plots import save_figure
     from mnist_zoo.runtime.device import select_device
 
+    if not 0 <= mistakes <= MAX_MISTAKES:
+        raise ValueError(f"mistakes={mistakes}: expected 0 to {MAX_MISTAKES}")
     unknown = sorted(set(parts or ()) - set(PARTS))
     if unknown:
         raise ValueError(f"unknown part(s) {', '.join(unknown)}; expected some of {', '.join(PARTS)}")
