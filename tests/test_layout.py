@@ -70,3 +70,12 @@ def test_every_module_belongs_to_a_layer():
     units = {path.relative_to(PACKAGE).parts[0].removesuffix(".py") for path in PACKAGE.iterdir()
              if path.suffix == ".py" or (path / "__init__.py").is_file()}
     assert units - {"__init__", "configs"} <= set().union(*LAYERS)
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists the packages by name: a new folder left out works in a checkout and breaks an install."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed, f"not in pyproject.toml's packages: {sorted(folders - listed)}"
