@@ -26,6 +26,7 @@ METRICS_FILE = "metrics.json"
 ENVIRONMENT_FILE = "environment.json"
 EVALUATION_FILE = "evaluation.json"
 ENSEMBLE_FILE = "ensemble.json"  # inference/ensemble.py: a folder holding one is an ensemble
+ENSEMBLE_SUFFIX = ".ensemble.json"  # an ensemble file outside its own folder: NAME.ensemble.json
 ENSEMBLE_EVALUATION_FILE = "ensemble-evaluation.json"
 STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"
@@ -252,7 +253,7 @@ def resolve_model_path(path: Path) -> tuple[Path, Path | None]:
         ModelFileError: nothing usable at `path`.
     """
     path = Path(path)
-    if path.is_dir() and (path / ENSEMBLE_FILE).is_file() and not (path / CONFIG_FILE).is_file():
+    if is_ensemble_folder(path):
         return path / ENSEMBLE_FILE, None
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         for name in (BEST_MODEL, LAST_MODEL):
@@ -263,6 +264,18 @@ def resolve_model_path(path: Path) -> tuple[Path, Path | None]:
         raise ModelFileError(f"{path}: no such model file or run directory")
     owner = next((folder for folder in (path.parent, path.parent.parent) if (folder / CONFIG_FILE).is_file()), None)
     return path, owner
+
+
+def is_ensemble_name(path: Path) -> bool:
+    """Whether a path is named as an ensemble file: ensemble.json, or NAME.ensemble.json."""
+    name = Path(path).name
+    return name == ENSEMBLE_FILE or name.endswith(ENSEMBLE_SUFFIX)
+
+
+def is_ensemble_folder(path: Path) -> bool:
+    """Whether `path` is an ensemble's folder: it holds an ensemble.json and is not a run directory."""
+    path = Path(path)
+    return path.is_dir() and (path / ENSEMBLE_FILE).is_file() and not (path / CONFIG_FILE).is_file()
 
 
 def is_own_model(model_path: Path, run_dir: Path | None) -> bool:

@@ -111,8 +111,7 @@ def ensemble_dataset(members: list[Member]) -> str:
 
 def is_ensemble_file(path: Path) -> bool:
     """True for an ensemble file: `ensemble.json` (in an ensemble's folder) or `NAME.ensemble.json`."""
-    path = Path(path)
-    return path.is_file() and (path.name == rundir.ENSEMBLE_FILE or path.name.endswith(".ensemble.json"))
+    return Path(path).is_file() and rundir.is_ensemble_name(path)
 
 
 def write_ensemble_file(folder: Path, members: list[Member], dataset: str) -> Path:

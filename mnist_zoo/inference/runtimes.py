@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_zoo import rundir
 from mnist_zoo.errors import MissingDependencyError, ModelFileError, describe
 from mnist_zoo.inference import model_limits
 from mnist_zoo.inference.modelfile import check_mnist_io
@@ -22,7 +23,7 @@ BATCH_SIZE = 256
 def file_kind(path: Path) -> str | None:
     """'keras', 'savedmodel', 'tflite', 'onnx' or 'ensemble' from a path's name (a folder: its saved_model.pb)."""
     path = Path(path)
-    if path.name == "ensemble.json" or path.name.endswith(".ensemble.json"):
+    if rundir.is_ensemble_name(path):
         return "ensemble"
     if path.is_dir():
         return "savedmodel" if (path / "saved_model.pb").is_file() else None

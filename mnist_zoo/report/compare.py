@@ -40,7 +40,7 @@ def _is_entry(folder: Path) -> bool:
     """A run directory, or an ensemble's folder (`evaluate --ensemble` wrote its ensemble.json)."""
     from mnist_zoo import rundir  # here, not at the top: cli imports SORT_KEYS, and --help stays instant
 
-    return (folder / rundir.CONFIG_FILE).is_file() or (folder / rundir.ENSEMBLE_FILE).is_file()
+    return (folder / rundir.CONFIG_FILE).is_file() or rundir.is_ensemble_folder(folder)
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -70,7 +70,7 @@ def read_row(run_dir: Path) -> RunRow:
     from mnist_zoo.models.registry import build_model
     from mnist_zoo.models.summary import forward_macs
 
-    if not (run_dir / rundir.CONFIG_FILE).is_file() and (run_dir / rundir.ENSEMBLE_FILE).is_file():
+    if rundir.is_ensemble_folder(run_dir):
         return read_ensemble_row(run_dir)
     path = run_dir / rundir.METRICS_FILE
     if not path.is_file():

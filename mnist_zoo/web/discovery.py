@@ -10,17 +10,13 @@ from mnist_zoo.web.models import ServedModel, open_model
 from mnist_zoo.web.zoo import Zoo
 
 
-def _is_ensemble_folder(path: Path) -> bool:
-    return path.is_dir() and (path / rundir.ENSEMBLE_FILE).is_file() and not (path / rundir.CONFIG_FILE).is_file()
-
-
 def _finished_runs(folder: Path) -> tuple[list[Path], list[str]]:
     """The runs (and ensembles) directly inside `folder` that finished (metrics.json and a model), and why others were left out."""
     runs, skipped = [], []
     children = sorted(path for path in folder.iterdir()
-                      if (path / rundir.CONFIG_FILE).is_file() or _is_ensemble_folder(path))
+                      if (path / rundir.CONFIG_FILE).is_file() or rundir.is_ensemble_folder(path))
     for child in children:
-        if _is_ensemble_folder(child):
+        if rundir.is_ensemble_folder(child):
             runs.append(child)
         elif not (child / rundir.METRICS_FILE).is_file():
             status = rundir.read_status(child).get("status", "unknown")
@@ -49,7 +45,7 @@ def find_models(paths: list[Path], runs_dir: Path | None) -> tuple[list[Path], l
     named, found, skipped = [], [], []
     for path in map(Path, paths):
         is_run_folder = path.is_dir() and not (path / rundir.CONFIG_FILE).is_file() \
-            and not (path / "saved_model.pb").is_file() and not _is_ensemble_folder(path)
+            and not (path / "saved_model.pb").is_file() and not rundir.is_ensemble_folder(path)
         if is_run_folder:
             runs, left_out = _finished_runs(path)
             if not runs:
