@@ -34,6 +34,22 @@ def _bare(axis) -> None:
     axis.set_yticks([])
 
 
+def _tiles(parent, count: int, columns: int):
+    """A grid of `count` picture tiles, `columns` across, on a figure or subfigure.
+
+    Returns:
+        (the whole grid of axes, for a colour bar beside it; the `count` axes to draw in, in
+        order). Every tile is bare, and the spare ones of the last row are hidden.
+    """
+    rows = max(1, -(-count // columns))
+    axes = parent.subplots(rows, columns, squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        _bare(axis)
+        if index >= count:
+            axis.axis("off")
+    return axes, list(axes.flat)[:count]
+
+
 def weights_figure(weights, title: str):
     """A grid of a layer's weight images on one symmetric scale, zero white, with a colour bar.
 
@@ -46,13 +62,9 @@ def weights_figure(weights, title: str):
     rows = -(-count // columns)
     tile = 1.5 if weights.images.shape[1] >= 28 else 0.9
     figure = new_figure(figsize=(columns * tile + 1.2, rows * tile + 0.9), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
+    axes, tiles = _tiles(figure, count, columns)
     limit = _robust(weights.images)
-    for index, axis in enumerate(axes.flat):
-        _bare(axis)
-        if index >= count:
-            axis.axis("off")
-            continue
+    for index, axis in enumerate(tiles):
         shown = axis.imshow(weights.images[index], cmap=_SIGNED, vmin=-limit, vmax=limit)
         axis.set_title(weights.labels[index], fontsize=11 if weights.kind == "templates" else 8)
     figure.colorbar(shown, ax=axes, shrink=0.8, extend="both", label="weight")
@@ -78,15 +90,10 @@ def feature_maps_figure(image: np.ndarray, layers, index: int, title: str):
     for part, layer in zip(parts[1:], layers):
         maps = layer.maps[index]
         channels = min(maps.shape[-1], MAX_CHANNELS)
-        rows = -(-channels // columns)
-        axes = part.subplots(rows, columns, squeeze=False)
+        axes, tiles = _tiles(part, channels, columns)
         signed = maps.min() < 0
         limit = _symmetric(maps[..., :channels])
-        for channel, axis in enumerate(axes.flat):
-            _bare(axis)
-            if channel >= channels:
-                axis.axis("off")
-                continue
+        for channel, axis in enumerate(tiles):
             shown = axis.imshow(maps[..., channel], cmap=_SIGNED if signed else _MAGNITUDE,
                                 vmin=-limit if signed else 0, vmax=limit)
         part.colorbar(shown, ax=axes, shrink=0.9, aspect=10)
@@ -145,12 +152,7 @@ def mistakes_figure(images, labels, predicted, confidence, maps, class_names, ti
     columns = min(count, 4) or 1
     rows = max(1, -(-count // columns))
     figure = new_figure(figsize=(columns * 2.6, rows * 2.6 + 0.6), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        _bare(axis)
-        if index >= count:
-            axis.axis("off")
-            continue
+    for index, axis in enumerate(_tiles(figure, count, columns)[1]):
         if maps is None:
             axis.imshow(images[index], cmap="gray", vmin=0, vmax=255)
         else:
@@ -169,12 +171,7 @@ def inputs_figure(images, names: list[str], answers: list[str], title: str):
     columns = min(count, 8)
     rows = -(-count // columns)
     figure = new_figure(figsize=(columns * 1.7, rows * 2.0 + 0.5), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        _bare(axis)
-        if index >= count:
-            axis.axis("off")
-            continue
+    for index, axis in enumerate(_tiles(figure, count, columns)[1]):
         axis.imshow(images[index], cmap="gray", vmin=0, vmax=255)
         axis.set_title(f"{names[index][-18:]}\n{answers[index]}", fontsize=8)
     figure.suptitle(title)

@@ -114,6 +114,7 @@ def run_explain(
     """
     from mnist_zoo.data.datasets import load_dataset
     from mnist_zoo.explanations import figures
+    from mnist_zoo.explanations.features import confident_mistakes
     from mnist_zoo.inference.evaluation import model_data_settings
     from mnist_zoo.inference.runtimes import open_classifier
     from mnist_zoo.report.plots import save_figure
@@ -157,6 +158,7 @@ def run_explain(
     save(figures.inputs_figure(images, names, answers, f"{label}: the inputs as the model saw them"), "inputs.png")
 
     keras_model = getattr(classifier, "model", None)
+    explained = None  # the float32 logits copy that every gradient is taken of
     if keras_model is None:
         asked = sorted(wanted - {"mistakes"}) if parts else []
         if asked:
@@ -165,8 +167,14 @@ def run_explain(
         notes.append(f"{classifier.kind} files run outside Keras: no weights, feature maps or attributions; "
                      "the inputs and the mistakes only")
     else:
+        from mnist_zoo.explanations.network import explainable_model
+
+        # One copy serves the inputs' pictures and the mistakes' maps.
+        explained, note = explainable_model(keras_model)
+        if note:
+            notes.append(note)
         try:
-            _explain_keras(keras_model, images, records, class_names, label, save, notes, wanted,
+            _explain_keras(explained, images, records, class_names, label, save, notes, wanted,
                            explicit=bool(parts), model_file=model_file)
         except ValueError as error:  # a foreign model without gradients from its input
             raise ModelFileError(f"{model_file}: {error}") from None
@@ -174,13 +182,13 @@ def run_explain(
     mistake_records = []
     if mistakes > 0 and "mistakes" in wanted:
         test_probabilities = classifier.probabilities(data.test_images)
-        chosen = _confident_mistakes(test_probabilities, data.test_labels, mistakes)
+        chosen = confident_mistakes(test_probabilities, data.test_labels, mistakes)
         predicted = test_probabilities[chosen].argmax(axis=1)
         confidence = test_probabilities[chosen, predicted]
         maps = None
-        if keras_model is not None and len(chosen):
+        if explained is not None and len(chosen):
             try:
-                maps = _integrated_gradient_maps(keras_model, data.test_images[chosen], predicted, notes)
+                maps = _integrated_gradient_maps(explained, data.test_images[chosen], predicted, notes)
             except ValueError as error:
                 raise ModelFileError(f"{model_file}: {error}") from None
         mistake_records = [{"test_index": int(index), "true": class_names[data.test_labels[index]],
@@ -193,17 +201,11 @@ def run_explain(
     return ExplainResult(model_file, classifier.kind, folder, written, records, mistake_records, notes)
 
 
-def _confident_mistakes(probabilities, labels, count):
-    from mnist_zoo.explanations.features import confident_mistakes
-
-    return confident_mistakes(probabilities, labels, count)
-
-
-def _integrated_gradient_maps(keras_model, images, classes, notes) -> np.ndarray:
+def _integrated_gradient_maps(model, images, classes, notes) -> np.ndarray:
+    """The integrated gradients of `classes` for `images`, as (n, 28, 28); `model`: the explainable copy."""
     from mnist_zoo.explanations.attribution import integrated_gradients
-    from mnist_zoo.explanations.network import as_images, explainable_model, model_inputs
+    from mnist_zoo.explanations.network import as_images, model_inputs
 
-    model, _ = explainable_model(keras_model)
     results = integrated_gradients(model, model_inputs(model, images), np.asarray(classes))
     incomplete = sum(not result.complete for result in results)
     if incomplete:
@@ -212,18 +214,15 @@ def _integrated_gradient_maps(keras_model, images, classes, notes) -> np.ndarray
     return as_images(np.stack([result.attributions for result in results]))
 
 
-def _explain_keras(keras_model, images, records, class_names, label, save, notes, wanted, explicit, model_file) -> None:
+def _explain_keras(model, images, records, class_names, label, save, notes, wanted, explicit, model_file) -> None:
     """The Keras-only pictures: weights, feature maps and attributions of every input.
 
-    A part the model lacks is noted, or refused when `explicit` (the user asked for it by name).
+    `model` is the explainable copy (`network.explainable_model`). A part the model lacks is
+    noted, or refused when `explicit` (the user asked for it by name).
     """
     from mnist_zoo.explanations import attribution, figures
     from mnist_zoo.explanations.features import feature_maps, map_layers, weight_images
-    from mnist_zoo.explanations.network import as_images, explainable_model, model_inputs
-
-    model, note = explainable_model(keras_model)
-    if note:
-        notes.append(note)
+    from mnist_zoo.explanations.network import as_images, model_inputs
 
     def lacking(part: str, why: str) -> None:
         if explicit:
