@@ -104,6 +104,11 @@ def open_ensemble(members: list[Member], unsafe: bool = False, path: Path | None
     return EnsembleClassifier([open_classifier(member.model_path, unsafe=unsafe) for member in members], path)
 
 
+def first_run(members: list[Member]) -> Path | None:
+    """The run directory of the first member that has one: where the ensemble's data settings come from."""
+    return next((member.run_dir for member in members if member.run_dir is not None), None)
+
+
 def ensemble_dataset(members: list[Member]) -> str:
     """The data set the members' runs share ('mnist' when no member is a run's)."""
     return next((member.dataset for member in members if member.dataset), "mnist")

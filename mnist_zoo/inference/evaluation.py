@@ -112,13 +112,13 @@ def run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
 
 def model_data_settings(model_path: Path, run_dir: Path | None) -> tuple[str, str | None]:
     """(dataset, data_dir) of a model file: its run's, or an ensemble file's (and its first run's folder)."""
-    from mnist_zoo.inference.ensemble import is_ensemble_file, read_ensemble_file
+    from mnist_zoo.inference.ensemble import first_run, is_ensemble_file, read_ensemble_file
 
     if is_ensemble_file(model_path):
         members, dataset = read_ensemble_file(model_path)
-        first_run = next((member.run_dir for member in members if member.run_dir is not None), None)
-        return dataset, run_data_settings(first_run)[1]
+        return dataset, run_data_settings(first_run(members))[1]
     return run_data_settings(run_dir)
+
 
 
 def report_place(model_path: Path, run_dir: Path | None, kind: str) -> tuple[Path, str]:
@@ -205,14 +205,17 @@ def run_evaluation(
                             data.test_labels, probabilities)
 
 
-def _probabilities(model, images, tta: int, run_dir) -> tuple[np.ndarray, dict]:
-    """The model's test probabilities, with `tta` > 1 averaged over augmented views; and the report's 'tta' entry."""
+def _probabilities(model, images, tta: int, run_dir, plain=None) -> tuple[np.ndarray, dict]:
+    """The model's test probabilities, with `tta` > 1 averaged over augmented views; and the report's 'tta' entry.
+
+    `plain`: the model's probabilities of the images themselves, where the caller has them already.
+    """
     if tta <= 1:
-        return predict_probabilities(model, images), {}
+        return (predict_probabilities(model, images) if plain is None else plain), {}
     from mnist_zoo.inference.tta import tta_augmentation, tta_probabilities
 
     augmentation = tta_augmentation(run_dir)
-    return tta_probabilities(model, images, augmentation, tta), \
+    return tta_probabilities(model, images, augmentation, tta, plain=plain), \
         {"tta": {"views": tta, "augmentation": augmentation.describe()}}
 
 
@@ -272,7 +275,7 @@ def run_ensemble_evaluation(
         The `EnsembleEvaluation`; its `probabilities` are the ensemble's.
     """
     from mnist_zoo.data.datasets import load_dataset
-    from mnist_zoo.inference.ensemble import (average_probabilities, ensemble_dataset, is_ensemble_file,
+    from mnist_zoo.inference.ensemble import (average_probabilities, ensemble_dataset, first_run, is_ensemble_file,
                                               open_ensemble, read_ensemble_file, resolve_members,
                                               write_ensemble_file)
     from mnist_zoo.runtime.device import select_device
@@ -288,8 +291,8 @@ def run_ensemble_evaluation(
         rundir.check_ensemble_folder(folder)  # before the evaluation, not after it
     select_device(device)
     ensemble = open_ensemble(members, unsafe=unsafe, path=ensemble_file or folder / rundir.ENSEMBLE_FILE)
-    first_run = next((member.run_dir for member in members if member.run_dir is not None), None)
-    data = load_dataset(dataset or ensemble_dataset(members), data_dir or run_data_settings(first_run)[1],
+    members_run = first_run(members)
+    data = load_dataset(dataset or ensemble_dataset(members), data_dir or run_data_settings(members_run)[1],
                         progressbar=progressbar)
     member_probabilities = ensemble.member_probabilities(data.test_images)
     member_rows = []
@@ -297,9 +300,8 @@ def run_ensemble_evaluation(
         alone = classification_report(data.test_labels, probabilities, data.class_names)
         member_rows.append({"model": str(member.model_path), "runtime": classifier.kind,
                             "accuracy": alone["accuracy"], "loss": alone["loss"]})
-    probabilities, augmented = average_probabilities(member_probabilities), {}
-    if tta > 1:
-        probabilities, augmented = _probabilities(ensemble, data.test_images, tta, first_run)
+    probabilities, augmented = _probabilities(ensemble, data.test_images, tta, members_run,
+                                              plain=average_probabilities(member_probabilities))
     report = {"model": f"ensemble of {len(members)}", "runtime": "ensemble", "dataset": data.name, **augmented,
               "members": member_rows, **classification_report(data.test_labels, probabilities, data.class_names)}
     # The ensemble file first: a folder with an ensemble-evaluation.json and no ensemble.json would

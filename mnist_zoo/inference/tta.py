@@ -27,7 +27,8 @@ def tta_augmentation(run_dir: Path | None):
     return AugmentationConfig(**DEFAULT_AUGMENTATION)
 
 
-def tta_probabilities(classifier, images: np.ndarray, augmentation, views: int, seed: int = 0) -> np.ndarray:
+def tta_probabilities(classifier, images: np.ndarray, augmentation, views: int, seed: int = 0,
+                      plain: np.ndarray | None = None) -> np.ndarray:
     """The mean probabilities of `views` copies of each image: the image itself, then `views - 1` changed ones.
 
     The changed copies are drawn as training draws them (`data.augmentation.Augmenter`, fixed seed:
@@ -39,6 +40,8 @@ def tta_probabilities(classifier, images: np.ndarray, augmentation, views: int, 
         images: uint8 (n, 28, 28).
         augmentation: an `AugmentationConfig`.
         views: 1 to `MAX_VIEWS`.
+        plain: the classifier's probabilities of `images` themselves, where the caller has them
+            already (the first view; computed here otherwise).
     """
     import tensorflow as tf
 
@@ -47,7 +50,7 @@ def tta_probabilities(classifier, images: np.ndarray, augmentation, views: int, 
     if not 1 <= views <= MAX_VIEWS:
         raise ValueError(f"views={views}: expected 1 to {MAX_VIEWS}")
     augmenter = Augmenter(augmentation, seed)
-    total = classifier.probabilities(images).astype(np.float64)
+    total = (classifier.probabilities(images) if plain is None else plain).astype(np.float64)
     for view in range(1, views):
         for start in range(0, len(images), _BATCH):
             batch = tf.constant(images[start:start + _BATCH, :, :, None].astype(np.float32) / 255)
