@@ -183,6 +183,15 @@ def test_feature_maps_asked_of_a_model_without_convolutions_is_an_error(tiny_run
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_a_pictures_files_are_named_after_it_without_its_suffix(tiny_runs, tmp_path, small_mnist_dir, real_mnist):
+    from PIL import Image
+
+    picture = tmp_path / "my digit.PNG"
+    Image.fromarray(real_mnist.test_images[0]).save(picture, format="PNG")
+    result = _explain(tiny_runs["linear"], tmp_path, small_mnist_dir, [picture], mistakes=0, parts=["attributions"])
+    assert [path.name for path in result.written] == ["inputs.png", "attributions-00-my_digit.png"]
+
+
 def test_bad_inputs_get_one_line_errors(tiny_runs, tmp_path, small_mnist_dir):
     from PIL import Image
 

@@ -45,8 +45,17 @@ class ExplainResult:
 
 
 def _file_stem(index: int, name: str) -> str:
-    """'03-my_digit' from an input's name: safe in any file system, short, in input order."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name).strip("._")[:40] or "input"
+    """'03-my_digit' from an input's name: safe in any file system, short, in input order.
+
+    A picture's suffix goes (the PNG written has its own); an array's stays, with the image's
+    index: 'digits.npy[3]' gives 'digits.npy_3'.
+    """
+    from mnist_zoo.inference.pictures import IMAGE_SUFFIXES
+
+    name = Path(name).name
+    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+        name = Path(name).stem
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "input"
     return f"{index:02d}-{stem}"
 
 
