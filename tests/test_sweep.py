@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def _no_storage_from_the_environment(monkeypatch):
 
 def write_sweep(folder: Path, **sweep) -> Path:
     path = folder / "sweep.yaml"
-    path.write_text(yaml.safe_dump(sweep))
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
 
 
@@ -417,6 +418,115 @@ def test_ctrl_c_stops_every_local_worker_cleanly(tmp_path, small_mnist_dir):
     assert sorted(statuses) == ["interrupted", "interrupted"]
     leftover = subprocess.run(["pgrep", "-f", f"--sweep-dir {out}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a worker outlived Ctrl-C"
+
+
+# ----------------------------------------------------------------------------- named variants and grid resume
+
+
+OPTIMIZER_VARIANTS = {"sgd": {"set": {"train.optimizer": {"name": "sgd", "learning_rate": 0.1}}},
+                      "momentum": {"set": {"train.optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}}},
+                      "the mlp": {"base": "mlp", "set": {"model.hidden_units": [16]}}}
+
+
+def test_variants_are_a_grid_key_crossed_with_the_space_each_with_its_own_base_and_overrides(tmp_path):
+    from mnist_zoo.sweeps.spec import trial_config
+
+    spec, base = load_sweep(write_sweep(tmp_path, base="linear", sampler="grid", variants=OPTIMIZER_VARIANTS,
+                                        space={"train.batch_size": {"choice": [32, 64]}}))
+    assert spec.grid == {"variant": ["sgd", "momentum", "the mlp"], "train.batch_size": [32, 64]}
+    assert spec.trial_count == 6
+    momentum = trial_config(spec, base, {"variant": "momentum", "train.batch_size": 64}, "t")
+    assert (momentum.model.type, momentum.train.batch_size) == ("linear", 64)
+    assert momentum.train.optimizer.params == {"learning_rate": 0.1, "momentum": 0.9}
+    mlp = trial_config(spec, base, {"variant": "the mlp", "train.batch_size": 32}, "t")
+    assert (mlp.model.type, mlp.model.hidden_units, mlp.train.batch_size) == ("mlp", (16,), 32)
+    # Variants alone make a sweep too.
+    spec, _ = load_sweep(write_sweep(tmp_path, base="linear", sampler="grid", variants=OPTIMIZER_VARIANTS))
+    assert spec.grid == {"variant": ["sgd", "momentum", "the mlp"]} and spec.trial_count == 3
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"sampler": "tpe", "trials": 3}, "variants need sampler: grid, received sampler: tpe"),
+    ({"variants": {"bad": {"set": {"train.epochs": 0}}}}, "variants.bad: does not make a valid config"),
+    ({"variants": {"bad": {"base": "configs/mlp.yaml"}}}, "variants.bad.base: 'configs/mlp.yaml' is neither"),
+    ({"variants": {"a": {"set": {"train.batch_size": 8}}}, "space": {"train.batch_size": {"choice": [1, 2]}}},
+     "space.train.batch_size: also fixed in variants.a"),
+    ({"variants": {"the mlp": {"base": "mlp"}}, "space": {"model.hidden_units": {"choice": [[8], [0]]}}},
+     "space.model.hidden_units: [0] does not make the 'the mlp' variant's config"),
+    ({"variants": {}, "space": {}}, "give a space (the keys to vary), variants, or both"),
+])
+def test_a_bad_variant_is_one_error_naming_it(tmp_path, changes, message):
+    sweep = {"base": "linear", "sampler": "grid", "variants": OPTIMIZER_VARIANTS, **changes}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_sweep(write_sweep(tmp_path, **sweep))
+
+
+def test_workers_and_reruns_of_a_grid_sweep_number_its_points_alike(tmp_path):
+    """GridSampler records a point's number, not its values: each sampler must number the grid the same way."""
+    from mnist_zoo.sweeps.study import open_study
+
+    spec, _ = load_sweep(write_sweep(tmp_path, base="linear", sampler="grid", seed=7,
+                                     space={"train.batch_size": {"choice": [8, 16, 32, 64, 128, 256]}}))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    points = []
+    for number in range(6):  # two workers taking turns, then a rerun joining the study
+        study = open_study(spec, storage, "grid", worker_index=number % 2 if number < 4 else 0)
+        study.optimize(lambda trial: points.append(spec.suggest(trial)["train.batch_size"]) or 0.5, n_trials=1)
+    assert sorted(points) == [8, 16, 32, 64, 128, 256]
+
+
+def fake_training(trained: list, stop_after: int | None = None):
+    """A `train_run` that trains nothing: it records the trial's values and a one-epoch history.
+
+    With `stop_after`, the call after that many is stopped as Ctrl-C stops a real one.
+    """
+    from types import SimpleNamespace
+
+    from mnist_zoo import rundir
+    from mnist_zoo.errors import TrainingInterrupted
+
+    def train_run(config, run_dir, extra_callbacks=()):
+        if stop_after is not None and len(trained) == stop_after:
+            raise TrainingInterrupted(2)
+        trained.append((config.train.optimizer.params.get("momentum", 0.0), config.train.batch_size))
+        rundir.write_json(run_dir / rundir.HISTORY_JSON, {"epochs": [{"epoch": 1, "val_accuracy": 0.5}]})
+        return SimpleNamespace(metrics={"test_accuracy": 0.5})
+
+    return train_run
+
+
+def test_a_grid_sweep_stopped_by_ctrl_c_trains_exactly_the_missing_points_when_run_again(tmp_path, monkeypatch):
+    from mnist_zoo.errors import TrainingInterrupted
+    from mnist_zoo.sweeps.stage import prepare_sweep, run_sweep
+
+    sweep_file = write_sweep(tmp_path, base="linear", sampler="grid", pruner="none",
+                             variants={name: OPTIMIZER_VARIANTS[name] for name in ("sgd", "momentum")},
+                             space={"train.batch_size": {"choice": [32, 64, 128]}})
+    setup = prepare_sweep(sweep_file, tmp_path / "out")
+    trained = []
+    monkeypatch.setattr("mnist_zoo.training.stage.train_run", fake_training(trained, stop_after=2))
+    with pytest.raises(TrainingInterrupted):
+        run_sweep(setup)
+    assert len(trained) == 2
+    monkeypatch.setattr("mnist_zoo.training.stage.train_run", fake_training(trained))
+    run_sweep(setup)
+    # Optuna's GridSampler alone counts the interrupted point as done: it would skip it and train a finished one twice.
+    grid = sorted((momentum, batch) for momentum in (0.0, 0.9) for batch in (32, 64, 128))
+    assert sorted(trained) == grid, trained
+    run_sweep(setup)  # nothing is left
+    assert len(trained) == 6
+
+
+def test_variants_train_as_runs_of_their_own_base(tmp_path, small_mnist_dir):
+    sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=None, sampler="grid", pruner="none", space={},
+                            variants={"linear": {}, "small mlp": {"base": "mlp", "set": {"model.hidden_units": [16]}}})
+    result = sweep_cli(str(sweep_file), "--sweep-dir", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    trials = json.loads(result.stdout)["trials"]
+    assert sorted(trial["params"]["variant"] for trial in trials) == ["linear", "small mlp"]
+    runs = {trial["params"]["variant"]: Path(trial["run_dir"]) for trial in trials}
+    assert yaml.safe_load((runs["small mlp"] / "config.yaml").read_text())["model"]["hidden_units"] == [16]
+    assert yaml.safe_load((runs["linear"] / "config.yaml").read_text())["model"]["type"] == "linear"
 
 
 # ----------------------------------------------------------------------------- passwords and the sweep directory's bounds

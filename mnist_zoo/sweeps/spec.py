@@ -14,6 +14,9 @@ from mnist_zoo.fields import Frozen
 
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
+VARIANT = "variant"
+"""The grid key of a sweep's named variants (no config key has this name: config keys are dotted)."""
+MAX_VARIANTS = 64
 
 
 class Dimension(Frozen):
@@ -78,6 +81,15 @@ class Dimension(Frozen):
         return trial.suggest_float(name, low, high, step=self.step, log=self.kind == "log_uniform")
 
 
+class Variant(Frozen):
+    """One named variant of a grid sweep: its own base config (optional) and the overrides that make it."""
+
+    base: StrictStr | None = None
+    """A bundled config name or an absolute path; null: the sweep's `base`."""
+    set: dict[str, Any] = {}
+    """Overrides applied on top of the sweep's `set` (like --set): `train.optimizer: {name: sgd}`."""
+
+
 class SweepSpec(Frozen):
     """A sweep: which config to start from, what to vary, what to optimize, and how long."""
 
@@ -86,8 +98,11 @@ class SweepSpec(Frozen):
     such a file is copied into the sweep directory as base.yaml)."""
     set: dict[str, Any] = {}
     """Overrides applied to every trial (like --set): `train.epochs: 5`, `data.train_limit: 10000`."""
-    space: dict[str, Dimension] = Field(min_length=1)
+    space: dict[str, Dimension] = {}
     """The keys to vary, each with its range: `train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}`."""
+    variants: dict[str, Variant] = {}
+    """Named variants, each a set of overrides (and maybe its own base config), for comparisons that
+    one key cannot express ("sgd with momentum", "the CNN"); grid sampler only, crossed with `space`."""
     objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     """The best epoch's validation figure: accuracy maximized, or loss minimized."""
     trials: PositiveInt | None = None
@@ -106,11 +121,21 @@ class SweepSpec(Frozen):
 
     @model_validator(mode="after")
     def _budget(self):
+        if not self.space and not self.variants:
+            raise ValueError("give a space (the keys to vary), variants, or both")
+        if self.variants:
+            if self.sampler != "grid":
+                raise ValueError(f"variants need sampler: grid, received sampler: {self.sampler}")
+            if len(self.variants) > MAX_VARIANTS:
+                raise ValueError(f"{len(self.variants)} variants; at most {MAX_VARIANTS}")
+            for name in self.variants:
+                if not name.strip() or len(name) > 60 or not name.isprintable():
+                    raise ValueError(f"variant name {name!r}: expected 1-60 printable characters")
         if self.sampler == "grid":
             not_choice = [key for key, dimension in self.space.items() if dimension.kind != "choice"]
             if not_choice:
                 raise ValueError(f"sampler grid needs choice lists only; not a choice: {', '.join(not_choice)}")
-            size = math.prod(len(dimension.choice) for dimension in self.space.values())
+            size = math.prod(len(dimension.choice) for dimension in self.space.values()) * max(len(self.variants), 1)
             if self.trials is not None and self.trials > size:
                 raise ValueError(f"trials {self.trials} is more than the grid's {size} combinations")
         elif self.trials is None and self.time_budget_minutes is None:
@@ -119,8 +144,9 @@ class SweepSpec(Frozen):
 
     @property
     def grid(self) -> dict[str, list]:
-        """The grid of a grid sweep: every key's choices."""
-        return {key: dimension.options for key, dimension in self.space.items()}
+        """The grid of a grid sweep: the variants' names (under `variant`), then every key's choices."""
+        variants = {VARIANT: list(self.variants)} if self.variants else {}
+        return {**variants, **{key: dimension.options for key, dimension in self.space.items()}}
 
     @property
     def trial_count(self) -> int | None:
@@ -130,6 +156,11 @@ class SweepSpec(Frozen):
         if self.sampler == "grid":
             return math.prod(len(choices) for choices in self.grid.values())
         return None
+
+    def suggest(self, trial) -> dict[str, Any]:
+        """Draws a trial's values: its variant's name (if the sweep has variants), then every key's."""
+        variant = {VARIANT: trial.suggest_categorical(VARIANT, list(self.variants))} if self.variants else {}
+        return {**variant, **{key: dimension.suggest(trial, key) for key, dimension in self.space.items()}}
 
     @property
     def direction(self) -> str:
@@ -169,9 +200,9 @@ def base_config_path(spec: SweepSpec, sweep_file: Path | None, base_copies: dict
 def load_sweep(path: Path, base_copies: dict[str, Path] | None = None) -> tuple[SweepSpec, Path]:
     """Reads and validates a sweep file, and checks every range against the base config.
 
-    Each end of every range and every choice is applied to the base config (with `set`) and
-    validated as a config, so a key that is not in it, or a value outside the key's own range,
-    is an error now rather than in trial 17.
+    Each variant, and each end of every range and every choice with each variant, is applied to
+    the base config (with `set`) and validated as a config, so a key that is not in it, or a value
+    outside the key's own range, is an error now rather than in trial 17.
 
     Args:
         path: the sweep file.
@@ -194,28 +225,70 @@ def load_sweep(path: Path, base_copies: dict[str, Path] | None = None) -> tuple[
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, str(path))) from None
     base = base_config_path(spec, path, base_copies)
-    load_config(base, dict(spec.set))  # the fixed overrides alone
-    for key, dimension in spec.space.items():
-        if key in spec.set:
-            raise ConfigError(f"{path}: space.{key}: also fixed in set; vary it or fix it, not both")
-        for value in dimension.edges():
-            try:
-                load_config(base, {**spec.set, key: value})
-            except ConfigError as error:
-                reason = str(error).splitlines()[0].split(": ", 1)[-1]
-                raise ConfigError(f"{path}: space.{key}: {value!r} does not make a valid {spec.base} config: "
-                                  f"{reason}") from None
+    # Each variant alone, then each range's ends with each variant (or the base alone).
+    try:
+        setups = {name: (variant_base(spec, name, base), {**spec.set, **variant.set})
+                  for name, variant in spec.variants.items()} or {None: (base, dict(spec.set))}
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    for name, (variant_file, overrides) in setups.items():
+        where = f"variants.{name}" if name is not None else "set"
+        try:
+            load_config(variant_file, overrides)
+        except ConfigError as error:
+            reason = str(error).splitlines()[0].split(": ", 1)[-1]
+            raise ConfigError(f"{path}: {where}: does not make a valid config: {reason}") from None
+        for key, dimension in spec.space.items():
+            if key in overrides:
+                raise ConfigError(f"{path}: space.{key}: also fixed in {where}; vary it or fix it, not both")
+            for value in dimension.edges():
+                try:
+                    load_config(variant_file, {**overrides, key: value})
+                except ConfigError as error:
+                    reason = str(error).splitlines()[0].split(": ", 1)[-1]
+                    made = f"the {name!r} variant's" if name is not None else f"a valid {spec.base}"
+                    raise ConfigError(f"{path}: space.{key}: {value!r} does not make {made} config: "
+                                      f"{reason}") from None
     return spec, base
 
 
+def variant_base(spec: SweepSpec, name: str, base: Path) -> Path:
+    """The base config file of the variant `name`: its own `base`, else the sweep's.
+
+    A variant's own base is a bundled config's name or an absolute path: the sweep directory keeps
+    a copy of the sweep file only, which every worker (on any machine) reads.
+
+    Raises:
+        ConfigError: neither a bundled config name nor an existing absolute path.
+    """
+    from mnist_zoo.config.loading import bundled_config_names, bundled_config_path
+
+    own = spec.variants[name].base
+    if own is None:
+        return Path(base)
+    if own in bundled_config_names():
+        return bundled_config_path(own)
+    if Path(own).is_absolute() and Path(own).is_file():
+        return Path(own)
+    raise ConfigError(f"variants.{name}.base: {own!r} is neither a bundled config (mnist-zoo config list) nor an "
+                      "existing file's absolute path; give one of those")
+
+
 def trial_config(spec: SweepSpec, base: Path, params: dict[str, Any], name: str, data_dir: str | None = None):
-    """The validated run config of one trial: the base, `set`, then the trial's values.
+    """The validated run config of one trial: the base (its variant's), `set`, the variant's `set`, the trial's values.
 
     Args:
+        params: the trial's values, as `SweepSpec.suggest` draws them (with `variant` if the sweep has variants).
         data_dir: where this machine has the data (`sweep --data-dir`), recorded in the trial's config.
     """
     from mnist_zoo.config.loading import data_dir_setting, load_config
 
+    params = dict(params)
+    variant = params.pop(VARIANT, None)
+    overrides = dict(spec.set)
+    if variant is not None:
+        base = variant_base(spec, variant, base)
+        overrides.update(spec.variants[variant].set)
     machine = {"data.data_dir": data_dir_setting(data_dir)} if data_dir else {}
     # Quiet unless the sweep asks otherwise: several workers' progress bars would interleave.
-    return load_config(base, {"train.verbose": 0, **spec.set, **params, **machine, "name": name})
+    return load_config(base, {"train.verbose": 0, **overrides, **params, **machine, "name": name})

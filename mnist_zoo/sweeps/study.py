@@ -20,9 +20,11 @@ TRIALS_DIR = "trials"
 def sampler_for(spec: SweepSpec, worker_index: int):
     import optuna
 
-    seed = spec.seed + worker_index
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(spec.grid, seed=seed)
+        # GridSampler numbers the grid's points in an order its seed shuffles, and records only the
+        # numbers: every worker and every rerun must shuffle alike, or the same number means another point.
+        return optuna.samplers.GridSampler(spec.grid, seed=spec.seed)
+    seed = spec.seed + worker_index
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
@@ -41,7 +43,8 @@ def open_study(spec: SweepSpec, storage_url: str, study_name: str, worker_index:
     """Creates the study, or joins it when it exists (another worker, another machine, a rerun).
 
     The sampler's seed is the sweep's, plus the worker's index, plus the trials the study already
-    has: a rerun or another worker does not draw the same points again.
+    has: a rerun or another worker does not draw the same points again. A grid's sampler keeps the
+    sweep's seed (see `sampler_for`).
     """
     import optuna
 
@@ -60,6 +63,35 @@ def counted_trials(study) -> list:
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
                                                     TrialState.WAITING))
+
+
+def requeue_failed_grid_points(study, spec: SweepSpec) -> int:
+    """Queues again each grid point whose only trials failed (Ctrl-C, SIGTERM, an error); returns how many.
+
+    Optuna's GridSampler counts a failed trial's point as visited, so a rerun after Ctrl-C would
+    skip it and, once the rest is done, train a finished point a second time instead. Queued
+    here with the failed trial's values, the point is the next trial a worker takes. A point that
+    a finished, running or queued trial already covers is left alone (a killed worker's trial is
+    queued again by Optuna itself).
+    """
+    from optuna.trial import TrialState
+
+    if spec.sampler != "grid":
+        return 0
+    keys = list(spec.grid)
+
+    def point(params: dict) -> tuple | None:
+        return tuple(params[key] for key in keys) if all(key in params for key in keys) else None
+
+    covered = {point(trial.params or trial.system_attrs.get("fixed_params", {})) for trial in counted_trials(study)}
+    queued = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        failed = point(trial.params)
+        if failed is not None and failed not in covered:
+            study.enqueue_trial(dict(zip(keys, failed)))
+            covered.add(failed)
+            queued += 1
+    return queued
 
 
 class SurplusTrial(Exception):
@@ -130,7 +162,7 @@ def run_worker(spec: SweepSpec, base: Path, sweep_dir: Path, storage_url: str, s
             earlier = [other for other in counted_trials(study) if other.number < trial.number]
             if len(earlier) >= wanted:
                 raise SurplusTrial()
-        params = {key: dimension.suggest(trial, key) for key, dimension in spec.space.items()}
+        params = spec.suggest(trial)
         config = trial_config(spec, base, params, f"{study_name}-trial-{trial.number:04d}", data_dir)
         run_dir = rundir.prepare_named_run_dir(trials_dir / f"{trial.number:04d}-{config.model.type}", force=True)
         trial.set_user_attr("run_dir", str(run_dir))
