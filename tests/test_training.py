@@ -92,6 +92,26 @@ def test_early_stopping_stops(tmp_path, small_mnist_dir):
     assert len(history) == 3 and metrics["epochs_completed"] == 3
 
 
+def test_a_time_limit_stops_mid_epoch_and_keeps_the_cut_epoch_validated(tmp_path, small_mnist_dir):
+    # Batch 1: 1,800 steps per epoch, far more than 1.5 s of training.
+    metrics, history = run(tmp_path, small_mnist_dir, {"epochs": 50, "batch_size": 1, "time_limit_seconds": 1.5})
+    assert len(history) == 1 and metrics["stopped_by_time_limit"] and metrics["epochs_completed"] == 1
+    cut = history[0]
+    assert 0 < cut["epoch_fraction"] < 1 and "val_accuracy" in cut
+    assert 1.5 <= metrics["train_seconds"] < 30
+    # Per epoch means per whole epoch's steps: the cut epoch's time over the fraction that ran.
+    assert metrics["seconds_per_epoch"] == pytest.approx(metrics["train_seconds"] / cut["epoch_fraction"])
+    # best.keras is the cut epoch, and it was scored.
+    assert metrics["best_epoch"] == 1 and 0.1 < metrics["test_accuracy"] <= 1
+
+
+def test_a_time_limit_longer_than_the_run_changes_nothing_but_the_record(tmp_path, small_mnist_dir):
+    metrics, history = run(tmp_path, small_mnist_dir, {"time_limit_seconds": 600})
+    assert len(history) == 2 and [record["epoch_fraction"] for record in history] == [1.0, 1.0]
+    assert not metrics["stopped_by_time_limit"]
+    assert metrics["seconds_per_epoch"] == pytest.approx(metrics["train_seconds"] / 2)
+
+
 def test_same_seed_same_history_different_seed_differs(tmp_path, small_mnist_dir):
     _, first = run(tmp_path / "a", small_mnist_dir, {"seed": 5})
     _, second = run(tmp_path / "b", small_mnist_dir, {"seed": 5})

@@ -186,6 +186,8 @@ class TrainConfig(Frozen):
     """Write TensorBoard logs of every epoch to <run>/tensorboard/ (view: tensorboard --logdir runs)."""
     steps_per_execution: PositiveInt = 1
     """Training steps per TensorFlow call; > 1 cuts per-step overhead (progress updates less often)."""
+    time_limit_seconds: PositiveFloat | None = None
+    """Stop once this much training time (validation included, a resumed run's parts added) has passed, mid-epoch if need be: the cut epoch is validated and kept, its history record's epoch_fraction says how much of it ran. For comparisons at equal wall time."""
     verbose: Literal["auto", 0, 1, 2] = "auto"
     """Keras verbosity; auto: progress bar on a terminal, one line per epoch otherwise."""
 

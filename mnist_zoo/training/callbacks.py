@@ -96,6 +96,30 @@ def uses_weight_averaging(optimizer) -> bool:
     return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training mid-epoch once `limit_seconds` of training have passed (`train.time_limit_seconds`).
+
+    `spent_seconds` is what the run's committed epochs already took (a resumed run's earlier
+    parts). The check runs after every step (every `steps_per_execution` steps); `reached` tells
+    `CommitEpochs` that the epoch it is cut from is to be kept, not dropped as an interrupted one.
+    """
+
+    def __init__(self, limit_seconds: float, spent_seconds: float = 0.0):
+        super().__init__()
+        self.limit_seconds = limit_seconds
+        self.spent_seconds = spent_seconds
+        self.reached = False
+        self._start = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.spent_seconds + time.perf_counter() - self._start >= self.limit_seconds:
+            self.reached = True
+            self.model.stop_training = True
+
+
 class CommitEpochs(keras.callbacks.Callback):
     """Commits every complete epoch: through the `TrainingLoop`, then one atomic checkpoint, then history.
 
@@ -105,12 +129,14 @@ class CommitEpochs(keras.callbacks.Callback):
     short is not recorded, so the run directory always describes whole epochs.
     """
 
-    def __init__(self, run_dir: Path, loop: TrainingLoop, steps_per_epoch: int, tensorboard=None):
+    def __init__(self, run_dir: Path, loop: TrainingLoop, steps_per_epoch: int, tensorboard=None,
+                 time_limit: TimeLimit | None = None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.loop = loop
         self.steps_per_epoch = steps_per_epoch
         self.tensorboard = tensorboard  # a train.tensorboard.TensorBoardLog, or None
+        self.time_limit = time_limit
         self._epoch_start = 0.0
         self._steps_done = 0
 
@@ -123,10 +149,16 @@ class CommitEpochs(keras.callbacks.Callback):
         self._steps_done = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._steps_done < self.steps_per_epoch:
-            return  # cut short (a callback stopped training mid-epoch): keep the last complete epoch
+        cut_by_time_limit = self.time_limit is not None and self.time_limit.reached
+        if self._steps_done < self.steps_per_epoch and not cut_by_time_limit:
+            return  # cut short (a signal stopped training mid-epoch): keep the last complete epoch
         seconds = time.perf_counter() - self._epoch_start
-        outcome = self.loop.complete_epoch(epoch + 1, logs or {}, current_learning_rate(self.model.optimizer), seconds)
+        # With a time limit every record says how much of its epoch ran (CSV rows share their keys).
+        fraction = min(self._steps_done / self.steps_per_epoch, 1.0) if self.time_limit is not None else None
+        outcome = self.loop.complete_epoch(epoch + 1, logs or {}, current_learning_rate(self.model.optimizer), seconds,
+                                           fraction)
+        if cut_by_time_limit:
+            self.loop.state.stopped_by_time_limit = True
         if outcome.stop:
             self.model.stop_training = True
         state = self.loop.state

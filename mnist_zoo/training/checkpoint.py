@@ -37,6 +37,8 @@ class TrainingState:
     stopping: dict | None = None
     """The early-stopping rule's state (`StoppingRule.state()`), if enabled."""
     stopped_early: bool = False
+    stopped_by_time_limit: bool = False
+    """`train.time_limit_seconds` ended training (its last epoch may be partial)."""
     model_file: str | None = None
     stopping_weights_file: str | None = None
     """Weights of early stopping's best epoch (for restore_best_weights)."""

@@ -71,7 +71,7 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
     """
     from mnist_zoo.data.batches import EpochShuffledDataset, make_dataset
     from mnist_zoo.data.augmentation import Augmenter, augmented_batches
-    from mnist_zoo.training.callbacks import (AveragedWeights, CommitEpochs, EpochOrder, StopOnSignal,
+    from mnist_zoo.training.callbacks import (AveragedWeights, CommitEpochs, EpochOrder, StopOnSignal, TimeLimit,
                                               uses_weight_averaging)
     from mnist_zoo.training.fast_paths import gathered_in_train_step, prepared_in_train_step
     from mnist_zoo.training.loop import TrainingLoop
@@ -90,9 +90,14 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
 
         tensorboard = TensorBoardLog(run_dir)
         tensorboard.rewrite(state.history)  # a resumed run continues from exactly its committed epochs
+    time_limit = None
+    if train.time_limit_seconds is not None:
+        time_limit = TimeLimit(train.time_limit_seconds, spent_seconds=training_seconds(state.history))
     committer = CommitEpochs(run_dir, TrainingLoop(state, train.early_stopping), train_data.steps_per_epoch,
-                             tensorboard)
+                             tensorboard, time_limit)
     callbacks = [EpochOrder(train_data), committer, StopOnSignal(interrupts)]
+    if time_limit is not None:
+        callbacks.append(time_limit)
     if uses_weight_averaging(model.optimizer):  # before the committer: it saves what this puts in the model
         callbacks.insert(1, AveragedWeights(averages_in_model=state.epochs_completed > 0))
     interrupts.watch(model)
@@ -150,6 +155,17 @@ def check_same_data(run_dir: Path, dataset) -> None:
         )
 
 
+def training_seconds(history: list[dict]) -> float:
+    """The training time of a run's committed epochs, validation included (a resumed run's parts added)."""
+    return sum(record["epoch_seconds"] for record in history)
+
+
+def time_left(config: RunConfig, state) -> bool:
+    """Whether `train.time_limit_seconds` (if set) leaves the run time to train more."""
+    limit = config.train.time_limit_seconds
+    return not state.stopped_by_time_limit and (limit is None or training_seconds(state.history) < limit)
+
+
 def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, state, precision: str) -> dict:
     """Writes last.keras and the test report of best.keras (metrics.json); returns the metrics."""
     from mnist_zoo.training import checkpoint
@@ -162,7 +178,9 @@ def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, sta
     best_model = load_classifier(run_dir / rundir.BEST_MODEL)
     test_report, _ = evaluate_model(best_model, splits.test_images, splits.test_labels, dataset.class_names)
     history = state.history
-    train_seconds = sum(record["epoch_seconds"] for record in history)
+    train_seconds = training_seconds(history)
+    # A time limit's last epoch may be partial: per epoch is per whole epoch's worth of steps.
+    epochs_run = sum(record.get("epoch_fraction", 1.0) for record in history)
     return {
         "model": config.model.type,
         "config_name": config.name,
@@ -174,10 +192,11 @@ def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, sta
         f"best_{state.monitor}": state.best_value,
         "epochs_completed": len(history),
         "stopped_early": state.stopped_early,
+        "stopped_by_time_limit": state.stopped_by_time_limit,
         "parameters": int(model.count_params()),
         "precision": precision,
         "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / len(history),
+        "seconds_per_epoch": train_seconds / epochs_run,
     }
 
 
@@ -410,7 +429,7 @@ def _train_in_scope(context: RunContext) -> dict:
         state = start_state(splits, model, run_dir, context.resume)
     if state.epochs_completed:
         report(f"resuming after epoch {state.epochs_completed} of {config.train.epochs}")
-    if state.epochs_completed < config.train.epochs and not state.stopped_early:
+    if state.epochs_completed < config.train.epochs and not state.stopped_early and time_left(config, state):
         fit(model, config, splits, run_dir, state, context.interrupts, context.extra_callbacks, context.fast_paths,
             context.verbose)
     if not state.history:
