@@ -9,6 +9,7 @@ The Python API, for notebooks and scripts (docs/python-api.md)::
     report = run.evaluate(plots=True)
     mz.predict(run, ["seven.png"])
     mz.compare("runs")
+    mz.lesson("activations", quick=True).answer
 
 Importing the package loads no TensorFlow; each function imports what it needs when called.
 """
@@ -44,6 +45,8 @@ _PUBLIC = {
     "diagnose": "mnist_zoo.api.reports",
     "Comparison": "mnist_zoo.api.reports",
     "sweep": "mnist_zoo.api.sweep",
+    "lesson": "mnist_zoo.api.lesson",
+    "list_lessons": "mnist_zoo.api.lesson",
     "ServeError": "mnist_zoo.web.server",
     "serve": "mnist_zoo.api.serve",
     "RunConfig": "mnist_zoo.config.run",

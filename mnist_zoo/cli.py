@@ -513,6 +513,65 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
         _echo_err(f"wrote {path}")
 
 
+# ----------------------------------------------------------------------------- lesson
+
+
+@cli.command()
+@click.argument("name", metavar="NAME|FILE|list")
+@click.option("--quick", is_flag=True, help="A subset and few epochs: a few minutes on 2 cores, for a class demo.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The lesson's folder (default: lessons/NAME/, or lessons/NAME-quick/ with --quick).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override one config key for every variant (repeatable), e.g. --set data.train_limit=5000.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine.")
+@click.option("--storage", metavar="URL", help="The study's database, as for `sweep` (default: "
+              "$MNIST_ZOO_STORAGE, else study.db in the lesson's folder).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder with the IDX files or mnist.npz (default: $MNIST_ZOO_DATA_DIR, else download).")
+@click.option("--report", "report_only", is_flag=True, help="Train nothing: report on what the folder holds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def lesson(name, quick, output_dir, overrides, workers, storage, data_dir, report_only, as_json):
+    """Run one of the course's comparisons and answer its question with a plot and a measured sentence.
+
+    NAME is a bundled lesson (`mnist-zoo lesson list` shows them, with their times) or a lesson
+    file. Each variant trains as a trial of a grid sweep in the lesson's folder: a rerun (after
+    Ctrl-C, kill -9, or with more --workers) trains only what is missing. The folder gets the
+    plots, results.md and lesson.json.
+
+    \b
+    Examples:
+      mnist-zoo lesson list
+      mnist-zoo lesson activations --quick
+      mnist-zoo lesson optimizers --workers 2
+    """
+    from mnist_zoo.config.loading import parse_overrides
+    from mnist_zoo.lessons.stage import run_lesson
+
+    if name == "list":
+        from mnist_zoo.lessons.listing import lesson_lines
+
+        for line in lesson_lines():
+            click.echo(line)
+        return
+    try:
+        result = run_lesson(name, quick, output_dir, parse_overrides(list(overrides)), workers,
+                            storage or os.environ.get("MNIST_ZOO_STORAGE") or None, data_dir and str(data_dir),
+                            report_only, _echo_err)
+    except TrainingInterrupted as error:
+        _echo_err(f"Interrupted by {error.signal_name}: the finished variants are kept; run the same command "
+                  "again to train the rest.")
+        raise click.exceptions.Exit(128 + error.signal_number) from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    click.echo(str(result))
+    for problem in result.problems:
+        _echo_err(f"note: {problem}")
+    for path in result.written:
+        _echo_err(f"wrote {path}")
+
+
 # ----------------------------------------------------------------------------- serve
 
 

@@ -168,6 +168,7 @@ def test_train_each_model_in_process(tmp_path, small_mnist_dir, model):
     assert RUN_FILES <= {path.name for path in run_dir.iterdir()}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_examples"] == 500 and metrics["model"] == model
+    assert (metrics["train_examples"], metrics["validation_examples"]) == (1800, 200)
     assert metrics["test_accuracy"] > 0.5  # one epoch on 1,800 real images already learns
 
 

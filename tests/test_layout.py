@@ -22,6 +22,7 @@ LAYERS = [
     {"web"},
     {"training"},
     {"sweeps"},
+    {"lessons"},
     {"doctor"},
     {"api"},
     {"cli", "__main__"},

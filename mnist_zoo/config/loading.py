@@ -19,6 +19,8 @@ from mnist_zoo.models.registry import MODELS
 
 SWEEPS_FOLDER = "sweeps"
 """The bundled sweep files' folder inside configs/: sweeps, not configs."""
+LESSONS_FOLDER = "lessons"
+"""The bundled lessons' folder inside configs/: lesson files, not configs."""
 
 
 def bundled_config_dir() -> Path:
@@ -32,7 +34,7 @@ def bundled_config_names() -> list[str]:
     """Names accepted by `--model`: bundled configs, e.g. 'cnn' or 'seeds/lab_cnn'."""
     root = bundled_config_dir()
     return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml")
-                  if path.relative_to(root).parts[0] != SWEEPS_FOLDER)
+                  if path.relative_to(root).parts[0] not in (SWEEPS_FOLDER, LESSONS_FOLDER))
 
 
 def bundled_sweep_path(name: str) -> Path | None:

@@ -188,6 +188,8 @@ def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, sta
         "test_loss": test_report["loss"],
         "test_accuracy": test_report["accuracy"],
         "test_examples": test_report["num_examples"],
+        "train_examples": len(splits.train_images),
+        "validation_examples": len(splits.val_images),
         "best_epoch": state.best_epoch,
         f"best_{state.monitor}": state.best_value,
         "epochs_completed": len(history),
