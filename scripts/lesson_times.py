@@ -4,6 +4,7 @@
     python scripts/lesson_times.py --data-dir DATA --mode full --only zoo  # one lesson's full mode
     python scripts/lesson_times.py ... --write                              # and record the minutes
     python scripts/lesson_times.py --data-dir DATA --mode full --write --docs   # and write docs/lessons.md
+    python scripts/lesson_times.py --data-dir DATA --docs-only                 # docs/lessons.md from the last run
 
 Each lesson runs as `mnist-zoo lesson NAME [--quick]` in a fresh folder under --work-dir (wall
 time from start to the written plots, so start-up, training, testing and plotting all count).
@@ -83,20 +84,25 @@ each table are the lesson's own output, computed from these results.
 """
 
 
-def write_docs(names: list[str], args: argparse.Namespace, measured_on: str, minutes: dict) -> None:
-    """Writes docs/lessons.md from each lesson's full-mode folder, and copies its plots under docs/images/lessons/."""
+def write_docs(names: list[str], args: argparse.Namespace) -> None:
+    """Writes docs/lessons.md from each lesson's full-mode folder, and copies its plots under docs/images/lessons/.
+
+    The minutes and where they were measured come from the lesson files (`--write` records them).
+    """
     import keras
     import tensorflow
     import yaml
 
     images = DOCS / "images" / "lessons"
     images.mkdir(parents=True, exist_ok=True)
-    rows, sections = [], []
+    rows, sections, measured = [], [], set()
+    minutes = {}
     for name in names:
         folder = args.work_dir / f"{name}-full"
         result = json.loads((folder / "lesson.json").read_text())
         block = yaml.safe_load((LESSONS / f"{name}.yaml").read_text())["lesson"]
-        quick = block.get("minutes", {}).get("quick")
+        quick, minutes[name] = block.get("minutes", {}).get("quick"), block["minutes"]["full"]
+        measured.add(block["measured_on"])
         rows.append(f"| [`{name}`](#{name}) | {result['question']} | "
                     f"{'-' if quick is None else f'{quick:.1f} min'} | {minutes[name]:.1f} min |")
         section = [f"## {name}", "", f"**{result['question']}** `mnist-zoo lesson {name}` "
@@ -108,7 +114,7 @@ def write_docs(names: list[str], args: argparse.Namespace, measured_on: str, min
         section += [result["table"], "", " ".join(result["answer"]), ""]
         section += [f"{note}\n" for note in result["notes"]]
         sections.append("\n".join(section))
-    page = INTRO.format(measured_on=measured_on, tf=tensorflow.__version__, keras=keras.__version__,
+    page = INTRO.format(measured_on="; ".join(sorted(measured)), tf=tensorflow.__version__, keras=keras.__version__,
                         rows="\n".join(rows))
     (DOCS / "lessons.md").write_text(page + "\n" + "\n".join(sections), encoding="utf-8")
 
@@ -120,14 +126,22 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="Time only these lessons (repeatable).")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/mnist-zoo-lesson-times"))
     parser.add_argument("--write", action="store_true", help="Record the minutes in the lesson files.")
-    parser.add_argument("--docs", action="store_true", help="Full mode: write docs/lessons.md from the results.")
+    parser.add_argument("--docs", action="store_true",
+                        help="After timing every lesson's full mode (with --write): write docs/lessons.md.")
+    parser.add_argument("--docs-only", action="store_true",
+                        help="Train nothing: write docs/lessons.md from the full-mode folders already in --work-dir.")
     args = parser.parse_args()
     names = args.only or sorted(path.stem for path in LESSONS.glob("*.yaml"))
     cpu = cpu_description()
     measured_on = f"{datetime.date.today()}, {cpu['cpu']} ({', '.join(cpu['cpu_flags'])}), {cpu['cores']} cores"
     print(f"{args.mode} mode, {measured_on}")
-    if args.docs and (args.mode != "full" or args.only):
-        parser.error("--docs documents every lesson's full mode: give --mode full and no --only")
+    if (args.docs or args.docs_only) and args.only:
+        parser.error("--docs documents every lesson: give no --only")
+    if args.docs and (args.mode != "full" or not args.write):
+        parser.error("--docs documents the full mode's recorded times: give --mode full --write")
+    if args.docs_only:
+        write_docs(names, args)
+        return 0
     timings = {}
     for name in names:
         timings[name] = time_lesson(name, args.mode == "quick", args)
@@ -135,7 +149,7 @@ def main() -> int:
         if args.write:
             record(LESSONS / f"{name}.yaml", args.mode, timings[name], measured_on)
     if args.docs:
-        write_docs(names, args, measured_on, timings)
+        write_docs(names, args)
     return 0
 
 

@@ -84,6 +84,11 @@ def write_lesson(folder: Path, **changes) -> Path:
     ({"lesson": {"answer": {"by": "best_val_accuracy", "per": "train.batch_size"}}},
      "lesson.answer.per: 'train.batch_size' is not a key of space"),
     ({"variants": {"bad": {"set": {"train.epochs": -1}}}}, "variants.bad: does not make a valid config"),
+    ({"pruner": "median"}, "pruner: a lesson trains every variant to the end"),
+    ({"trials": 1}, "trials: a lesson trains every variant to the end"),
+    ({"lesson": {"plots": [{"kind": "points", "x": "train.batchsize", "y": "test_accuracy", "file": "a.png"}]}},
+     "x 'train.batchsize' is not a number in the config of the variant 'slow'"),
+    ({"lesson": {"quick": {"set": {"train.epochz": 1}}}}, "unknown key 'epochz'"),
 ])
 def test_a_bad_lesson_file_is_one_error_before_any_training(tmp_path, changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -236,6 +241,36 @@ def test_every_lesson_runs_its_quick_mode_on_a_small_real_subset(tmp_path, small
     assert saved["answer"] == result.answer and len(saved["variants"]) == len(result.records)
 
 
+def test_ties_and_missing_figures_are_said_as_they_are():
+    tied = [record("relu", best_val_accuracy=0.97901), record("elu", best_val_accuracy=0.97899),
+            record("tanh", best_val_accuracy=0.95)]
+    assert answer_sentences(tied, spec())[0].startswith("relu and elu tied for the highest validation accuracy")
+    assert "then tanh 95.00 %" in answer_sentences(tied, spec())[0]
+    unknown = [record("relu", best_val_accuracy=None), record("elu", best_val_accuracy=None)]
+    assert answer_sentences(unknown, spec())[0] == "No variant has a measured validation accuracy (best epoch)."
+
+
+def test_odd_run_files_give_no_figure_rather_than_a_wrong_one():
+    from mnist_zoo.lessons.measures import number
+
+    assert [number(value) for value in (0.5, 3, float("nan"), float("inf"), "0.9", None, True)] == [
+        0.5, 3, None, None, None, None, None]
+
+
+def test_a_dollar_in_a_variant_name_is_drawn_as_it_is(tmp_path):
+    from mnist_zoo.lessons.plots import draw_plot, variant_colours
+    from mnist_zoo.lessons.spec import PlotSpec
+
+    records = [record("lr $0.1 and $\\foo$", test_accuracy=0.9), record("b|c", test_accuracy=0.8)]
+    for item in records:
+        item.history.extend([{"epoch": 1, "val_accuracy": 0.8}, {"epoch": 2, "val_accuracy": 0.9}])
+    for plot in (PlotSpec(kind="curves", y="val_accuracy", file="a.png"),
+                 PlotSpec(kind="points", x="variant", y="test_accuracy", file="b.png")):
+        draw_plot(plot, records, "Is $x$ drawn?", tmp_path / plot.file, variant_colours(records))
+        assert png_size(tmp_path / plot.file) == (1280, 720)
+    assert "| b\\|c |" in markdown_table(records, spec())
+
+
 def test_the_sentence_follows_the_numbers_when_they_flip():
     first = [record("relu", best_val_accuracy=0.98), record("sigmoid", best_val_accuracy=0.95)]
     flipped = [record("relu", best_val_accuracy=0.95), record("sigmoid", best_val_accuracy=0.98)]
@@ -270,6 +305,12 @@ def test_a_lesson_killed_mid_variant_trains_only_what_is_missing_when_run_again(
     lesson.wait(timeout=30)
     finished = {path.parent.name: tree_signature(path.parent) for path in out.glob("trials/*/metrics.json")}
     assert len(finished) == 1
+    # A report of the partial lesson says what is missing before it answers from what is there.
+    partial = lesson_cli(str(lesson_file), "--output-dir", str(out), "--report", "--json")
+    assert partial.exit_code == 0, partial.output
+    answer = json.loads(partial.stdout)["answer"]
+    assert re.fullmatch(r"\(1 of 3 variants finished; not yet: [abc]; [abc]\.\)", answer[0]), answer
+    finished = {path.parent.name: tree_signature(path.parent) for path in out.glob("trials/*/metrics.json")}
     time.sleep(3.5)  # three heartbeats: the killed variant's trial is stale, and queued again
     again = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
@@ -285,8 +326,37 @@ def test_a_folder_with_other_files_is_never_written_into(tmp_path):
     project.mkdir()
     (project / "notes.txt").write_text("mine")
     result = lesson_cli(str(write_lesson(tmp_path)), "--output-dir", str(project))
-    assert result.exit_code == 2 and "not a lesson folder (it holds notes.txt)" in result.output
+    assert result.exit_code == 2 and "not this lesson's folder (it holds notes.txt)" in result.output
     assert sorted(path.name for path in project.iterdir()) == ["notes.txt"]
+    # A folder of the user's pictures is not a lesson's either: only the lesson's own plot names are.
+    (project / "notes.txt").unlink()
+    (project / "figure.png").write_bytes(b"mine")
+    result = lesson_cli(str(write_lesson(tmp_path)), "--output-dir", str(project))
+    assert result.exit_code == 2 and "(it holds figure.png)" in result.output
+
+
+def test_a_symlink_in_a_lesson_folder_is_refused(tmp_path):
+    folder = tmp_path / "lesson"
+    folder.mkdir()
+    (tmp_path / "elsewhere.db").write_bytes(b"")
+    (folder / "study.db").symlink_to(tmp_path / "elsewhere.db")
+    result = lesson_cli(str(write_lesson(tmp_path)), "--output-dir", str(folder))
+    assert result.exit_code == 2 and "study.db is a symbolic link" in result.output
+
+
+def test_report_with_another_lessons_name_is_refused(tmp_path):
+    from mnist_zoo.lessons.stage import prepare_lesson_folder
+
+    prepare_lesson_folder(load_lesson(write_lesson(tmp_path)), tmp_path / "mine")
+    result = lesson_cli("optimizers", "--output-dir", str(tmp_path / "mine"), "--report")
+    assert result.exit_code == 2 and "holds another lesson" in result.output
+
+
+@pytest.mark.parametrize("key, value", [("train.batch_size", 64), ("train.optimizer.learning_rate", 0.1)])
+def test_set_refuses_what_the_lessons_variants_vary(key, value):
+    name = "batch-size" if key == "train.batch_size" else "optimizers"
+    with pytest.raises(ConfigError, match=re.escape(f"--set {key}: the lesson varies it itself")):
+        load_lesson(name, overrides={key: value})
 
 
 def test_report_on_a_lesson_never_run_says_how_to_run_it(tmp_path):

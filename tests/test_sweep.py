@@ -475,6 +475,26 @@ def test_workers_and_reruns_of_a_grid_sweep_number_its_points_alike(tmp_path):
     assert sorted(points) == [8, 16, 32, 64, 128, 256]
 
 
+def test_a_grid_point_queued_twice_trains_once_and_every_point_trains(tmp_path, monkeypatch):
+    """Two machines starting together may both queue the missing points: none is lost, none trains twice."""
+    from mnist_zoo.sweeps.stage import prepare_sweep, run_sweep
+    from mnist_zoo.sweeps.study import open_study, queue_missing_grid_points
+
+    sweep_file = write_sweep(tmp_path, base="linear", sampler="grid", pruner="none",
+                             variants={name: OPTIMIZER_VARIANTS[name] for name in ("sgd", "momentum")},
+                             space={"train.batch_size": {"choice": [32, 64]}})
+    setup = prepare_sweep(sweep_file, tmp_path / "out")
+    study = open_study(setup.spec, setup.storage, setup.study_name)
+    assert queue_missing_grid_points(study, setup.spec) == 4
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    for trial in waiting[:2]:  # another machine's queue, made at the same moment: two of the points again
+        study.enqueue_trial(trial.system_attrs["fixed_params"])
+    trained = []
+    monkeypatch.setattr("mnist_zoo.training.stage.train_run", fake_training(trained))
+    run_sweep(setup)
+    assert sorted(trained) == sorted((momentum, batch) for momentum in (0.0, 0.9) for batch in (32, 64))
+
+
 def fake_training(trained: list, stop_after: int | None = None):
     """A `train_run` that trains nothing: it records the trial's values and a one-epoch history.
 

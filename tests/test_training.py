@@ -99,10 +99,23 @@ def test_a_time_limit_stops_mid_epoch_and_keeps_the_cut_epoch_validated(tmp_path
     cut = history[0]
     assert 0 < cut["epoch_fraction"] < 1 and "val_accuracy" in cut
     assert 1.5 <= metrics["train_seconds"] < 30
-    # Per epoch means per whole epoch's steps: the cut epoch's time over the fraction that ran.
-    assert metrics["seconds_per_epoch"] == pytest.approx(metrics["train_seconds"] / cut["epoch_fraction"])
+    # Per epoch means per whole epoch's steps: the cut epoch's training time over the share that ran, plus
+    # its validation once; and the epochs run say how much of one ran.
+    training = cut["epoch_seconds"] - cut["validation_seconds"]
+    assert 0 < cut["validation_seconds"] < cut["epoch_seconds"]
+    assert metrics["seconds_per_epoch"] == pytest.approx(training / cut["epoch_fraction"] + cut["validation_seconds"])
+    assert metrics["epochs_run"] == pytest.approx(cut["epoch_fraction"])
     # best.keras is the cut epoch, and it was scored.
-    assert metrics["best_epoch"] == 1 and 0.1 < metrics["test_accuracy"] <= 1
+    assert metrics["best_epoch"] == 1 and 0 <= metrics["test_accuracy"] <= 1 and metrics["test_examples"] == 500
+
+
+def test_a_time_limit_spent_by_whole_epochs_starts_no_other(tmp_path, small_mnist_dir):
+    metrics, history = run(tmp_path, small_mnist_dir, {"epochs": 500, "batch_size": 256, "time_limit_seconds": 2.0})
+    assert metrics["stopped_by_time_limit"] and len(history) < 500
+    # Only the last epoch may be cut, and it began with budget left: none starts once the budget is spent.
+    assert all(record["epoch_fraction"] == 1.0 for record in history[:-1])
+    assert sum(record["epoch_seconds"] for record in history[:-1]) < 2.0 <= metrics["train_seconds"] + 0.5
+    assert history[-1]["epoch_fraction"] > 0
 
 
 def test_a_time_limit_longer_than_the_run_changes_nothing_but_the_record(tmp_path, small_mnist_dir):

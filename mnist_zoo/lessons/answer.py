@@ -51,17 +51,27 @@ def rank(records: list[TrialRecord], measure: str, higher_is_better: bool) -> li
 
 
 def ranking_sentence(records: list[TrialRecord], measure: str, higher_is_better: bool, prefix: str = "") -> str:
-    """'relu reached the highest validation accuracy ..., 97.90 %; then tanh 97.51 %, ..., sigmoid 95.12 %.'"""
+    """'relu reached the highest validation accuracy ..., 97.90 %; then tanh 97.51 %, ..., sigmoid 95.12 %.'
+
+    Variants equal to the best as shown (same figure at the table's precision) share the first
+    place: 'relu and elu tied for the highest ...'. Without a figure for any variant, it says so.
+    """
     label = MEASURES[measure][0]
     ordered = rank(records, measure, higher_is_better)
-    best, rest = ordered[0], ordered[1:]
+    shown = [format_value(measure, record.measures.get(measure)) for record in ordered]
+    if ordered[0].measures.get(measure) is None:
+        return f"{prefix}No variant has a measured {label}."
+    leaders = [record.variant for record, text in zip(ordered, shown) if text == shown[0]]
     word = "highest" if higher_is_better else "lowest"
     context = _context(records)
-    sentence = (f"{prefix}{best.variant} reached the {word} {label}{' ' + context if context else ''}: "
-                f"{format_value(measure, best.measures.get(measure))}")
+    if len(leaders) == 1:
+        sentence = f"{prefix}{leaders[0]} reached the {word} {label}"
+    else:
+        sentence = f"{prefix}{', '.join(leaders[:-1])} and {leaders[-1]} tied for the {word} {label}"
+    sentence += f"{' ' + context if context else ''}: {shown[0]}"
+    rest = [(record.variant, text) for record, text in zip(ordered, shown) if record.variant not in leaders]
     if rest:
-        sentence += "; then " + ", ".join(f"{record.variant} {format_value(measure, record.measures.get(measure))}"
-                                          for record in rest)
+        sentence += "; then " + ", ".join(f"{variant} {text}" for variant, text in rest)
     return sentence + "."
 
 
@@ -103,9 +113,17 @@ def _hashable(value):
 
 
 def table_columns(spec) -> list[str]:
-    """The table's measures: the ranking one, the lesson's `also`, then the cost of each run."""
-    columns = [spec.answer.by, *spec.answer.also, "epochs", "train_seconds"]
+    """The table's measures: what names a `per` group, the ranking one, the lesson's `also`, the cost of each run."""
+    columns = [*([spec.answer.per_shown_as] if spec.answer.per_shown_as else []), spec.answer.by, *spec.answer.also,
+               "epochs", "train_seconds"]
     return list(dict.fromkeys(columns))
+
+
+def markdown_text(text: str) -> str:
+    """Text from a lesson file made inert in Markdown: no table cells, links, images or HTML of its own."""
+    for character in "\\|[]<>`*_":
+        text = text.replace(character, "\\" + character)
+    return text
 
 
 def markdown_table(records: list[TrialRecord], spec) -> str:
@@ -114,6 +132,6 @@ def markdown_table(records: list[TrialRecord], spec) -> str:
     header = ["variant", *(MEASURES[name][0] for name in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in records:
-        lines.append("| " + " | ".join([record.variant, *(format_value(name, record.measures.get(name))
-                                                           for name in columns)]) + " |")
+        lines.append("| " + " | ".join([markdown_text(record.variant), *(format_value(name, record.measures.get(name))
+                                                                          for name in columns)]) + " |")
     return "\n".join(lines)

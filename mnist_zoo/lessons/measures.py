@@ -81,41 +81,57 @@ def run_measures(run_dir: Path, history: list[dict], config: dict) -> dict:
     from mnist_zoo.models.summary import forward_macs
 
     metrics = rundir.read_json_object(Path(run_dir) / rundir.METRICS_FILE)
-    if not isinstance(metrics.get("test_accuracy"), (int, float)):
+    if number(metrics.get("test_accuracy")) is None:
         raise RunDirError(f"{run_dir}: no readable {rundir.METRICS_FILE}")
-    last = history[-1] if history else {}
-    model = config.get("model", {})
-    final_accuracy, final_val = last.get("accuracy"), last.get("val_accuracy")
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    validated = load_config(Path(run_dir) / rundir.CONFIG_FILE)  # bounded and validated, as any config
+    final_accuracy, final_val = number(last.get("accuracy")), number(last.get("val_accuracy"))
+    data = validated.data
+    # Runs from before metrics.json recorded its split: the split the config asks for.
+    validation = data.validation_size
+    limit = data.train_limit or 60_000
+    fallback = limit - (round(validation * limit) if isinstance(validation, float) else validation)
     return {
-        "test_accuracy": metrics["test_accuracy"],
-        "best_val_accuracy": metrics.get("best_val_accuracy"),
+        "test_accuracy": number(metrics["test_accuracy"]),
+        "best_val_accuracy": number(metrics.get("best_val_accuracy")),
         "final_val_accuracy": final_val,
         "final_accuracy": final_accuracy,
-        "final_val_loss": last.get("val_loss"),
+        "final_val_loss": number(last.get("val_loss")),
         "generalization_gap": None if final_accuracy is None or final_val is None
         else 100 * (final_accuracy - final_val),
-        "parameters": metrics.get("parameters"),
-        "forward_macs": forward_macs(build_model(load_config(Path(run_dir) / rundir.CONFIG_FILE).model)),
-        "train_seconds": metrics.get("train_seconds"),
-        "seconds_per_epoch": metrics.get("seconds_per_epoch"),
-        "epochs": metrics.get("epochs_completed"),
-        "train_images": metrics.get("train_examples"),
-        "hidden_layers": len(model.get("hidden_units") or ()) if model.get("type") == "mlp" else None,
+        "parameters": number(metrics.get("parameters")),
+        "forward_macs": forward_macs(build_model(validated.model)),
+        "train_seconds": number(metrics.get("train_seconds")),
+        "seconds_per_epoch": number(metrics.get("seconds_per_epoch")),
+        "epochs": number(metrics.get("epochs_run", metrics.get("epochs_completed"))),
+        "train_images": number(metrics.get("train_examples", fallback)),
+        "hidden_layers": len(validated.model.hidden_units) if validated.model.type == "mlp" else None,
     }
 
 
-def read_trials(study, spec, sweep_dir: Path, per: str | None = None) -> tuple[list[TrialRecord], list[str]]:
+def number(value) -> float | int | None:
+    """A finite number from a run's files, else None (a string, NaN, a missing key)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def read_trials(study, spec, sweep_dir: Path, per: str | None = None) -> tuple[list[TrialRecord], list[str], list[str]]:
     """The lesson's finished trials, in grid order (variants as listed, then the space's choices).
 
     Returns:
-        (the records, notes on trials that are not finished or not readable).
+        (the records, notes on trials that are not readable or still running, the names of the
+        variants not finished).
     """
     import itertools
 
-    import yaml
     from optuna.trial import TrialState
 
     from mnist_zoo import rundir
+    from mnist_zoo.config.loading import read_yaml
+    from mnist_zoo.errors import MnistZooError
     from mnist_zoo.sweeps.results import local_run_dir
 
     grid = spec.grid
@@ -127,19 +143,20 @@ def read_trials(study, spec, sweep_dir: Path, per: str | None = None) -> tuple[l
             continue  # a point trained twice (two machines): the first is kept
         try:
             run_dir = local_run_dir(trial, sweep_dir)
-            history = rundir.read_history(run_dir)
-            config = yaml.safe_load((run_dir / rundir.CONFIG_FILE).read_text(encoding="utf-8"))
+            history = [record for record in rundir.read_history(run_dir)
+                       if isinstance(record, dict) and number(record.get("epoch")) is not None]
+            config = read_yaml(run_dir / rundir.CONFIG_FILE)
             measures = run_measures(run_dir, history, config)
-        except (RunDirError, OSError, ValueError, yaml.YAMLError) as error:
+        except (MnistZooError, OSError, ValueError, TypeError, AttributeError, KeyError) as error:
+            # One unreadable or odd trial folder is a note, not the end of the report.
             notes.append(f"trial {trial.number}: {error}")
             continue
         params = {key: spec.space[key].decode(value) if key in spec.space else value
                   for key, value in trial.params.items()}
         records[point] = TrialRecord(trial.number, trial_label(params, per), params, run_dir, history, measures, config)
-    missing = [point for point in order if point not in records]
-    if missing:
-        names = [trial_label({key: spec.space[key].decode(value) if key in spec.space else value
-                              for key, value in zip(grid, point)}, None) for point in missing]
-        notes.append(f"{len(missing)} of {len(order)} variants not finished yet ({'; '.join(names)}): run the lesson "
-                     "again to train them")
-    return [records[point] for point in sorted(records, key=order.get)], notes
+    missing = [trial_label({key: spec.space[key].decode(value) if key in spec.space else value
+                            for key, value in zip(grid, point)}, None) for point in order if point not in records]
+    if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        notes.append("a trial is marked running: another worker's, or a killed one's, which is queued again once its "
+                     "heartbeat is 3 heartbeats old (30 s by default): run the lesson again after that")
+    return [records[point] for point in sorted(records, key=order.get)], notes, missing

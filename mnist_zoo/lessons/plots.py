@@ -15,13 +15,18 @@ def variant_colours(records: list[TrialRecord]) -> dict[str, tuple]:
     """One colour per variant (the `variant` value, else the label), in the lesson's order: the same in every plot."""
     import matplotlib
 
-    palette = matplotlib.colormaps["tab10"].colors
     names = list(dict.fromkeys(_group(record) for record in records))
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"].colors
     return {name: palette[index % len(palette)] for index, name in enumerate(names)}
 
 
 def _group(record: TrialRecord) -> str:
     return str(record.params.get("variant", record.variant))
+
+
+def plain(text: str) -> str:
+    """Text from a lesson file drawn as it is: a `$` would start matplotlib's math mode (and may not parse)."""
+    return str(text).replace("$", r"\$")
 
 
 CONFIG_LABELS = {"train.batch_size": "batch size (images per step)", "train.epochs": "epochs",
@@ -55,7 +60,7 @@ def draw_plot(plot, records: list[TrialRecord], question: str, path: Path, colou
         _curves(axis, plot, records, colours)
     else:
         _points(axis, plot, records, colours)
-    axis.set_title(plot.title or question, fontsize=18, pad=12)
+    axis.set_title(plain(plot.title or question), fontsize=18, pad=12)
     axis.grid(True, alpha=0.3)
     axis.tick_params(labelsize=12)
     for scaled, which in ((plot.log_x, axis.xaxis), (plot.log_y, axis.yaxis)):
@@ -91,7 +96,7 @@ def _curves(axis, plot, records, colours) -> None:
         colour = colours[_group(record)]
         epochs = [entry["epoch"] for entry in record.history]
         values = [_scaled(plot.y, entry.get(plot.y)) for entry in record.history]
-        axis.plot(epochs, values, marker="o", markersize=4, linewidth=2.2, color=colour, label=record.variant)
+        axis.plot(epochs, values, marker="o", markersize=4, linewidth=2.2, color=colour, label=plain(record.variant))
         if plot.training_too:
             training = plot.y.removeprefix("val_")
             axis.plot(epochs, [_scaled(training, entry.get(training)) for entry in record.history],
@@ -120,10 +125,11 @@ def _points(axis, plot, records, colours) -> None:
     for name, points in groups.items():
         points.sort(key=lambda point: point[0])
         xs, ys = [point[0] for point in points], [point[1] for point in points]
-        axis.plot(xs, ys, marker="o", markersize=9, linewidth=2.2 if several else 0, color=colours[name], label=name)
+        axis.plot(xs, ys, marker="o", markersize=9, linewidth=2.2 if several else 0, color=colours[name],
+                  label=plain(name))
         if not several:
             for x, y, _ in points:
-                axis.annotate(name, (x, y), textcoords="offset points", xytext=(8, 6), fontsize=12)
+                axis.annotate(plain(name), (x, y), textcoords="offset points", xytext=(8, 6), fontsize=12)
     references = [(point.label, point.x, point.y) for point in plot.references]
     if plot.config_references and plot.x in ("parameters",) and plot.y == "test_accuracy":
         for record in records:
@@ -134,9 +140,10 @@ def _points(axis, plot, records, colours) -> None:
     for index, (label, x, y) in enumerate(references):
         axis.plot([x], [y], marker="D", markersize=10, markerfacecolor="none", markeredgecolor="black",
                   markeredgewidth=1.6, linestyle="none", label="course material" if index == 0 else None)
-        axis.annotate(label, (x, y), textcoords="offset points", xytext=(8, -16), fontsize=11, color="dimgray")
+        axis.annotate(plain(label), (x, y), textcoords="offset points", xytext=(8, -16), fontsize=11,
+                      color="dimgray")
     if categorical:
-        axis.set_xticks(range(len(records)), [record.variant for record in records], fontsize=12)
+        axis.set_xticks(range(len(records)), [plain(record.variant) for record in records], fontsize=12)
         axis.set_xlabel("variant", fontsize=14)
     else:
         axis.set_xlabel(_axis_label(plot.x), fontsize=14)

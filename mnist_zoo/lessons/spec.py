@@ -107,7 +107,7 @@ class LessonSpec(Frozen):
     answer: AnswerSpec
     quick: QuickSpec = QuickSpec()
     minutes: dict[Literal["quick", "full"], float] = {}
-    """How long each mode takes on 2 CPU cores, as measured (`scripts/lessons.py --time`)."""
+    """How long each mode takes on 2 CPU cores, as measured (`scripts/lesson_times.py --write`)."""
     measured_on: StrictStr = ""
     """Where and when `minutes` were measured."""
     notes: list[StrictStr] = []
@@ -195,6 +195,10 @@ def load_lesson(name_or_file: str | Path, quick: bool = False, overrides: dict[s
         raise ConfigError(format_validation_error(error, f"{path}: lesson")) from None
     if data.get("sampler", "grid") != "grid":
         raise ConfigError(f"{path}: sampler: a lesson trains every variant (sampler: grid), received {data['sampler']}")
+    for key, allowed in (("pruner", "none"), ("trials", None), ("time_budget_minutes", None)):
+        if key in data and data[key] != allowed:
+            raise ConfigError(f"{path}: {key}: a lesson trains every variant to the end, so it takes no {key} "
+                              f"(received {data[key]!r}); remove it")
     sweep = {"sampler": "grid", "pruner": "none", **data}
     # The sweep file is written into the lesson's folder: a relative base must still be found.
     if isinstance(sweep.get("base"), str) and sweep["base"] not in bundled_config_names() \
@@ -215,15 +219,51 @@ def load_lesson(name_or_file: str | Path, quick: bool = False, overrides: dict[s
         if spec.quick.variants is not None:
             sweep["variants"] = {name: sweep["variants"][name] for name in spec.quick.variants}
     if overrides:
+        varied = {key for variant in (sweep.get("variants") or {}).values() if isinstance(variant, dict)
+                  for key in (variant.get("set") or {})} | set(sweep.get("space") or {})
+
+        def overlaps(a: str, b: str) -> bool:  # the same key, or one inside the other (train.optimizer)
+            return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+        fixed = sorted(key for key in overrides if any(overlaps(key, other) for other in varied))
+        if fixed:
+            raise ConfigError(f"--set {', '.join(fixed)}: the lesson varies {'it' if len(fixed) == 1 else 'them'} "
+                              "itself (its variants or space); --set changes what every variant shares")
         sweep["set"] = {**(sweep.get("set") or {}), **overrides}
     if spec.answer.per is not None and spec.answer.per not in sweep.get("space", {}):
         raise ConfigError(f"{path}: lesson.answer.per: {spec.answer.per!r} is not a key of space")
     lesson = Lesson(path.stem, path, spec, sweep, quick)
-    _validate_as_sweep(path, lesson.sweep_text)
+    sweep_spec, base = _validate_as_sweep(path, lesson.sweep_text)
+    _check_plot_keys(path, spec, sweep_spec, base)
+    if not quick and not overrides and spec.quick.set:
+        load_lesson(path, quick=True)  # the quick block's overrides too, before anything trains
     return lesson
 
 
-def _validate_as_sweep(path: Path, text: str) -> None:
+def _check_plot_keys(path: Path, spec: LessonSpec, sweep_spec, base: Path) -> None:
+    """Each `points` plot's config-key axis names a number in every variant's config."""
+    from mnist_zoo.config.loading import config_to_dict
+    from mnist_zoo.sweeps.spec import VARIANT, trial_config
+
+    keys = [plot.x for plot in spec.plots if plot.kind == "points" and plot.x not in RUN_MEASURES
+            and plot.x != "variant"]
+    if not keys:
+        return
+    first = {key: dimension.edges()[0] for key, dimension in sweep_spec.space.items()}
+    for variant in list(sweep_spec.variants) or [None]:
+        config = config_to_dict(trial_config(sweep_spec, base, {**first, **({VARIANT: variant} if variant else {})},
+                                             "check"))
+        for key in keys:
+            node = config
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, bool) or not isinstance(node, (int, float)):
+                raise ConfigError(f"{path}: lesson.plots: x {key!r} is not a number in the config"
+                                  f"{f' of the variant {variant!r}' if variant else ''}; expected a run measure "
+                                  f"({', '.join(RUN_MEASURES)}), a numeric config key, or variant")
+
+
+def _validate_as_sweep(path: Path, text: str):
     """Validates the mode's sweep file with the sweep engine's own checks (every variant, every choice)."""
     import tempfile
 
@@ -233,6 +273,6 @@ def _validate_as_sweep(path: Path, text: str) -> None:
         sweep_file = Path(folder) / f"{path.stem}.yaml"
         sweep_file.write_text(text, encoding="utf-8")
         try:
-            load_sweep(sweep_file)
+            return load_sweep(sweep_file)
         except ConfigError as error:
             raise ConfigError(str(error).replace(str(sweep_file), str(path))) from None

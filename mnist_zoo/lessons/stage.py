@@ -16,7 +16,7 @@ LESSON_COPY = "lesson.yaml"
 LESSON_RECORD = "lesson.json"
 TABLE_FILE = "results.md"
 OWN_FILES = {"sweep.yaml", "sweep.json", "study.db", "study.db-journal", "study.db-wal", "study.db-shm", "trials",
-             LESSON_COPY, LESSON_RECORD, TABLE_FILE, "best.yaml"}
+             LESSON_COPY, LESSON_RECORD, TABLE_FILE}
 """What a lesson folder holds besides its plots: any other file means the folder is someone else's."""
 
 
@@ -76,23 +76,59 @@ def prepare_lesson_folder(lesson: Lesson, folder: Path, storage: str | None = No
 
     folder = Path(folder)
     sweep_file = folder / SWEEP_FILE
-    text = lesson.sweep_text
     if folder.is_dir():
-        if sweep_file.is_file():
-            if sweep_file.read_text(encoding="utf-8") != text:
-                raise ConfigError(f"{folder}: holds another lesson, another mode (--quick or not) or other --set "
-                                  "values; choose another --output-dir, or delete the folder to start over")
-        else:
-            strangers = sorted(path.name for path in folder.iterdir()
-                               if path.name not in OWN_FILES and path.suffix != ".png")
-            if strangers:
-                raise ConfigError(f"{folder}: not a lesson folder (it holds {', '.join(strangers[:3])}"
-                                  f"{', ...' if len(strangers) > 3 else ''}); choose another --output-dir")
+        check_lesson_folder(lesson, folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not sweep_file.is_file():
-        rundir.write_text(sweep_file, text)
+        rundir.write_text(sweep_file, lesson.sweep_text)
     rundir.write_text(folder / LESSON_COPY, lesson.path.read_text(encoding="utf-8"))
-    return prepare_sweep(sweep_file, folder, storage, lesson.name)
+    return prepare_sweep(sweep_file, folder, storage, study_name(lesson))
+
+
+def study_name(lesson: Lesson) -> str:
+    """The lesson's study: its name, mode and sweep, so that a shared database keeps each apart."""
+    import hashlib
+
+    digest = hashlib.sha256(lesson.sweep_text.encode("utf-8")).hexdigest()[:10]
+    return f"lesson-{lesson.name}-{'quick' if lesson.quick else 'full'}-{digest}"
+
+
+def check_lesson_folder(lesson: Lesson, folder: Path) -> None:
+    """Refuses a folder that is not this lesson's, in this mode, with these --set values.
+
+    A folder is this lesson's when its sweep.yaml is the lesson's (an empty folder, or one with
+    only this lesson's files, may become it). Any other file means the folder is someone else's,
+    and a symlink among the lesson's own entries could make the lesson write elsewhere.
+
+    Raises:
+        ConfigError: another lesson or mode, a folder that is not a lesson's, or a symlinked entry.
+    """
+    from mnist_zoo.config.loading import MAX_CONFIG_BYTES
+    from mnist_zoo.data.files import read_regular_file
+    from mnist_zoo.sweeps.stage import SWEEP_FILE
+
+    plots = {plot.file for plot in lesson.spec.plots}
+    entries = list(folder.iterdir())
+    linked = sorted(entry.name for entry in entries if entry.is_symlink())
+    if linked:
+        raise ConfigError(f"{folder}: {', '.join(linked)} is a symbolic link; a lesson folder holds its own files "
+                          "only: choose another --output-dir")
+    strangers = sorted(entry.name for entry in entries if entry.name not in OWN_FILES | plots)
+    if strangers:
+        raise ConfigError(f"{folder}: not this lesson's folder (it holds {', '.join(strangers[:3])}"
+                          f"{', ...' if len(strangers) > 3 else ''}); choose another --output-dir")
+    sweep_file = folder / SWEEP_FILE
+    if sweep_file.exists():
+        def too_large(size: int) -> ConfigError:
+            return ConfigError(f"{sweep_file}: {size:,} bytes, not a lesson's sweep file")
+
+        try:
+            text = read_regular_file(sweep_file, MAX_CONFIG_BYTES, ConfigError, too_large).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{sweep_file}: unreadable ({error})") from None
+        if text != lesson.sweep_text:
+            raise ConfigError(f"{folder}: holds another lesson, another mode (--quick or not) or other --set "
+                              "values; choose another --output-dir, or delete the folder to start over")
 
 
 def run_lesson(name_or_file: str | Path, quick: bool = False, output_dir: Path | None = None,
@@ -118,14 +154,20 @@ def run_lesson(name_or_file: str | Path, quick: bool = False, output_dir: Path |
     """
     from mnist_zoo.sweeps.stage import open_existing, run_sweep
 
+    from mnist_zoo.sweeps.stage import SWEEP_FILE
+
     lesson = load_lesson(name_or_file, quick, overrides)
     folder = lesson_folder(lesson, output_dir)
     if report_only:
-        if not (folder / LESSON_COPY).is_file():
+        if not (folder / SWEEP_FILE).is_file():
             raise RunDirError(f"{folder}: no lesson here yet; run it first (mnist-zoo lesson {lesson.name}"
                               f"{' --quick' if quick else ''})")
+        check_lesson_folder(lesson, folder)  # the lesson's own plots and answer, for its own trials
         setup = open_existing(folder, storage)
     else:
+        if workers > 1 and lesson.sweep.get("set", {}).get("train.time_limit_seconds") is not None:
+            raise ConfigError(f"{lesson.name}: compares variants at equal training time; with --workers {workers} "
+                              "they would share the cores and the times would not be equal: run it with one worker")
         setup = prepare_lesson_folder(lesson, folder, storage)
         report(f"lesson {lesson.name}{' (quick)' if quick else ''}: {setup.spec.trial_count} variants in {folder}")
         run_sweep(setup, workers, report, data_dir)
@@ -138,28 +180,31 @@ def lesson_report(lesson: Lesson, setup) -> LessonResult:
     Raises:
         RunDirError: no variant has finished.
     """
-    from mnist_zoo.lessons.answer import answer_sentences, markdown_table
+    from mnist_zoo.lessons.answer import answer_sentences, markdown_table, markdown_text
     from mnist_zoo.lessons.measures import read_trials
     from mnist_zoo.lessons.plots import draw_plot, variant_colours
     from mnist_zoo.sweeps.study import open_study
 
     spec = lesson.spec
     study = open_study(setup.spec, setup.storage, setup.study_name)
-    records, problems = read_trials(study, setup.spec, setup.sweep_dir, spec.answer.per)
+    records, problems, missing = read_trials(study, setup.spec, setup.sweep_dir, spec.answer.per)
     if not records:
         raise RunDirError(f"{setup.sweep_dir}: no variant of the lesson has finished yet"
                           + (f" ({'; '.join(problems)})" if problems else ""))
-    result = LessonResult(lesson.name, spec.question, lesson.quick, setup.sweep_dir, records,
-                          answer_sentences(records, spec), list(spec.notes), markdown_table(records, spec),
-                          problems=problems)
+    answer = answer_sentences(records, spec)
+    if missing:
+        answer.insert(0, f"({len(records)} of {len(records) + len(missing)} variants finished; not yet: "
+                         f"{'; '.join(missing)}.)")
+    result = LessonResult(lesson.name, spec.question, lesson.quick, setup.sweep_dir, records, answer,
+                          list(spec.notes), markdown_table(records, spec), problems=problems)
     colours = variant_colours(records)
     for plot in spec.plots:
         path = setup.sweep_dir / plot.file
         draw_plot(plot, records, spec.question, path, colours)
         result.written.append(path)
-    images = "\n".join(f"![{plot.title or spec.question}]({plot.file})" for plot in spec.plots)
-    page = f"# {spec.question}\n\n{result.table}\n\n{' '.join(result.answer)}\n\n"
-    page += "".join(f"{note}\n\n" for note in spec.notes) + f"{images}\n"
+    images = "\n".join(f"![{markdown_text(plot.title or spec.question)}]({plot.file})" for plot in spec.plots)
+    page = f"# {markdown_text(spec.question)}\n\n{result.table}\n\n{markdown_text(' '.join(result.answer))}\n\n"
+    page += "".join(f"{markdown_text(note)}\n\n" for note in spec.notes) + f"{images}\n"
     rundir.write_text(setup.sweep_dir / TABLE_FILE, page)
     result.written += [setup.sweep_dir / TABLE_FILE, setup.sweep_dir / LESSON_RECORD]
     rundir.write_json(setup.sweep_dir / LESSON_RECORD, result.as_dict())

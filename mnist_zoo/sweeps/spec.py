@@ -17,6 +17,9 @@ KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
 VARIANT = "variant"
 """The grid key of a sweep's named variants (no config key has this name: config keys are dotted)."""
 MAX_VARIANTS = 64
+MAX_GRID_POINTS = 10_000
+"""A grid's combinations are listed in full (by Optuna's GridSampler, and by the queue of a full
+grid): a few choices over many keys would otherwise be billions of them."""
 
 
 class Dimension(Frozen):
@@ -136,6 +139,9 @@ class SweepSpec(Frozen):
             if not_choice:
                 raise ValueError(f"sampler grid needs choice lists only; not a choice: {', '.join(not_choice)}")
             size = math.prod(len(dimension.choice) for dimension in self.space.values()) * max(len(self.variants), 1)
+            if size > MAX_GRID_POINTS:
+                raise ValueError(f"the grid has {size:,} combinations; at most {MAX_GRID_POINTS:,}: vary fewer keys "
+                                 "or give fewer choices")
             if self.trials is not None and self.trials > size:
                 raise ValueError(f"trials {self.trials} is more than the grid's {size} combinations")
         elif self.trials is None and self.time_budget_minutes is None:

@@ -223,10 +223,10 @@ def run_sweep(setup: SweepSetup, workers: int = 1, report=lambda message: None, 
         SweepWorkerError: a worker process failed.
     """
     from mnist_zoo.errors import SweepWorkerError, TrainingInterrupted
-    from mnist_zoo.sweeps.study import open_study, requeue_failed_grid_points
+    from mnist_zoo.sweeps.study import open_study, queue_missing_grid_points
 
     # Before any worker starts, so that one process queues each point once.
-    requeue_failed_grid_points(open_study(setup.spec, setup.storage, setup.study_name), setup.spec)
+    queue_missing_grid_points(open_study(setup.spec, setup.storage, setup.study_name), setup.spec)
     if workers > 1:
         code = run_local_workers(setup, workers, data_dir)
         if code > 128 and code - 128 in (signal.SIGINT, signal.SIGTERM):

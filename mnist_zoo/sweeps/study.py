@@ -65,31 +65,47 @@ def counted_trials(study) -> list:
                                                     TrialState.WAITING))
 
 
-def requeue_failed_grid_points(study, spec: SweepSpec) -> int:
-    """Queues again each grid point whose only trials failed (Ctrl-C, SIGTERM, an error); returns how many.
+def is_full_grid(spec: SweepSpec) -> bool:
+    """A grid sweep that trains every combination (no `trials` below the grid's size)."""
+    return spec.sampler == "grid" and (spec.trials is None or spec.trials == spec.trial_count)
 
-    Optuna's GridSampler counts a failed trial's point as visited, so a rerun after Ctrl-C would
-    skip it and, once the rest is done, train a finished point a second time instead. Queued
-    here with the failed trial's values, the point is the next trial a worker takes. A point that
-    a finished, running or queued trial already covers is left alone (a killed worker's trial is
-    queued again by Optuna itself).
+
+def grid_point(spec: SweepSpec, values: dict) -> tuple | None:
+    """A trial's point of the grid (its values in the grid's key order), or None if it has not all of them."""
+    return tuple(values[key] for key in spec.grid) if all(key in values for key in spec.grid) else None
+
+
+def trial_values(trial) -> dict:
+    """A trial's values: drawn, or (queued, not yet started) the ones it was queued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
+
+
+def queue_missing_grid_points(study, spec: SweepSpec) -> int:
+    """Queues each grid point that no finished, running or queued trial covers; returns how many.
+
+    A full grid (no `trials` below its size) queues every such point, in the grid's order: its
+    workers then take points off the queue, so each point trains once whatever the number of
+    workers, reruns or failures before, and a lesson trains its variants in the order it lists
+    them. A partial grid (`trials` below the size) leaves the choice to Optuna's GridSampler and
+    queues again only the points whose trials failed (Ctrl-C, SIGTERM, an error): GridSampler
+    counts a failed point as visited, and would otherwise skip it.
     """
+    import itertools
+
     from optuna.trial import TrialState
 
     if spec.sampler != "grid":
         return 0
-    keys = list(spec.grid)
-
-    def point(params: dict) -> tuple | None:
-        return tuple(params[key] for key in keys) if all(key in params for key in keys) else None
-
-    covered = {point(trial.params or trial.system_attrs.get("fixed_params", {})) for trial in counted_trials(study)}
+    covered = {grid_point(spec, trial_values(trial)) for trial in counted_trials(study)}
+    if is_full_grid(spec):
+        wanted = list(itertools.product(*spec.grid.values()))
+    else:
+        wanted = [grid_point(spec, trial.params) for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]
     queued = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        failed = point(trial.params)
-        if failed is not None and failed not in covered:
-            study.enqueue_trial(dict(zip(keys, failed)))
-            covered.add(failed)
+    for missing in wanted:
+        if missing is not None and missing not in covered:
+            study.enqueue_trial(dict(zip(spec.grid, missing)))
+            covered.add(missing)
             queued += 1
     return queued
 
@@ -157,12 +173,17 @@ def run_worker(spec: SweepSpec, base: Path, sweep_dir: Path, storage_url: str, s
     trials_dir = Path(sweep_dir) / TRIALS_DIR
 
     def objective(trial) -> float:
-        if wanted is not None:
-            # Trials are numbered in the order they start: the first `wanted` that are not failed count.
-            earlier = [other for other in counted_trials(study) if other.number < trial.number]
-            if len(earlier) >= wanted:
+        earlier = [other for other in counted_trials(study) if other.number < trial.number]
+        if is_full_grid(spec):
+            params = spec.suggest(trial)
+            # A point queued twice (two machines queuing at once) trains once: its earliest trial.
+            if grid_point(spec, trial.params) in {grid_point(spec, trial_values(other)) for other in earlier}:
                 raise SurplusTrial()
-        params = spec.suggest(trial)
+        else:
+            # Trials are numbered in the order they start: the first `wanted` that are not failed count.
+            if wanted is not None and len(earlier) >= wanted:
+                raise SurplusTrial()
+            params = spec.suggest(trial)
         config = trial_config(spec, base, params, f"{study_name}-trial-{trial.number:04d}", data_dir)
         run_dir = rundir.prepare_named_run_dir(trials_dir / f"{trial.number:04d}-{config.model.type}", force=True)
         trial.set_user_attr("run_dir", str(run_dir))

@@ -99,23 +99,33 @@ def uses_weight_averaging(optimizer) -> bool:
 class TimeLimit(keras.callbacks.Callback):
     """Stops training mid-epoch once `limit_seconds` of training have passed (`train.time_limit_seconds`).
 
-    `spent_seconds` is what the run's committed epochs already took (a resumed run's earlier
-    parts). The check runs after every step (every `steps_per_execution` steps); `reached` tells
-    `CommitEpochs` that the epoch it is cut from is to be kept, not dropped as an interrupted one.
+    Training time is counted as the run records it: the committed epochs' `epoch_seconds` (a
+    resumed run's earlier parts included) plus the current epoch's time so far, so the budget and
+    `train_seconds` agree (checkpoint writes between epochs count in neither). The check runs
+    after every step (every `steps_per_execution` steps); `reached` tells `CommitEpochs` to keep
+    the epoch it cuts, not to drop it as an interrupted one. An epoch that ends with the budget
+    spent is the last (`CommitEpochs` stops there), so no near-empty epoch follows it.
     """
 
-    def __init__(self, limit_seconds: float, spent_seconds: float = 0.0):
+    def __init__(self, limit_seconds: float, history: list[dict]):
         super().__init__()
         self.limit_seconds = limit_seconds
-        self.spent_seconds = spent_seconds
+        self.history = history  # the run's committed epochs, updated in place by the TrainingLoop
         self.reached = False
-        self._start = 0.0
+        self._epoch_start = time.perf_counter()
 
-    def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
+    def committed_seconds(self) -> float:
+        return sum(record["epoch_seconds"] for record in self.history)
+
+    def spent(self) -> bool:
+        """Whether the committed epochs alone have used up the budget."""
+        return self.committed_seconds() >= self.limit_seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.spent_seconds + time.perf_counter() - self._start >= self.limit_seconds:
+        if self.committed_seconds() + time.perf_counter() - self._epoch_start >= self.limit_seconds:
             self.reached = True
             self.model.stop_training = True
 
@@ -138,27 +148,39 @@ class CommitEpochs(keras.callbacks.Callback):
         self.tensorboard = tensorboard  # a train.tensorboard.TensorBoardLog, or None
         self.time_limit = time_limit
         self._epoch_start = 0.0
+        self._validation_start = None
         self._steps_done = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
+        self._validation_start = None
         self._steps_done = 0
 
     def on_train_batch_end(self, batch, logs=None):
         # With steps_per_execution > 1 Keras reports the last step of each execution.
         self._steps_done = batch + 1
 
+    def on_test_begin(self, logs=None):
+        self._validation_start = time.perf_counter()  # fit's validation of this epoch
+
     def on_epoch_end(self, epoch, logs=None):
         cut_by_time_limit = self.time_limit is not None and self.time_limit.reached
         if self._steps_done < self.steps_per_epoch and not cut_by_time_limit:
             return  # cut short (a signal stopped training mid-epoch): keep the last complete epoch
-        seconds = time.perf_counter() - self._epoch_start
-        # With a time limit every record says how much of its epoch ran (CSV rows share their keys).
-        fraction = min(self._steps_done / self.steps_per_epoch, 1.0) if self.time_limit is not None else None
+        now = time.perf_counter()
+        seconds = now - self._epoch_start
+        timing = None
+        if self.time_limit is not None:
+            # Every record says how much of its epoch ran and how long its validation took (CSV
+            # rows share their keys): a cut epoch's time per whole epoch is then its training
+            # time over that share, plus one validation.
+            validation = now - self._validation_start if self._validation_start is not None else 0.0
+            timing = (min(self._steps_done / self.steps_per_epoch, 1.0), validation)
         outcome = self.loop.complete_epoch(epoch + 1, logs or {}, current_learning_rate(self.model.optimizer), seconds,
-                                           fraction)
-        if cut_by_time_limit:
+                                           timing)
+        if self.time_limit is not None and (cut_by_time_limit or self.time_limit.spent()):
             self.loop.state.stopped_by_time_limit = True
+            self.model.stop_training = True
         if outcome.stop:
             self.model.stop_training = True
         state = self.loop.state

@@ -87,17 +87,18 @@ class TrainingLoop:
         self.stopping = StoppingRule(early_stopping, state.stopping) if enabled else None
 
     def complete_epoch(self, epoch: int, logs: dict, learning_rate: float, seconds: float,
-                       fraction: float | None = None) -> EpochOutcome:
+                       timing: tuple[float, float] | None = None) -> EpochOutcome:
         """Applies completed 1-based `epoch` with its Keras `logs` to the state.
 
-        `fraction` (with a time limit): how much of the epoch ran, recorded as `epoch_fraction`.
+        `timing` (with a time limit): how much of the epoch ran and its validation's seconds,
+        recorded as `epoch_fraction` and `validation_seconds`.
         """
         state = self.state
         record = {"epoch": epoch, **{key: float(value) for key, value in logs.items() if key != "learning_rate"}}
         record["learning_rate"] = learning_rate
         record["epoch_seconds"] = seconds
-        if fraction is not None:
-            record["epoch_fraction"] = fraction
+        if timing is not None:
+            record["epoch_fraction"], record["validation_seconds"] = timing
         state.history.append(record)
         state.epochs_completed = epoch
         self.best.update(epoch, logs)

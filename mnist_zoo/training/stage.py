@@ -92,12 +92,12 @@ def fit(model, config: RunConfig, splits: Splits, run_dir: Path, state, interrup
         tensorboard.rewrite(state.history)  # a resumed run continues from exactly its committed epochs
     time_limit = None
     if train.time_limit_seconds is not None:
-        time_limit = TimeLimit(train.time_limit_seconds, spent_seconds=training_seconds(state.history))
+        time_limit = TimeLimit(train.time_limit_seconds, state.history)
     committer = CommitEpochs(run_dir, TrainingLoop(state, train.early_stopping), train_data.steps_per_epoch,
                              tensorboard, time_limit)
     callbacks = [EpochOrder(train_data), committer, StopOnSignal(interrupts)]
     if time_limit is not None:
-        callbacks.append(time_limit)
+        callbacks.insert(1, time_limit)
     if uses_weight_averaging(model.optimizer):  # before the committer: it saves what this puts in the model
         callbacks.insert(1, AveragedWeights(averages_in_model=state.epochs_completed > 0))
     interrupts.watch(model)
@@ -166,6 +166,19 @@ def time_left(config: RunConfig, state) -> bool:
     return not state.stopped_by_time_limit and (limit is None or training_seconds(state.history) < limit)
 
 
+def seconds_per_whole_epoch(history: list[dict]) -> float:
+    """The mean time of an epoch, validation included; a cut epoch (time limit) counted as a whole one.
+
+    A cut epoch's training time is scaled up by the share of its steps that ran; its validation,
+    which a cut does not shorten, is counted once.
+    """
+    estimates = []
+    for record in history:
+        fraction, validation = record.get("epoch_fraction", 1.0), record.get("validation_seconds", 0.0)
+        estimates.append((record["epoch_seconds"] - validation) / fraction + validation)
+    return sum(estimates) / len(estimates)
+
+
 def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, state, precision: str) -> dict:
     """Writes last.keras and the test report of best.keras (metrics.json); returns the metrics."""
     from mnist_zoo.training import checkpoint
@@ -179,8 +192,6 @@ def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, sta
     test_report, _ = evaluate_model(best_model, splits.test_images, splits.test_labels, dataset.class_names)
     history = state.history
     train_seconds = training_seconds(history)
-    # A time limit's last epoch may be partial: per epoch is per whole epoch's worth of steps.
-    epochs_run = sum(record.get("epoch_fraction", 1.0) for record in history)
     return {
         "model": config.model.type,
         "config_name": config.name,
@@ -198,7 +209,8 @@ def finish(model, config: RunConfig, splits: Splits, dataset, run_dir: Path, sta
         "parameters": int(model.count_params()),
         "precision": precision,
         "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / epochs_run,
+        "seconds_per_epoch": seconds_per_whole_epoch(history),
+        "epochs_run": sum(record.get("epoch_fraction", 1.0) for record in history),
     }
 
 
