@@ -74,9 +74,10 @@ them; `--quick` runs a subset in a few minutes for a class demo. The options, th
 and how to write a lesson file of your own: [commands.md](commands.md#lesson).
 
 Below, every lesson's full mode as measured on {measured_on}, with TensorFlow {tf} and Keras
-{keras}, by `python scripts/lesson_times.py --data-dir DATA --mode full --write --docs` (each
-lesson run as `mnist-zoo lesson NAME --data-dir DATA` in a fresh folder). The sentences under
-each table are the lesson's own output, computed from these results.
+{keras}, by `python scripts/lesson_times.py --data-dir DATA --mode full --write` (each lesson
+run as `mnist-zoo lesson NAME --data-dir DATA` in a fresh folder, its wall time recorded in the
+lesson file), then `--docs-only`. The sentences under each table are the lesson's own output,
+computed from these results.
 
 | lesson | question | quick | full |
 |---|---|---|---|

@@ -27,8 +27,8 @@ def format_value(name: str, value) -> str:
     return f"{int(value):,}"
 
 
-def _context(records: list[TrialRecord]) -> str:
-    """What the trials had in common, said first: the training budget and the data."""
+def _context(records: list[TrialRecord], named_by: str | None = None) -> str:
+    """What the trials had in common, said first: the training budget and the data (unless `named_by` says it)."""
     limits = {record.config.get("train", {}).get("time_limit_seconds") for record in records}
     images = {record.measures.get("train_images") for record in records}
     epochs = {record.measures.get("epochs") for record in records}
@@ -37,8 +37,8 @@ def _context(records: list[TrialRecord]) -> str:
         parts.append(f"after {format_value('train_seconds', limits.pop())} of training")
     elif len(epochs) == 1 and None not in epochs:
         count = epochs.pop()
-        parts.append(f"after {count} epoch{'s' if count != 1 else ''}")
-    if len(images) == 1 and None not in images:
+        parts.append(f"after {format_value('epochs', count)} epoch{'s' if count != 1 else ''}")
+    if len(images) == 1 and None not in images and named_by != "train_images":
         parts.append(f"on {images.pop():,} training images")
     return " ".join(parts)
 
@@ -50,7 +50,8 @@ def rank(records: list[TrialRecord], measure: str, higher_is_better: bool) -> li
     return sorted(known, key=lambda record: record.measures[measure], reverse=higher_is_better) + unknown
 
 
-def ranking_sentence(records: list[TrialRecord], measure: str, higher_is_better: bool, prefix: str = "") -> str:
+def ranking_sentence(records: list[TrialRecord], measure: str, higher_is_better: bool, prefix: str = "",
+                     named_by: str | None = None) -> str:
     """'relu reached the highest validation accuracy ..., 97.90 %; then tanh 97.51 %, ..., sigmoid 95.12 %.'
 
     Variants equal to the best as shown (same figure at the table's precision) share the first
@@ -63,7 +64,7 @@ def ranking_sentence(records: list[TrialRecord], measure: str, higher_is_better:
         return f"{prefix}No variant has a measured {label}."
     leaders = [record.variant for record, text in zip(ordered, shown) if text == shown[0]]
     word = "highest" if higher_is_better else "lowest"
-    context = _context(records)
+    context = _context(records, named_by)
     if len(leaders) == 1:
         sentence = f"{prefix}{leaders[0]} reached the {word} {label}"
     else:
@@ -93,12 +94,11 @@ def answer_sentences(records: list[TrialRecord], spec) -> list[str]:
         for record in records:
             groups.setdefault(_hashable(record.params.get(answer.per)), []).append(record)
         for value, group in groups.items():
-            shown = {group_record.measures.get(answer.per_shown_as) for group_record in group} \
-                if answer.per_shown_as else set()
-            shown.discard(None)
+            shown = shown_values(group, answer)
             name = (f"{format_value(answer.per_shown_as, shown.pop())} {MEASURES[answer.per_shown_as][0]}"
                     if len(shown) == 1 else f"{answer.per}={value}")
-            sentences.append(ranking_sentence(group, answer.by, answer.higher_is_better, f"With {name}: "))
+            sentences.append(ranking_sentence(group, answer.by, answer.higher_is_better, f"With {name}: ",
+                                              answer.per_shown_as if len(shown_values(group, answer)) == 1 else None))
     stuck = [record for record in records
              if record.measures.get("test_accuracy") is not None and record.measures["test_accuracy"] <= NOT_LEARNING]
     if stuck:
@@ -106,6 +106,13 @@ def answer_sentences(records: list[TrialRecord], spec) -> list[str]:
                           for record in stuck)
         sentences.append(f"Did not learn, at or near chance ({100 * CHANCE:.0f} %) on the test set: {names}.")
     return sentences
+
+
+def shown_values(group: list[TrialRecord], answer) -> set:
+    """The values of `answer.per_shown_as` in a `per` group (one, when it names the group)."""
+    if not answer.per_shown_as:
+        return set()
+    return {record.measures.get(answer.per_shown_as) for record in group} - {None}
 
 
 def _hashable(value):

@@ -72,19 +72,30 @@ def draw_plot(plot, records: list[TrialRecord], question: str, path: Path, colou
 
 
 def _plain_number(value, position=None) -> str:
-    """0.3, 2, 1,000, 10,000: a slide's numbers, not 3x10^-1 or 1e+04."""
-    return f"{value:,.0f}" if value >= 1 and float(value).is_integer() else f"{value:.2g}"
+    """0.3, 2, 1,000, 10,000, 1e-5: a slide's numbers, not 3x10^-1 or 1e+04."""
+    if value >= 1 and float(value).is_integer():
+        return f"{value:,.0f}"
+    if value < 1e-3:
+        return f"{value:.0e}".replace("e-0", "e-")
+    return f"{value:.2g}"
 
 
 def _plain_log_axis(axis, which) -> None:
-    """A log scale labelled at 1, 2, 3 and 5 of each decade in plain numbers, the other ticks unlabelled."""
+    """A log scale labelled in plain numbers, more often over a narrow range, the other ticks unlabelled."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    import math
 
     if which is axis.xaxis:
         axis.set_xscale("log")
+        low, high = axis.get_xlim()
     else:
         axis.set_yscale("log")
-    which.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+        low, high = axis.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else 1.0
+    # Enough labels to read a value off a narrow range; one per decade over a wide one.
+    subs = (1.0, 2.0, 3.0, 5.0) if decades <= 2 else (1.0, 3.0) if decades <= 4 else (1.0,)
+    which.set_major_locator(LogLocator(base=10, subs=subs))
     which.set_major_formatter(FuncFormatter(_plain_number))
     which.set_minor_formatter(NullFormatter())
 
@@ -92,17 +103,22 @@ def _plain_log_axis(axis, which) -> None:
 def _curves(axis, plot, records, colours) -> None:
     from matplotlib.lines import Line2D
 
+    longest = max((len(record.history) for record in records), default=0)
+    marker = "o" if longest <= 30 else None  # over many epochs, markers would hide the lines
     for record in records:
         colour = colours[_group(record)]
         epochs = [entry["epoch"] for entry in record.history]
         values = [_scaled(plot.y, entry.get(plot.y)) for entry in record.history]
-        axis.plot(epochs, values, marker="o", markersize=4, linewidth=2.2, color=colour, label=plain(record.variant))
+        axis.plot(epochs, values, marker=marker, markersize=4, linewidth=2.2, color=colour, label=plain(record.variant))
         if plot.training_too:
             training = plot.y.removeprefix("val_")
             axis.plot(epochs, [_scaled(training, entry.get(training)) for entry in record.history],
                       linestyle="--", linewidth=1.8, color=colour)
     axis.set_xlabel("epoch", fontsize=14)
-    axis.set_ylabel(CURVE_LABELS[plot.y], fontsize=14)
+    label = CURVE_LABELS[plot.y]
+    if plot.training_too:  # both are drawn: the metric, not its validation half
+        label = label.replace("validation ", "")
+    axis.set_ylabel(label, fontsize=14)
     handles, labels = axis.get_legend_handles_labels()
     if plot.training_too:
         handles += [Line2D([], [], color="black", linewidth=2.2), Line2D([], [], color="black", linestyle="--")]
@@ -130,18 +146,28 @@ def _points(axis, plot, records, colours) -> None:
         if not several:
             for x, y, _ in points:
                 axis.annotate(plain(name), (x, y), textcoords="offset points", xytext=(8, 6), fontsize=12)
+    # A variant's own config reference sits at its point's size: the legend names it, no label needed.
     references = [(point.label, point.x, point.y) for point in plot.references]
     if plot.config_references and plot.x in ("parameters",) and plot.y == "test_accuracy":
         for record in records:
             reference = record.config.get("reference") or {}
             if reference.get("parameters") and reference.get("test_accuracy"):
-                references.append((f"course: {_group(record)}", reference["parameters"],
-                                   100 * reference["test_accuracy"]))
+                references.append((None, reference["parameters"], 100 * reference["test_accuracy"]))
+    widest = max([x for points in groups.values() for x, _, _ in points] + [x for _, x, _ in references],
+                 default=0)
     for index, (label, x, y) in enumerate(references):
         axis.plot([x], [y], marker="D", markersize=10, markerfacecolor="none", markeredgecolor="black",
                   markeredgewidth=1.6, linestyle="none", label="course material" if index == 0 else None)
-        axis.annotate(plain(label), (x, y), textcoords="offset points", xytext=(8, -16), fontsize=11,
-                      color="dimgray")
+        if label is not None:
+            # Left of a point at the right edge, so that the label stays inside the axes.
+            rightmost = not categorical and x >= widest
+            axis.annotate(plain(label), (x, y), textcoords="offset points", xytext=(-10 if rightmost else 8, -18),
+                          ha="right" if rightmost else "left", fontsize=11, color="dimgray")
+    xs = [x for points in groups.values() for x, _, _ in points]
+    if not categorical and not plot.log_x and xs and all(float(x).is_integer() for x in xs):
+        from matplotlib.ticker import MaxNLocator
+
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # 1, 2, 3 hidden layers: no 2.5
     if categorical:
         axis.set_xticks(range(len(records)), [plain(record.variant) for record in records], fontsize=12)
         axis.set_xlabel("variant", fontsize=14)
