@@ -503,11 +503,16 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
     if no_report:
         return
     results = sweep_report(setup)
+    _print_results(results, results.notes, as_json)
+
+
+def _print_results(results, notes: list[str], as_json: bool) -> None:
+    """A sweep's or lesson's results: as JSON, or as tables with their notes and written files on stderr."""
     if as_json:
         click.echo(json.dumps(results.as_dict(), indent=2))
         return
     click.echo(str(results))
-    for note in results.notes:
+    for note in notes:
         _echo_err(f"note: {note}")
     for path in results.written:
         _echo_err(f"wrote {path}")
@@ -562,14 +567,7 @@ def lesson(name, quick, output_dir, overrides, workers, storage, data_dir, repor
         _echo_err(f"Interrupted by {error.signal_name}: the finished variants are kept; run the same command "
                   "again to train the rest.")
         raise click.exceptions.Exit(128 + error.signal_number) from None
-    if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
-        return
-    click.echo(str(result))
-    for problem in result.problems:
-        _echo_err(f"note: {problem}")
-    for path in result.written:
-        _echo_err(f"wrote {path}")
+    _print_results(result, result.problems, as_json)
 
 
 # ----------------------------------------------------------------------------- serve

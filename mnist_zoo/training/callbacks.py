@@ -112,7 +112,7 @@ class TimeLimit(keras.callbacks.Callback):
         self.limit_seconds = limit_seconds
         self.history = history  # the run's committed epochs, updated in place by the TrainingLoop
         self.reached = False
-        self._epoch_start = time.perf_counter()
+        self._deadline = time.perf_counter() + limit_seconds
 
     def committed_seconds(self) -> float:
         return sum(record["epoch_seconds"] for record in self.history)
@@ -122,10 +122,11 @@ class TimeLimit(keras.callbacks.Callback):
         return self.committed_seconds() >= self.limit_seconds
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
+        # The history changes only between epochs: each step compares the clock with one number.
+        self._deadline = time.perf_counter() + self.limit_seconds - self.committed_seconds()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.committed_seconds() + time.perf_counter() - self._epoch_start >= self.limit_seconds:
+        if time.perf_counter() >= self._deadline:
             self.reached = True
             self.model.stop_training = True
 
