@@ -109,17 +109,23 @@ def kill_during_a_checkpoint_write(run_dir, small_cnn_config):
 
 def test_kill_9_late_in_an_epoch_leaves_a_resumable_run_that_ends_like_an_unbroken_one(tmp_path, small_cnn_config,
                                                                                        small_cnn_reference):
-    run_dir = tmp_path / "run"
-    process = start_training("--config", small_cnn_config, "--run-dir", run_dir)
     # Epoch 2's time is the unit: epoch 1's includes tracing and is several times longer. 0.9 of it
     # after epoch 2's commit is late in epoch 3 (its validation or its commit); the soak below kills
-    # at random moments.
-    wait_for_epochs(run_dir, 2, process)
-    epoch_seconds = json.loads((run_dir / "history.json").read_text())["epochs"][1]["epoch_seconds"]
-    time.sleep(0.9 * epoch_seconds)
-    assert process.poll() is None, "training ended before the kill"
-    process.kill()
-    finish(process)
+    # at random moments. On a loaded machine the last epochs can run faster than epoch 2 and the
+    # run can finish (status complete, checkpoint removed) while the interpreter is still exiting:
+    # such a kill tests nothing, so it is tried again with a shorter delay.
+    for attempt, fraction in enumerate((0.9, 0.6, 0.3)):
+        run_dir = tmp_path / f"run-{attempt}"
+        process = start_training("--config", small_cnn_config, "--run-dir", run_dir)
+        wait_for_epochs(run_dir, 2, process)
+        epoch_seconds = json.loads((run_dir / "history.json").read_text())["epochs"][1]["epoch_seconds"]
+        time.sleep(fraction * epoch_seconds)
+        process.kill()
+        finish(process)
+        if rundir.read_status(run_dir)["status"] != "complete":
+            break
+    else:
+        pytest.fail("every run finished before its kill: no kill landed late in an epoch")
     assert_resumable_and_ends_like(run_dir, small_cnn_reference)
 
 
