@@ -5,6 +5,7 @@ so that slow phases of a noisy machine hit both. Reported: medians and zoo/keras
 
     python scripts/bench.py --quick --data-dir ../shared/data        # a minute or two
     python scripts/bench.py --full --data-dir ../shared/data -o docs/benchmarks-latest.md
+    python scripts/bench.py --full --augmentation-only --repeats 3 --data-dir ../shared/data   # augmentation's cost
 """
 
 from __future__ import annotations
@@ -329,6 +330,23 @@ def run_worker(spec: dict) -> dict:
 # ----------------------------------------------------------------------------- orchestration and report
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the flags that change kernels and precision, e.g. 'Xeon (avx2, amx_bf16)'."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    wanted = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{model} ({', '.join(wanted)})" if wanted else model
+
+
 def alternating(repeats: int, offset: int = 0):
     """keras, zoo | zoo, keras | ...: each side goes first equally often.
 
@@ -349,13 +367,28 @@ def help_seconds(repeats: int = 7) -> float:
     return statistics.median(times)
 
 
+def measure_augmentation(mode: str, data_dir: str, repeats: int, log) -> dict:
+    """The augmentation's own cost: the same mnist-zoo CNN epochs with and without it, alternating."""
+    settings = MODES[mode]
+    base = {"data_dir": data_dir, "train_limit": settings["train_limit"], "kind": "train", "side": "zoo",
+            "model": "cnn", "epochs": settings["epochs"]}
+    runs = {"plain": [], "augmented": []}
+    for repeat in range(repeats):
+        for kind in (("plain", "augmented") if repeat % 2 == 0 else ("augmented", "plain")):
+            log(f"cnn: mnist-zoo, {kind}")
+            overrides = AUGMENTATION if kind == "augmented" else {}
+            runs[kind].append(run_worker({**base, "overrides": overrides}))
+    return runs
+
+
 def measure(mode: str, data_dir: str, repeats: int, log) -> dict:
     settings = MODES[mode]
     base = {"data_dir": data_dir, "train_limit": settings["train_limit"]}
     # The small models' runs take seconds, and at that size a tenth of a second of this VM's noise
     # moves a ratio by 0.05-0.1: twice the repeats buy a steadier median at little cost.
     small_model_repeats = 2 * repeats
-    results: dict = {"mode": mode, "settings": {**settings, "repeats": repeats, "small_model_repeats": small_model_repeats}}
+    results: dict = {"mode": mode, "cpu": cpu_model(),
+                     "settings": {**settings, "repeats": repeats, "small_model_repeats": small_model_repeats}}
     for offset, model in enumerate(benchmarked_models()):
         runs = {"keras": [], "zoo": []}
         for side in alternating(repeats if model == "cnn" else small_model_repeats, offset):
@@ -369,14 +402,7 @@ def measure(mode: str, data_dir: str, repeats: int, log) -> dict:
             log("cnn: plain Keras with TF_ENABLE_ONEDNN_OPTS=1")
             results["cnn"]["keras_onednn"].append(run_worker({**base, "kind": "train", "side": "keras_onednn",
                                                               "model": "cnn", "epochs": settings["epochs"]}))
-    # The augmentation's own cost: the same mnist-zoo CNN epochs with and without it, alternating.
-    results["augmentation"] = {"plain": [], "augmented": []}
-    for repeat in range(repeats):
-        for kind in (("plain", "augmented") if repeat % 2 == 0 else ("augmented", "plain")):
-            log(f"cnn: mnist-zoo, {kind}")
-            overrides = AUGMENTATION if kind == "augmented" else {}
-            results["augmentation"][kind].append(run_worker({**base, "kind": "train", "side": "zoo", "model": "cnn",
-                                                             "epochs": settings["epochs"], "overrides": overrides}))
+    results["augmentation"] = measure_augmentation(mode, data_dir, repeats, log)
     results["time_to_target"] = {"keras": [], "zoo": []}
     for side in alternating(max(1, repeats // 2), offset=1):
         log(f"cnn: {side} training until {settings['target']:.0%} test accuracy")
@@ -424,6 +450,24 @@ def _fmt(value, pattern="{:.2f}"):
     return "n/a" if value is None else pattern.format(value)
 
 
+def augmentation_row(runs: dict) -> str:
+    """The report's row for `measure_augmentation`'s runs: median timed epochs and their ratio."""
+    plain, augmented = (_median([_timed_epochs(run) for run in runs[kind]]) for kind in ("plain", "augmented"))
+    return (f"| cnn: mnist-zoo seconds per epoch with augmentation (rotation 10°, zoom 0.1, shift 0.1) | "
+            f"{plain:.2f} without | {augmented:.2f} with | {augmented / plain:.2f} (with / without) | ≤ 1.3 |")
+
+
+def augmentation_report(results: dict) -> str:
+    """The report of an `--augmentation-only` run: the one row, then the machine."""
+    settings = results["settings"]
+    limit = settings["train_limit"] or "all 60,000"
+    return ("| measurement | without | with | ratio | target |\n|---|---|---|---|---|\n"
+            + augmentation_row(results["augmentation"])
+            + f"\n\n{results['cpu']}, {os.cpu_count()} cores, Python {platform.python_version()}, mode {results['mode']}: "
+            f"{limit} training images (10 % held out for validation), {settings['epochs']} epochs (the first "
+            f"is a warm-up, excluded), {settings['repeats']} alternating repeats, medians\n")
+
+
 def report(results: dict) -> str:
     """The Markdown report: one table of medians and ratios, then the machine."""
     rows = ["| measurement | plain Keras | mnist-zoo | zoo / keras | target |", "|---|---|---|---|---|"]
@@ -448,10 +492,7 @@ def report(results: dict) -> str:
     rows.append(f"| TensorFlow oneDNN kernels in use | {'on' if onednn['keras'] else 'off'} | "
                 f"{'on' if onednn['zoo'] else 'off'} | | |")
     if results.get("augmentation"):
-        plain, augmented = (_median([_timed_epochs(run) for run in results["augmentation"][kind]])
-                            for kind in ("plain", "augmented"))
-        rows.append(f"| cnn: mnist-zoo seconds per epoch with augmentation (rotation 10°, zoom 0.1, shift 0.1) | "
-                    f"{plain:.2f} without | {augmented:.2f} with | {augmented / plain:.2f} (with / without) | ≤ 1.3 |")
+        rows.append(augmentation_row(results["augmentation"]))
     target = results["settings"]["target"]
     ttt = results["time_to_target"]
     keras_t = _median([r["seconds_to_target"] for r in ttt["keras"]])
@@ -483,7 +524,7 @@ def report(results: dict) -> str:
                 f"{floor:.2f} | {floor:.2f} | | |")
     settings = results["settings"]
     limit = settings["train_limit"] or "all 60,000"
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    machine = (f"{results.get('cpu') or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                f"mode {results['mode']}: {limit} training images (10 % held out for validation), "
                f"{settings['epochs']} epochs (the first is a warm-up, excluded from seconds per epoch), "
                f"{settings['repeats']} alternating repeats (linear and mlp: {settings.get('small_model_repeats', settings['repeats'])}), "
@@ -521,11 +562,14 @@ def main() -> None:
     group.add_argument("--full", action="store_const", dest="mode", const="full")
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
     parser.add_argument("--repeats", type=int, help="alternating repeats (default: 2; twice as many for linear and mlp)")
+    parser.add_argument("--augmentation-only", action="store_true",
+                        help="measure only the augmentation's cost (the CNN's epochs with and without it)")
     parser.add_argument("-o", "--output", type=Path, help="also write the Markdown report here (and .json beside it)")
     parser.add_argument("--from-json", type=Path, help="only print the report of an earlier run's .json")
     args = parser.parse_args()
     if args.from_json:
-        print(report(json.loads(args.from_json.read_text())))
+        saved = json.loads(args.from_json.read_text())
+        print(augmentation_report(saved) if saved.get("augmentation_only") else report(saved))
         return
     if args.worker:
         spec = json.loads(args.worker)
@@ -541,9 +585,16 @@ def main() -> None:
     mode = args.mode or "quick"
     repeats = args.repeats or MODES[mode]["repeats"]
     start = time.perf_counter()
-    results = measure(mode, str(Path(args.data_dir).resolve()), repeats,
-                      log=lambda message: print(f"[{time.perf_counter() - start:6.0f} s] {message}", file=sys.stderr))
-    text = report(results)
+    log = lambda message: print(f"[{time.perf_counter() - start:6.0f} s] {message}", file=sys.stderr)  # noqa: E731
+    data_dir = str(Path(args.data_dir).resolve())
+    if args.augmentation_only:
+        results = {"mode": mode, "augmentation_only": True, "cpu": cpu_model(),
+                   "settings": {**MODES[mode], "repeats": repeats},
+                   "augmentation": measure_augmentation(mode, data_dir, repeats, log)}
+        text = augmentation_report(results)
+    else:
+        results = measure(mode, data_dir, repeats, log)
+        text = report(results)
     print(text)
     if args.output:
         args.output.write_text(text)

@@ -109,6 +109,23 @@ def test_small_models_and_inference_get_more_runs(monkeypatch):
     assert "(linear and mlp: 4)" in bench.report({**_sample_results(), "settings": results["settings"]})
 
 
+def test_the_augmentation_alone_is_measured_alternating_and_reported(monkeypatch, tmp_path):
+    specs = []
+    monkeypatch.setattr(bench, "run_worker", lambda spec: specs.append(spec) or (
+        _train([9, 4.5], 0.9) if spec.get("overrides") else _train([9, 3.0], 0.9)))
+    runs = bench.measure_augmentation("full", "data", 3, log=lambda message: None)
+    assert [bool(spec["overrides"]) for spec in specs] == [False, True, True, False, False, True]
+    assert all(spec["train_limit"] is None and spec["epochs"] == bench.MODES["full"]["epochs"] for spec in specs)
+    saved = tmp_path / "augmentation.json"
+    saved.write_text(json.dumps({"mode": "full", "augmentation_only": True, "cpu": "A CPU (avx2)",
+                                 "settings": {**bench.MODES["full"], "repeats": 3}, "augmentation": runs}))
+    shown = subprocess.run([sys.executable, str(Path(bench.__file__)), "--from-json", str(saved)],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "| 3.00 without | 4.50 with | 1.50 (with / without) | ≤ 1.3 |" in shown.stdout
+    assert "A CPU (avx2), " in shown.stdout and "all 60,000 training images" in shown.stdout
+
+
 def test_a_saved_run_renders_the_same_report(tmp_path):
     results = _sample_results()
     saved = tmp_path / "bench.json"

@@ -1,0 +1,53 @@
+"""scripts/records.py: which jobs it runs, how it continues them, and the line it records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mnist_zoo.config.loading import bundled_config_names, bundled_config_path, load_config
+from tests.helpers import load_script
+
+records = load_script("records")
+
+
+@pytest.mark.parametrize("name", sorted(records.JOBS))
+def test_every_job_is_a_bundled_config_with_overrides_that_validate(name):
+    config, seeds, overrides = records.JOBS[name]
+    assert config in bundled_config_names() and seeds
+    load_config(bundled_config_path(config), list(overrides))  # raises if an override no longer validates
+
+
+def fake_training(metrics: dict):
+    """A stand-in for `mnist-zoo train` that writes a finished run with `metrics`."""
+    def run(command, check, cwd):
+        run_dir = Path(command[command.index("--run-dir") + 1])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        (run_dir / "status.json").write_text(json.dumps({"status": "complete"}))
+        return subprocess.CompletedProcess(command, 0)
+    return run
+
+
+METRICS = {"test_accuracy": 0.9962, "best_epoch": 30, "epochs_completed": 30, "train_seconds": 1100.04,
+           "precision": "mixed_bfloat16"}
+
+
+def test_a_run_without_a_hold_out_is_recorded_with_no_validation_figure(tmp_path, monkeypatch):
+    # With data.validation_size=0 the run's best epoch follows training accuracy: no best_val_accuracy.
+    monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_accuracy": 0.998}))
+    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    line = records.run_job("all_data", "cnn_record", 2, records.JOBS["all_data"][2], args)
+    assert line["best_val_accuracy"] is None and line["test_accuracy"] == 0.9962 and line["train_seconds"] == 1100.0
+    assert line["command"] == "mnist-zoo train --model cnn_record --seed 2 --set data.validation_size=0"
+
+
+def test_a_finished_job_is_read_again_not_retrained(tmp_path, monkeypatch):
+    monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
+    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    first = records.run_job("record", "cnn_record", 1, (), args)
+    monkeypatch.setattr(records.subprocess, "run", lambda *args, **kwargs: pytest.fail("trained again"))
+    assert records.run_job("record", "cnn_record", 1, (), args) == first
