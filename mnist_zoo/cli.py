@@ -479,9 +479,10 @@ def sweep(target, sweep_dir, storage, study_name, workers, report_only, no_repor
     """Search hyperparameters with Optuna: each trial is an ordinary run directory.
 
     SWEEP_FILE_OR_DIR is a sweep file (YAML: base config, search space, objective, budget), the
-    name of a bundled one (mlp_quick, cnn_quick), or a sweep directory to report on. The same command started on several
-    machines with the same --storage and --study shares the study's trials; --workers runs
-    several on this machine. A rerun continues the study up to its trial count.
+    name of a bundled one (mlp_quick, cnn_quick, cnn_record_seeds), or a sweep directory to
+    report on. The same command started on several machines with the same --storage and --study
+    shares the study's trials; --workers runs several on this machine. A rerun continues the
+    study up to its trial count.
 
     \b
     Examples:

@@ -281,6 +281,27 @@ def test_a_grid_sweep_enumerates_its_grid_exactly_once(tmp_path, small_mnist_dir
     assert combinations == sorted((rate, batch) for rate in (0.05, 0.2, 0.5) for batch in (64, 128))
 
 
+def test_the_record_seeds_sweep_trains_the_record_recipe_once_per_seed():
+    spec, base = load_sweep(next(path for path in BUNDLED_SWEEPS if path.stem == "cnn_record_seeds"))
+    assert base.name == "cnn_record.yaml" and not spec.set and spec.pruner == "none"
+    assert list(spec.space) == ["train.seed"] and spec.space["train.seed"].choice == [1, 2, 3, 4, 5]
+    assert spec.trial_count == 5
+
+
+def test_a_seeds_sweeps_trials_are_the_members_of_an_ensemble(tmp_path, small_mnist_dir):
+    # What cnn_record_seeds's comment tells users to do, on a tiny linear recipe.
+    sweep_file = tiny_sweep(tmp_path, small_mnist_dir, trials=None, sampler="grid", pruner="none",
+                            space={"train.seed": {"choice": [1, 2]}})
+    out = tmp_path / "out"
+    assert sweep_cli(str(sweep_file), "--sweep-dir", str(out)).exit_code == 0
+    members = sorted(str(run) for run in (out / "trials").iterdir())
+    seeds = [json.loads((Path(run) / "environment.json").read_text())["seed"] for run in members]
+    assert sorted(seeds) == [1, 2]
+    result = CliRunner().invoke(cli, ["evaluate", *members, "--ensemble", "--output-dir", str(tmp_path / "ensemble")])
+    assert result.exit_code == 0, result.output
+    assert "members, each alone:" in result.output and all(member in result.output for member in members)
+
+
 def test_the_median_pruner_stops_a_poor_trial_after_its_second_epoch_and_its_run_says_pruned(tmp_path,
                                                                                           small_mnist_dir):
     # Seed 11 draws the learning rates 0.5, 1e-6, 1e-6: one trial that learns, then two that

@@ -14,7 +14,8 @@ def sweep(target: str | os.PathLike, *, sweep_dir: str | os.PathLike | None = No
 
     Args:
         target: a sweep file (YAML: base config, search space, objective, budget), a bundled
-            sweep's name ('mlp_quick', 'cnn_quick'), or a sweep directory to report on.
+            sweep's name ('mlp_quick', 'cnn_quick', 'cnn_record_seeds'), or a sweep directory to
+            report on.
         sweep_dir: where the trials and results go (default: sweeps/<sweep file name>/).
         storage: the study's database URL (default: $MNIST_ZOO_STORAGE, else study.db in the
             sweep directory); workers on several machines share a PostgreSQL or MySQL study.
