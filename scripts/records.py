@@ -88,8 +88,10 @@ def run_job(name: str, config: str, seed: int, overrides: tuple[str, ...], args:
     elif status is not None and (run_dir / "last.keras").is_file():
         command += ["--resume", str(run_dir)]
     else:
-        command += ["--model", config, "--seed", str(seed), "--data-dir", str(args.data_dir),
-                    "--run-dir", str(run_dir), "--force", "--set", "train.verbose=0"]
+        command += ["--model", config, "--seed", str(seed), "--run-dir", str(run_dir), "--force",
+                    "--set", "train.verbose=0"]
+        if args.data_dir:
+            command += ["--data-dir", str(args.data_dir)]
         for override in overrides:
             command += ["--set", override]
     if command:
@@ -147,8 +149,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=sorted(JOBS), help="run only these jobs (repeatable)")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "docs" / "data" / "records.jsonl")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "records")
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("MNIST_ZOO_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist")))
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MNIST_ZOO_DATA_DIR"),
+                        help="a folder with the MNIST files (default: $MNIST_ZOO_DATA_DIR, else mnist-zoo's download cache)")
     parser.add_argument("--list", action="store_true", help="print what is done and what is left, and stop")
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="draw test accuracy against training time from the results, and stop")
@@ -156,7 +158,8 @@ def main() -> None:
     if args.plot:
         plot(read_results(args.results), args.plot)
         return
-    args.runs_dir, args.data_dir = args.runs_dir.resolve(), args.data_dir.resolve()
+    args.runs_dir = args.runs_dir.resolve()
+    args.data_dir = Path(args.data_dir).resolve() if args.data_dir else None
 
     done = {(line["job"], line["seed"]) for line in read_results(args.results)}
     for name in args.only or JOBS:
