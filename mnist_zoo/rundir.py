@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mnist_zoo.errors import ModelFileError, RunDirError
+from mnist_zoo.files import read_regular_file
 
 DEFAULT_RUNS_ROOT = Path("runs")
 CONFIG_FILE = "config.yaml"
@@ -283,11 +284,21 @@ def is_own_model(model_path: Path, run_dir: Path | None) -> bool:
     return run_dir is not None and Path(model_path).parent == Path(run_dir) and Path(model_path).suffix == ".keras"
 
 
+# The small records of a run (status, environment, metrics, an ensemble's report) are a few KiB;
+# `serve` and `compare` read them from folders anyone may have filled, so a huge file is refused
+# unread instead of filling memory.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
 def read_json_object(path: Path) -> dict:
-    """A JSON file holding an object, as a dict; {} if it is missing, unreadable or not an object."""
+    """A JSON file holding an object, as a dict; {} if it is missing, unreadable, not a regular
+    file (a FIFO would block), over MAX_RECORD_BYTES or not an object."""
+    def too_large(size):
+        return RunDirError(f"{path}: {size:,} bytes")
+
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # RecursionError: thousands of nested brackets
+        record = json.loads(read_regular_file(Path(path), MAX_RECORD_BYTES, RunDirError, too_large).decode("utf-8"))
+    except (OSError, ValueError, RecursionError, RunDirError):  # RecursionError: thousands of nested brackets
         return {}
     return record if isinstance(record, dict) else {}
 

@@ -414,7 +414,7 @@ def test_an_npy_input_that_is_a_fifo_is_refused(tmp_path):
 
 
 def test_a_file_that_grows_while_read_is_read_no_further_than_the_limit(tmp_path, monkeypatch):
-    from mnist_zoo.data import files
+    from mnist_zoo import files
 
     path = tmp_path / "growing.yaml"
     path.write_bytes(b"x" * 3000)

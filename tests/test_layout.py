@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mnist_zoo"
 
 # Lowest first: a module may import its own layer and the layers before it, never a later one.
 LAYERS = [
-    {"errors", "fields", "rundir"},
+    {"errors", "fields", "files", "rundir"},
     {"runtime", "data"},
     {"models"},
     {"config"},

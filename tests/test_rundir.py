@@ -93,3 +93,26 @@ def test_a_folder_replaces_a_folder_whole(tmp_path):
         (temporary / "new.pb").write_text("new")
     assert [path.name for path in target.iterdir()] == ["new.pb"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["saved_model"]  # the old one is gone, no temporary
+
+# ----------------------------------------------------------------------------- a run's small records, read defensively
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_in_place_of_a_runs_record_reads_as_none_without_blocking(tmp_path):
+    # serve and compare read status.json and metrics.json of folders anyone may have filled.
+    os.mkfifo(tmp_path / rundir.STATUS_FILE)
+    assert rundir.read_status(tmp_path) == {}
+
+
+def test_an_oversized_record_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(rundir, "MAX_RECORD_BYTES", 100)
+    (tmp_path / rundir.STATUS_FILE).write_text('{"status": "complete", "padding": "' + "x" * 100 + '"}')
+    assert rundir.read_status(tmp_path) == {}
+    (tmp_path / rundir.STATUS_FILE).write_text('{"status": "complete"}')
+    assert rundir.read_status(tmp_path) == {"status": "complete"}
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "not json", "\udcff", "[" * 100_000])
+def test_a_record_that_is_not_a_json_object_reads_as_empty(tmp_path, content):
+    (tmp_path / rundir.METRICS_FILE).write_bytes(content.encode("utf-8", "surrogateescape"))
+    assert rundir.read_json_object(tmp_path / rundir.METRICS_FILE) == {}

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from mnist_zoo.config.run import RunConfig
-from mnist_zoo.data.files import read_regular_file
+from mnist_zoo.files import read_regular_file
 from mnist_zoo.errors import ConfigError
 from mnist_zoo.fields import did_you_mean
 from mnist_zoo.models.registry import MODELS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_zoo.data.files import open_regular_file
+from mnist_zoo.files import open_regular_file
 from mnist_zoo.errors import DataError, describe
 
 MAX_ARRAY_BYTES = 1 << 30

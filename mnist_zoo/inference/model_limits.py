@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_zoo.data.files import describe_mode, open_regular_file, read_regular_file
+from mnist_zoo.files import describe_mode, open_regular_file, read_regular_file
 from mnist_zoo.errors import ModelFileError, describe
 
 MAX_MODEL_BYTES = 1 << 30

@@ -54,7 +54,7 @@ def read_grayscale(source: Path | bytes, name: str | None = None, max_pixels: in
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from mnist_zoo.data.files import open_regular_file
+    from mnist_zoo.files import open_regular_file
 
     name = _name_of(source, name)
     try:

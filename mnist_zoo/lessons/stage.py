@@ -104,7 +104,7 @@ def check_lesson_folder(lesson: Lesson, folder: Path) -> None:
         ConfigError: another lesson or mode, a folder that is not a lesson's, or a symlinked entry.
     """
     from mnist_zoo.config.loading import MAX_CONFIG_BYTES
-    from mnist_zoo.data.files import read_regular_file
+    from mnist_zoo.files import read_regular_file
     from mnist_zoo.sweeps.stage import SWEEP_FILE
 
     plots = {plot.file for plot in lesson.spec.plots}
