@@ -331,7 +331,11 @@ def run_worker(spec: dict) -> dict:
 
 
 def cpu_model() -> str:
-    """The CPU's model name and the flags that change kernels and precision, e.g. 'Xeon (avx2, amx_bf16)'."""
+    """The CPU's model name and the flags that change kernels and precision, e.g. 'Xeon (avx2, amx_bf16)'.
+
+    Read here rather than with mnist_zoo.runtime.device: importing mnist_zoo in this process would
+    set TF_ENABLE_ONEDNN_OPTS for the plain-Keras workers it starts.
+    """
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -31,13 +31,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # this checkout's mnist_zoo, not an installed one
 
 # name -> (bundled config, seeds, --set overrides): the ablations remove one ingredient each.
 JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
@@ -56,19 +56,12 @@ PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": 
 
 def cpu_description() -> dict:
     """The CPU model and the flags that decide bf16 speed, from /proc/cpuinfo where there is one."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
+    from mnist_zoo.runtime.device import cpu_name
+    from mnist_zoo.runtime.precision import cpu_flags
+
+    flags = cpu_flags()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return {"cpu": model, "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count()}
+    return {"cpu": cpu_name(), "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count()}
 
 
 def read_results(path: Path) -> list[dict]:
@@ -112,7 +105,6 @@ def run_job(name: str, config: str, seed: int, overrides: tuple[str, ...], args:
 
 def plot(results: list[dict], path: Path) -> None:
     """Test accuracy against training time, one point per seed of each plotted recipe, log time axis."""
-    sys.path.insert(0, str(REPO_ROOT))
     from mnist_zoo.report.plots import new_figure, save_figure
 
     figure = new_figure(figsize=(8, 5))
