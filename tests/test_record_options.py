@@ -12,7 +12,7 @@ import tensorflow as tf
 from mnist_zoo import rundir
 from mnist_zoo.config.loading import validate_config
 from mnist_zoo.errors import ConfigError
-from mnist_zoo.data.augmentation import AugmentationConfig, Augmenter
+from mnist_zoo.data.augmentation import AugmentationConfig, Augmenter, composed_transform
 from mnist_zoo.models.registry import MODELS, build_model
 from mnist_zoo.models.summary import summarize
 from mnist_zoo.training.stage import train_run
@@ -42,6 +42,39 @@ def test_augmentation_is_a_pure_function_of_seed_and_step():
     assert first.min() >= 0 and first.max() <= 1
     # Every image of the batch gets its own change.
     assert len({first[index].tobytes() for index in range(len(first))}) == len(first)
+
+
+def test_one_resampling_is_keras_layers_in_turn_where_bilinear_sampling_is_exact():
+    # A quarter turn, a zoom out to a third and a whole-pixel shift land every sample on a pixel
+    # centre, so the three Keras layers applied in turn lose nothing, and the composed transform
+    # must give exactly their image.
+    images = _digits(count=4)
+    rotation = keras.layers.RandomRotation(0.25, fill_mode="constant")
+    zoom = keras.layers.RandomZoom(0.5, fill_mode="constant")  # its factor is unused: the zoom is given
+    translation = keras.layers.RandomTranslation(0.5, 0.5, fill_mode="constant")
+    quarter_turn = rotation.get_random_transformation(images, seed=0)
+    quarter_turn["rotation_matrix"] = rotation._compute_affine_matrix(
+        0.5, 0.5, tf.fill([4], 90.0), tf.zeros([4]), tf.zeros([4]), tf.ones([4]), tf.zeros([4]), tf.zeros([4]), 28, 28)
+    a_third = {"height_zoom": tf.fill([4, 1], 3.0), "width_zoom": tf.fill([4, 1], 3.0)}
+    shifts = {"translations": tf.constant([[5.0, -2.0], [0.0, 3.0], [-4.0, 0.0], [1.0, 1.0]])}
+    in_turn = images
+    for layer, drawn in [(rotation, quarter_turn), (zoom, a_third), (translation, shifts)]:
+        in_turn = layer.transform_images(in_turn, drawn, training=True)
+    transform = composed_transform(quarter_turn["rotation_matrix"], a_third["height_zoom"], shifts["translations"])
+    once = keras.ops.image.affine_transform(images, transform, fill_mode="constant")
+    assert float(tf.reduce_sum(in_turn)) > 0  # the digits stay in the picture
+    np.testing.assert_allclose(once.numpy(), in_turn.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("change", ["rotation", "zoom", "translation"])
+def test_one_change_alone_is_the_keras_layer_itself(change):
+    images = _digits()
+    augment = Augmenter(AugmentationConfig(**{change: RECORD_AUGMENTATION[change]}), seed=5)
+    step = tf.constant(3, tf.int64)
+    layer = getattr(augment, change)
+    from mnist_zoo.data.augmentation import _step_seed_class
+    drawn = layer.get_random_transformation(images, seed=_step_seed_class()(augment.seed, step))
+    np.testing.assert_allclose(augment(images, step).numpy(), layer.transform_images(images, drawn).numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("setting, largest_shift", [({"translation": 3}, 3), ({"translation": 0.1}, 2.8)])

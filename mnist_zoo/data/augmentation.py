@@ -97,14 +97,56 @@ def _step_seed_class():
 _SEED_SALT = 0x6D7A_6175  # "mzau"
 
 
+def composed_transform(rotation=None, zoom=None, translation=None):
+    """One projective transform that rotates, then zooms, then shifts, as Keras's layers would in turn.
+
+    Each argument is one Keras layer's drawn transformation, or None where that change is off:
+    `rotation` is `RandomRotation`'s (b, 8) `rotation_matrix`, `zoom` is `RandomZoom`'s (b, 1)
+    `height_zoom` (the zoom is the same on both axes), `translation` is `RandomTranslation`'s
+    (b, 2) `translations` in pixels (x, y). Keras's transforms map an output pixel to the input
+    point it samples, so the three layers in sequence sample the image at R·Z·T applied to the
+    output pixel, and that product is what this returns.
+
+    Returns:
+        float32 tensor (b, 8): the transform in `keras.ops.image.affine_transform`'s layout.
+    """
+    import tensorflow as tf
+
+    def as_matrix(vector):  # (b, 8) -> (b, 3, 3), the implicit last entry being 1
+        return tf.reshape(tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1), (-1, 3, 3))
+
+    matrices = []
+    if rotation is not None:
+        matrices.append(as_matrix(tf.cast(rotation, tf.float32)))
+    if zoom is not None:
+        # Keras's zoom matrix: [[z, 0, c(1 - z)], [0, z, c(1 - z)]], c the centre (side - 1) / 2.
+        z = tf.cast(zoom[:, 0], tf.float32)
+        offset = (IMAGE_SIZE - 1) / 2 * (1 - z)
+        zero = tf.zeros_like(z)
+        matrices.append(as_matrix(tf.stack([z, zero, offset, zero, z, offset, zero, zero], axis=1)))
+    if translation is not None:
+        shift = tf.cast(translation, tf.float32)
+        one, zero = tf.ones_like(shift[:, 0]), tf.zeros_like(shift[:, 0])
+        matrices.append(as_matrix(tf.stack([one, zero, -shift[:, 0], zero, one, -shift[:, 1], zero, zero], axis=1)))
+    product = matrices[0]
+    for matrix in matrices[1:]:
+        product = tf.linalg.matmul(product, matrix)
+    # Rotations, zooms and shifts leave the bottom row (0, 0, 1): no division needed.
+    return tf.reshape(product, (-1, 9))[:, :8]
+
+
 class Augmenter:
     """Applies a config's augmentation to float32 image batches (b, 28, 28, 1) in [0, 1].
 
-    Each change is a Keras preprocessing layer (`RandomRotation`, `RandomZoom`,
-    `RandomTranslation`) with constant black fill, asked for its random transformation with a
-    `StepSeed`; none of them becomes part of a model. Keras 3.15's `RandomElasticTransform` is
-    not offered: it draws the horizontal and vertical displacement fields from one seed, so every
-    pixel moves along the diagonal, and it needs a static batch size.
+    The random changes are drawn by Keras's preprocessing layers (`RandomRotation`,
+    `RandomZoom`, `RandomTranslation`), each asked with a `StepSeed`; none of them becomes part
+    of a model. The drawn changes are then composed into one transform and the image resampled
+    once (`composed_transform`), bilinear with black fill. Letting each layer resample in turn
+    would blur each digit three times and cost three times as much: each resampling of 55,000
+    images takes about 0.75 s on two cores, a seventh of a default CNN epoch in bf16.
+    Keras 3.15's `RandomElasticTransform` is not offered: it draws the horizontal and vertical
+    displacement fields from one seed, so every pixel moves along the diagonal, and it needs a
+    static batch size.
 
     Args:
         config: the augmentation settings.
@@ -117,15 +159,10 @@ class Augmenter:
         self.config = config
         self.seed = (seed ^ _SEED_SALT) & 0x7FFF_FFFF_FFFF_FFFF
         common = {"fill_mode": "constant", "fill_value": 0.0, "interpolation": "bilinear"}
-        layers = []
-        if config.rotation:
-            layers.append(keras.layers.RandomRotation(config.rotation / 360, **common))
-        if config.zoom:
-            layers.append(keras.layers.RandomZoom(config.zoom, **common))
-        if config.translation:
-            fraction = config.translation_fraction
-            layers.append(keras.layers.RandomTranslation(fraction, fraction, **common))
-        self.layers = layers
+        self.rotation = keras.layers.RandomRotation(config.rotation / 360, **common) if config.rotation else None
+        self.zoom = keras.layers.RandomZoom(config.zoom, **common) if config.zoom else None
+        fraction = config.translation_fraction
+        self.translation = keras.layers.RandomTranslation(fraction, fraction, **common) if config.translation else None
 
     def __call__(self, images, step):
         """Returns `images` changed at random, as drawn for training step `step`.
@@ -137,15 +174,22 @@ class Augmenter:
         Returns:
             A tensor of the same shape and dtype, values kept in [0, 1].
         """
+        import keras
         import tensorflow as tf
 
-        if not self.layers:
+        if not self.config.enabled:
             return images
         seed = _step_seed_class()(self.seed, step)
-        changed = images
-        for layer in self.layers:
-            transformation = layer.get_random_transformation(changed, training=True, seed=seed)
-            changed = layer.transform_images(changed, transformation, training=True)
+        drawn = {}
+        # The draws keep this order (rotation, zoom, shift) so that a step's changes stay the same.
+        if self.rotation is not None:
+            drawn["rotation"] = self.rotation.get_random_transformation(images, seed=seed)["rotation_matrix"]
+        if self.zoom is not None:
+            drawn["zoom"] = self.zoom.get_random_transformation(images, seed=seed)["height_zoom"]
+        if self.translation is not None:
+            drawn["translation"] = self.translation.get_random_transformation(images, seed=seed)["translations"]
+        changed = keras.ops.image.affine_transform(
+            images, composed_transform(**drawn), interpolation="bilinear", fill_mode="constant", fill_value=0.0)
         if self.config.probability < 1:
             draws = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed.next())
             changed = tf.where(draws >= self.config.probability, images, changed)
