@@ -67,6 +67,7 @@ def test_report_has_every_measurement():
     assert "6,000" in text and "0.100" in text and "compute floor" in text
     results["augmentation"] = {"plain": [_train([9, 2], 0.9), _train([9, 4], 0.9)], "augmented": [_train([9, 3.3], 0.9)]}
     assert "| 3.00 without | 3.30 with | 1.10 (with / without) | ≤ 1.3 |" in bench.report(results)
+    assert "| cnn: the same, fastest timed epoch | 2.00 without | 3.30 with | 1.65 (with / without) | |" in bench.report(results)
     # The runtimes worker's answer as run_worker returns it: the runtimes and whether oneDNN was on.
     results["runtimes"] = {**{name: {"images_per_second": 1000.0 * (index + 1), "single_image_ms": 2.0 - index / 10}
                                   for index, name in enumerate(bench.RUNTIMES)}, "onednn": True}

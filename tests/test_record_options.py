@@ -66,6 +66,36 @@ def test_one_resampling_is_keras_layers_in_turn_where_bilinear_sampling_is_exact
     np.testing.assert_allclose(once.numpy(), in_turn.numpy(), atol=1e-5)
 
 
+def test_the_three_changes_are_drawn_in_order_and_applied_as_one_transform():
+    from mnist_zoo.data.augmentation import _step_seed_class
+
+    images = _digits()
+    augment = Augmenter(AugmentationConfig(**RECORD_AUGMENTATION), seed=2)
+    step = tf.constant(11, tf.int64)
+    seed = _step_seed_class()(augment.seed, step)
+    rotation = augment.rotation.get_random_transformation(images, seed=seed)["rotation_matrix"]
+    zoom = augment.zoom.get_random_transformation(images, seed=seed)["height_zoom"]
+    translation = augment.translation.get_random_transformation(images, seed=seed)["translations"]
+    expected = keras.ops.image.affine_transform(images, composed_transform(rotation, zoom, translation),
+                                                fill_mode="constant")
+    np.testing.assert_allclose(augment(images, step).numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_augmented_images_stay_float32_in_a_bf16_run():
+    images = _digits()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")  # as the training step sees it in a bf16 run
+    try:
+        augment = Augmenter(AugmentationConfig(**RECORD_AUGMENTATION, probability=0.5), seed=0)
+        changed = augment(images, tf.constant(0, tf.int64))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert changed.dtype == tf.float32
+    reference = Augmenter(AugmentationConfig(**RECORD_AUGMENTATION, probability=0.5), seed=0)(
+        images, tf.constant(0, tf.int64))
+    np.testing.assert_array_equal(changed.numpy(), reference.numpy())  # not rounded to bf16's 8 bits
+
+
 @pytest.mark.parametrize("change", ["rotation", "zoom", "translation"])
 def test_one_change_alone_is_the_keras_layer_itself(change):
     images = _digits()

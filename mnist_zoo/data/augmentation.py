@@ -98,14 +98,16 @@ _SEED_SALT = 0x6D7A_6175  # "mzau"
 
 
 def composed_transform(rotation=None, zoom=None, translation=None):
-    """One projective transform that rotates, then zooms, then shifts, as Keras's layers would in turn.
+    """One projective transform that rotates, then zooms, then shifts: the geometry of Keras's layers in turn.
 
     Each argument is one Keras layer's drawn transformation, or None where that change is off:
     `rotation` is `RandomRotation`'s (b, 8) `rotation_matrix`, `zoom` is `RandomZoom`'s (b, 1)
     `height_zoom` (the zoom is the same on both axes), `translation` is `RandomTranslation`'s
     (b, 2) `translations` in pixels (x, y). Keras's transforms map an output pixel to the input
     point it samples, so the three layers in sequence sample the image at R·Z·T applied to the
-    output pixel, and that product is what this returns.
+    output pixel, and that product is what this returns. Unlike the layers in turn, nothing is
+    cropped to the frame between the changes: a part that the rotation moves out and the zoom
+    brings back stays in the picture.
 
     Returns:
         float32 tensor (b, 8): the transform in `keras.ops.image.affine_transform`'s layout.
@@ -141,9 +143,9 @@ class Augmenter:
     The random changes are drawn by Keras's preprocessing layers (`RandomRotation`,
     `RandomZoom`, `RandomTranslation`), each asked with a `StepSeed`; none of them becomes part
     of a model. The drawn changes are then composed into one transform and the image resampled
-    once (`composed_transform`), bilinear with black fill. Letting each layer resample in turn
-    would blur each digit three times and cost three times as much: each resampling of 55,000
-    images takes about 0.75 s on two cores, a seventh of a default CNN epoch in bf16.
+    once (`composed_transform`), bilinear with black fill, in float32 whatever the run's
+    precision. Letting each layer resample in turn would blur each digit three times and cost
+    three times as much (docs/benchmarks.md, "The cost of augmentation").
     Keras 3.15's `RandomElasticTransform` is not offered: it draws the horizontal and vertical
     displacement fields from one seed, so every pixel moves along the diagonal, and it needs a
     static batch size.
@@ -181,7 +183,7 @@ class Augmenter:
             return images
         seed = _step_seed_class()(self.seed, step)
         drawn = {}
-        # The draws keep this order (rotation, zoom, shift) so that a step's changes stay the same.
+        # The draws keep this order (rotation, zoom, shift): a step's random draws depend on it.
         if self.rotation is not None:
             drawn["rotation"] = self.rotation.get_random_transformation(images, seed=seed)["rotation_matrix"]
         if self.zoom is not None:
