@@ -10,7 +10,8 @@ Each job is one `mnist-zoo train` in its own process, in a fixed run directory u
 (bit-exact, and `train_seconds` adds up the epochs of every part), so the whole list can run
 across several sessions: stop it at any time and start it again. A finished job appends one
 JSON line to --results: the job, seed, test and best-validation accuracy, best epoch,
-training seconds, precision, the date, the CPU model and its bf16 flags, and the command.
+training seconds, precision, the date, the CPU model and its bf16 flags, the command and the
+checkout's commit (run it from a frozen copy, `git worktree add --detach`, if you edit meanwhile).
 
 The jobs:
     record          cnn_record, seeds 1-5 (three for the single-model figure, five for the ensemble)
@@ -64,6 +65,18 @@ def cpu_description() -> dict:
     return {"cpu": cpu_name(), "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count()}
 
 
+def code_commit() -> str | None:
+    """The checkout's commit (short hash, "+" if it has changes), so a figure names the code that made it."""
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None  # not a git checkout, or no git
+    return commit + ("+" if changed else "")
+
+
 def read_results(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -99,7 +112,7 @@ def run_job(name: str, config: str, seed: int, overrides: tuple[str, ...], args:
         "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs_completed"],
         "train_seconds": round(metrics["train_seconds"], 1), "precision": metrics["precision"],
         "date": datetime.date.today().isoformat(), **cpu_description(), "command": user_command,
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dir), "commit": code_commit(),
     }
 
 

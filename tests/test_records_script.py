@@ -23,7 +23,9 @@ def test_every_job_is_a_bundled_config_with_overrides_that_validate(name):
 
 def fake_training(metrics: dict):
     """A stand-in for `mnist-zoo train` that writes a finished run with `metrics`."""
-    def run(command, check, cwd):
+    def run(command, check, cwd=None, **kwargs):
+        if command[0] == "git":  # records.code_commit
+            raise OSError("no git in this test")
         run_dir = Path(command[command.index("--run-dir") + 1])
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
@@ -49,5 +51,21 @@ def test_a_finished_job_is_read_again_not_retrained(tmp_path, monkeypatch):
     monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
     args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
     first = records.run_job("record", "cnn_record", 1, (), args)
+    monkeypatch.setattr(records, "code_commit", lambda: None)
     monkeypatch.setattr(records.subprocess, "run", lambda *args, **kwargs: pytest.fail("trained again"))
     assert records.run_job("record", "cnn_record", 1, (), args) == first
+
+
+def test_a_line_names_the_commit_that_trained_it(tmp_path, monkeypatch):
+    head = subprocess.run(["git", "-C", str(records.REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    assert head and records.code_commit().rstrip("+") == head  # "+": files differ from the commit
+    monkeypatch.setattr(records, "code_commit", lambda: "abc1234")
+    monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
+    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    assert records.run_job("record", "cnn_record", 1, (), args)["commit"] == "abc1234"
+
+
+def test_outside_a_git_checkout_the_commit_is_unknown(monkeypatch):
+    monkeypatch.setattr(records, "REPO_ROOT", Path("/"))
+    assert records.code_commit() is None
