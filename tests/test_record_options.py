@@ -12,7 +12,7 @@ import tensorflow as tf
 from mnist_zoo import rundir
 from mnist_zoo.config.loading import validate_config
 from mnist_zoo.errors import ConfigError
-from mnist_zoo.data.augmentation import AugmentationConfig, Augmenter, composed_transform
+from mnist_zoo.data.augmentation import AugmentationConfig, Augmenter, _step_seed_class, composed_transform
 from mnist_zoo.models.registry import MODELS, build_model
 from mnist_zoo.models.summary import summarize
 from mnist_zoo.training.stage import train_run
@@ -67,8 +67,6 @@ def test_one_resampling_is_keras_layers_in_turn_where_bilinear_sampling_is_exact
 
 
 def test_the_three_changes_are_drawn_in_order_and_applied_as_one_transform():
-    from mnist_zoo.data.augmentation import _step_seed_class
-
     images = _digits()
     augment = Augmenter(AugmentationConfig(**RECORD_AUGMENTATION), seed=2)
     step = tf.constant(11, tf.int64)
@@ -102,7 +100,6 @@ def test_one_change_alone_is_the_keras_layer_itself(change):
     augment = Augmenter(AugmentationConfig(**{change: RECORD_AUGMENTATION[change]}), seed=5)
     step = tf.constant(3, tf.int64)
     layer = getattr(augment, change)
-    from mnist_zoo.data.augmentation import _step_seed_class
     drawn = layer.get_random_transformation(images, seed=_step_seed_class()(augment.seed, step))
     np.testing.assert_allclose(augment(images, step).numpy(), layer.transform_images(images, drawn).numpy(), atol=1e-5)
 
