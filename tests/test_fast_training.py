@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from mnist_zoo.config.loading import validate_config
-from mnist_zoo.training.fast_paths import accuracy_from_logits, fuse_adam_update
+from mnist_zoo.training.fast_paths import accuracy_from_logits, fuse_adam_update, fuse_batch_norm
 from mnist_zoo.training.optimization import make_metrics, make_optimizer
 from mnist_zoo.training.stage import train_run
 
@@ -102,6 +102,80 @@ def test_training_step_does_not_compute_the_softmax():
     assert _softmax_consumers(fast, x) == []  # nothing does: TensorFlow prunes it from the step
 
 
+def _batch_norm_model(normalization=lambda: keras.layers.BatchNormalization(momentum=0.9), optimizer=None):
+    """A conv block and a dense block, each followed by `normalization()`, as the zoo's BN models are."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    x = normalization()(keras.layers.Conv2D(8, 3, activation="relu")(inputs))
+    x = normalization()(keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(x)))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    # SGD, not Adam: Adam divides by the root of tiny gradients, which turns rounding into visible steps.
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _images(count=96, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(count, 12, 12, 3)).astype("float32"), rng.integers(0, 10, count)
+
+
+@pytest.mark.parametrize("normalization", [
+    lambda: keras.layers.BatchNormalization(momentum=0.9),
+    lambda: keras.layers.BatchNormalization(momentum=0.8, epsilon=1e-5, center=False),
+    lambda: keras.layers.BatchNormalization(scale=False),
+    lambda: keras.layers.BatchNormalization(axis=-1, beta_initializer="ones", gamma_initializer="zeros"),
+], ids=["momentum", "no-center", "no-scale", "initializers"])
+def test_fused_batch_norm_trains_like_keras_batch_norm(normalization):
+    """Weights and moving statistics after three epochs: the moving variance is the biased one, as Keras's."""
+    x, y = _images()
+    plain, fused = _batch_norm_model(normalization), fuse_batch_norm(_batch_norm_model(normalization))
+    for model in (plain, fused):
+        model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    for expected, actual in zip(plain.weights, fused.weights):
+        np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=2e-4, atol=2e-5, err_msg=actual.path)
+    np.testing.assert_allclose(fused.predict(x, verbose=0), plain.predict(x, verbose=0), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_fused_batch_norm_steps_like_keras_in_every_precision(policy):
+    x, y = _images(32)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        plain, fused = _batch_norm_model(), fuse_batch_norm(_batch_norm_model())
+        losses = [float(model.train_on_batch(x, y)) for model in (plain, fused)]
+        outputs = [np.asarray(model(x, training=True), "float32") for model in (plain, fused)]
+        assert fused.layers[2].compute_dtype == policy.removeprefix("mixed_")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    tolerance = 1e-5 if policy == "float32" else 2e-2  # the outputs are rounded to 8 or 11 bits
+    assert losses[1] == pytest.approx(losses[0], rel=tolerance)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=tolerance, atol=tolerance)
+
+
+def test_fused_batch_norm_is_one_kernel_per_layer_in_the_training_step():
+    x, _ = _images()
+    plain, fused = _batch_norm_model(), fuse_batch_norm(_batch_norm_model())
+    step = {name: [op.type for op in _step_operations(model, x)] for name, model in (("plain", plain), ("fused", fused))}
+    assert step["plain"].count("FusedBatchNormV3") == 0 and "SquaredDifference" in step["plain"]
+    assert step["fused"].count("FusedBatchNormV3") == 2 and step["fused"].count("FusedBatchNormGradV3") == 2
+    assert "SquaredDifference" not in step["fused"]  # Keras's tf.nn.moments is gone
+
+
+def test_fused_batch_norm_leaves_inference_and_other_layers_to_keras():
+    x, y = _images()
+    plain, fused = _batch_norm_model(), fuse_batch_norm(_batch_norm_model())
+    np.testing.assert_array_equal(fused.predict(x, verbose=0), plain.predict(x, verbose=0))  # Keras's own code
+    special = [keras.layers.BatchNormalization(renorm=True), keras.layers.BatchNormalization(synchronized=True)]
+    model = keras.Sequential([keras.Input((4,)), *special, keras.layers.Dense(2)])
+    fuse_batch_norm(model)
+    assert all("call" not in vars(layer) for layer in special)
+    once = fuse_batch_norm(_batch_norm_model())
+    calls = [layer.call for layer in once.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    fuse_batch_norm(once)  # a second compile must not wrap the wrapper
+    assert [layer.call for layer in once.layers if isinstance(layer, keras.layers.BatchNormalization)] == calls
+
+
 def test_make_optimizer_fuses_adam():
     spec = validate_config({"model": {"type": "linear"}, "train": {"optimizer": {"name": "adam"}}}, "t").train.optimizer
     optimizer = make_optimizer(spec, 0.001)
@@ -111,7 +185,7 @@ def test_make_optimizer_fuses_adam():
 def test_saved_models_load_compiled_in_plain_keras(tmp_path, small_mnist_dir):
     """A user's plain Keras script (no mnist_zoo import) loads best.keras with its compile state."""
     config = validate_config({
-        "model": {"type": "mlp", "hidden_units": [16]},
+        "model": {"type": "mlp", "hidden_units": [16], "batch_norm": True},  # fused in training
         "data": {"data_dir": str(small_mnist_dir), "validation_size": 100},
         "train": {"epochs": 1, "batch_size": 32, "verbose": 0, "optimizer": {"name": "adam"},
                   "loss": {"name": "categorical_crossentropy"}},
@@ -177,10 +251,23 @@ def test_fast_paths_false_compiles_plain_keras_objects(small_mnist_dir):
     from mnist_zoo.models.registry import build_model
     from mnist_zoo.training.stage import compile_model
 
-    config = validate_config({"model": {"type": "mlp", "hidden_units": [8]},
+    config = validate_config({"model": {"type": "mlp", "hidden_units": [8], "batch_norm": True},
                               "train": {"fast_paths": False, "loss": "sparse_categorical_crossentropy"}}, "t")
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch=4)
     operations = _step_operations(model, np.zeros((2, 28, 28, 1), np.float32))
-    assert not any(op.type == "ResourceApplyAdam" for op in operations)
+    assert not any(op.type in ("ResourceApplyAdam", "FusedBatchNormV3") for op in operations)
     assert "update_step" not in vars(model.optimizer)
+    assert not any("call" in vars(layer) for layer in model.layers)
+
+
+def test_fast_paths_compile_fused_batch_norm(small_mnist_dir):
+    from mnist_zoo.models.registry import build_model
+    from mnist_zoo.training.stage import compile_model
+
+    config = validate_config({"model": {"type": "cnn", "batch_norm": True}, "train": {"loss": "sparse_categorical_crossentropy"}}, "t")
+    model = build_model(config.model)
+    compile_model(model, config, steps_per_epoch=4)
+    normalizations = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    operations = [op.type for op in _step_operations(model, np.zeros((2, 28, 28, 1), np.float32))]
+    assert normalizations and operations.count("FusedBatchNormV3") == len(normalizations)

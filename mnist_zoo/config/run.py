@@ -179,7 +179,7 @@ class TrainConfig(Frozen):
     precision: Literal[("auto", *PRECISIONS)] = "auto"
     """auto: mixed_float16 on tensor-core GPUs; mixed_bfloat16 on CPUs with native bf16 for models of 1 M+ MACs per image; else float32. A resumed run keeps its own."""
     fast_paths: bool = True
-    """Fused Adam, accuracy from logits, the batch gathered in the step (docs/benchmarks.md, Performance); false: plain Keras."""
+    """Fused Adam, accuracy from logits, fused batch norm, the batch gathered in the step (docs/benchmarks.md, Performance); false: plain Keras."""
     distribution: Literal[DISTRIBUTIONS] = "auto"
     """auto: MirroredStrategy when more than one GPU is visible; mirrored: over every visible GPU (no GPU: every logical CPU device); none; multi_worker: refused (keras-team/keras#20585). The batch size is the global one; the learning rate is not scaled."""
     tensorboard: bool = True

@@ -29,13 +29,17 @@ def compile_model(model, config: RunConfig, steps_per_epoch: int, fast_paths: bo
     """Compiles `model` with the optimizer, schedule, loss and accuracy metric of `config`.
 
     Args:
-        fast_paths: use the fused Adam and accuracy from logits (default: `train.fast_paths`).
+        fast_paths: use the fused Adam, accuracy from logits and fused batch normalisation
+            (default: `train.fast_paths`).
         steps_per_execution: training steps per TensorFlow call (default: `train.steps_per_execution`).
     """
+    from mnist_zoo.training.fast_paths import fuse_batch_norm
     from mnist_zoo.training.optimization import make_learning_rate, make_loss, make_metrics, make_optimizer
 
     train = config.train
     fast_paths = train.fast_paths if fast_paths is None else fast_paths
+    if fast_paths:
+        fuse_batch_norm(model)
     learning_rate = make_learning_rate(
         train.optimizer.learning_rate, train.schedule, steps_per_epoch, train.epochs
     )
