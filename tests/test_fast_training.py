@@ -170,6 +170,9 @@ def test_fused_batch_norm_leaves_inference_and_other_layers_to_keras():
     model = keras.Sequential([keras.Input((4,)), *special, keras.layers.Dense(2)])
     fuse_batch_norm(model)
     assert all("call" not in vars(layer) for layer in special)
+    tiny_epsilon = _batch_norm_model(lambda: keras.layers.BatchNormalization(epsilon=1e-6))
+    operations = [op.type for op in _step_operations(fuse_batch_norm(tiny_epsilon), x)]
+    assert "FusedBatchNormV3" not in operations  # the kernel would raise epsilon to 1.001e-5: Keras's code keeps it
     once = fuse_batch_norm(_batch_norm_model())
     calls = [layer.call for layer in once.layers if isinstance(layer, keras.layers.BatchNormalization)]
     fuse_batch_norm(once)  # a second compile must not wrap the wrapper

@@ -2,11 +2,10 @@
 
 Four shortcuts, each installed on a plain Keras object: a fused Adam update, accuracy from the
 output layer's logits, a fused batch normalisation, and a training step that gathers its own
-batch. They keep the objects
-what they were (a `keras.optimizers.Adam`, a `keras.metrics.*Accuracy`, a
-`keras.layers.BatchNormalization`, the model), so a saved
-`.keras` file names only Keras classes and loads, compiled, in plain Keras. Only the TensorFlow
-ops that run each step change; the arithmetic is the same.
+batch. They keep the objects what they were (a `keras.optimizers.Adam`, a
+`keras.metrics.*Accuracy`, a `keras.layers.BatchNormalization`, the model), so a saved `.keras`
+file names only Keras classes and loads, compiled, in plain Keras. Only the TensorFlow ops that
+run each step change; the arithmetic is the same.
 
 They rely on Keras attributes that are not public API (`Adam._momentums`, `._velocities`,
 `._get_variable_index`, a softmax output's `_keras_logits`, `Model.train_function`).
@@ -107,11 +106,13 @@ def fuse_batch_norm(model):
     about a third of the CPU time. TensorFlow's `FusedBatchNormV3` computes the batch statistics
     and normalises in one pass (its gradient in one more), in float32 as Keras does. It returns
     the unbiased batch variance; Keras updates its moving variance with the biased one, so the
-    moving statistics get the `(n - 1) / n` factor back and follow Keras's exactly. Inference
+    moving statistics get the `(n - 1) / n` factor back and follow Keras's to rounding. Inference
     (evaluate, predict, the validation pass) keeps Keras's own code.
 
     Only plain layers change: channels-last, on 2-D (Dense) or 4-D (Conv2D) activations, without
-    renorm, synchronisation across replicas or a mask; any other call takes Keras's path.
+    renorm, synchronisation across replicas or a mask, and with an epsilon of at least the
+    kernel's floor (1.001e-5, which it would otherwise impose silently); any other call takes
+    Keras's path.
 
     Args:
         model: a Keras model; its layers are changed in place, per instance.
@@ -137,11 +138,15 @@ def _all_layers(model):
         yield from _all_layers(layer)  # a nested model's own layers
 
 
+_FUSED_EPSILON_FLOOR = 1.001e-5  # tf.compat.v1.nn.fused_batch_norm raises a smaller epsilon to this
+
+
 def _fused_batch_norm_call(self, inputs, training=None, mask=None, *, keras_call):
     import tensorflow as tf
 
     rank = len(inputs.shape)
-    if not (training and self.trainable) or mask is not None or rank not in (2, 4) or self.axis not in (-1, rank - 1):
+    if (not (training and self.trainable) or mask is not None or rank not in (2, 4)
+            or self.axis not in (-1, rank - 1) or self.epsilon < _FUSED_EPSILON_FLOOR):
         return keras_call(self, inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
     x = tf.cast(inputs, tf.float32)  # as Keras: bf16 and f16 batch statistics overflow or lose digits
