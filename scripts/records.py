@@ -83,6 +83,13 @@ def read_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def has_committed_epochs(run_dir: Path) -> bool:
+    """Whether an unfinished run kept a checkpoint to continue from (last.keras exists only once it ends)."""
+    from mnist_zoo.training.checkpoint import load_state
+
+    return load_state(run_dir) is not None  # an unreadable checkpoint raises: better stop than start over
+
+
 def run_job(name: str, config: str, seed: int, overrides: tuple[str, ...], args: argparse.Namespace) -> dict:
     """Train (or continue) one job and return its results line."""
     run_dir = args.runs_dir / f"{name}-seed{seed}"
@@ -91,7 +98,7 @@ def run_job(name: str, config: str, seed: int, overrides: tuple[str, ...], args:
     command = [sys.executable, "-m", "mnist_zoo", "train"]
     if status == "complete":
         command = None
-    elif status is not None and (run_dir / "last.keras").is_file():
+    elif status is not None and has_committed_epochs(run_dir):
         command += ["--resume", str(run_dir)]
     else:
         command += ["--model", config, "--seed", str(seed), "--run-dir", str(run_dir), "--force",

@@ -56,6 +56,38 @@ def test_a_finished_job_is_read_again_not_retrained(tmp_path, monkeypatch):
     assert records.run_job("record", "cnn_record", 1, (), args) == first
 
 
+def test_an_interrupted_job_is_continued_not_started_over(tmp_path, monkeypatch, small_mnist_dir):
+    """A stopped run keeps its epochs in checkpoint/ (there is no last.keras yet): they must be resumed."""
+    from tests.helpers import SignalAt, interrupted, make_config
+
+    run_dir = tmp_path / "record-seed1"
+    run_dir.mkdir()
+    interrupted(make_config(small_mnist_dir), run_dir, SignalAt(epoch=0))
+    assert not (run_dir / "last.keras").exists()
+    commands = []
+
+    def run(command, check, cwd=None, **kwargs):
+        if command[0] == "git":
+            raise OSError("no git in this test")
+        commands.append(command)
+        (run_dir / "metrics.json").write_text(json.dumps({**METRICS, "best_val_accuracy": 0.996}))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(records.subprocess, "run", run)
+    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    records.run_job("record", "cnn_record", 1, (), args)
+    assert [command[4:] for command in commands] == [["--resume", str(run_dir)]]
+
+
+def test_a_job_that_never_committed_an_epoch_starts_over(tmp_path, monkeypatch):
+    run_dir = tmp_path / "record-seed1"
+    run_dir.mkdir()
+    (run_dir / "status.json").write_text(json.dumps({"status": "interrupted"}))  # stopped in its first epoch
+    monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
+    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    assert records.run_job("record", "cnn_record", 1, (), args)["test_accuracy"] == 0.9962  # trained with --force
+
+
 def test_a_line_names_the_commit_that_trained_it(tmp_path, monkeypatch):
     head = subprocess.run(["git", "-C", str(records.REPO_ROOT), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
