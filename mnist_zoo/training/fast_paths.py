@@ -110,9 +110,7 @@ def fuse_batch_norm(model):
     (evaluate, predict, the validation pass) keeps Keras's own code.
 
     Only plain layers change: channels-last, on 2-D (Dense) or 4-D (Conv2D) activations, without
-    renorm, synchronisation across replicas or a mask, and with an epsilon of at least the
-    kernel's floor (1.001e-5, which it would otherwise impose silently); any other call takes
-    Keras's path.
+    renorm, synchronisation across replicas or a mask; any other call takes Keras's path.
 
     Args:
         model: a Keras model; its layers are changed in place, per instance.
@@ -138,25 +136,29 @@ def _all_layers(model):
         yield from _all_layers(layer)  # a nested model's own layers
 
 
-_FUSED_EPSILON_FLOOR = 1.001e-5  # tf.compat.v1.nn.fused_batch_norm raises a smaller epsilon to this
+# What _fused_batch_norm_call reads of a layer (missing_internals checks them).
+_BATCH_NORM_ATTRIBUTES = ("axis", "momentum", "epsilon", "center", "scale", "gamma", "beta", "moving_mean",
+                          "moving_variance", "trainable", "compute_dtype")
 
 
 def _fused_batch_norm_call(self, inputs, training=None, mask=None, *, keras_call):
     import tensorflow as tf
 
     rank = len(inputs.shape)
-    if (not (training and self.trainable) or mask is not None or rank not in (2, 4)
-            or self.axis not in (-1, rank - 1) or self.epsilon < _FUSED_EPSILON_FLOOR):
+    if not (training and self.trainable) or mask is not None or rank not in (2, 4) or self.axis not in (-1, rank - 1):
         return keras_call(self, inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
     x = tf.cast(inputs, tf.float32)  # as Keras: bf16 and f16 batch statistics overflow or lose digits
     if rank == 2:
         x = tf.reshape(x, (1, -1, 1, channels))  # the batch as the height of one image: same statistics
     ones, zeros = tf.ones((channels,), tf.float32), tf.zeros((channels,), tf.float32)
-    outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
-        x,
-        tf.cast(self.gamma, tf.float32) if self.scale else ones,
-        tf.cast(self.beta, tf.float32) if self.center else zeros,
+    # The raw op, not tf.compat.v1.nn.fused_batch_norm: older releases of that wrapper raised an
+    # epsilon below 1.001e-5 to it (a cuDNN limit), which would change the arithmetic silently.
+    outputs, mean, unbiased_variance, *_ = tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=tf.cast(self.gamma, tf.float32) if self.scale else ones,
+        offset=tf.cast(self.beta, tf.float32) if self.center else zeros,
+        mean=tf.zeros((0,), tf.float32), variance=tf.zeros((0,), tf.float32),  # unused in training
         epsilon=self.epsilon, data_format="NHWC", is_training=True,
     )
     count = tf.cast(tf.size(x, out_type=tf.int64) // channels, tf.float32)
@@ -231,6 +233,9 @@ def missing_internals() -> tuple[str, ...]:
                 if not hasattr(optimizer, name)]
     if not hasattr(keras.activations.softmax(keras.ops.zeros((1, 2))), "_keras_logits"):
         missing.append("the _keras_logits of a softmax output")
+    normalization = keras.layers.BatchNormalization()
+    normalization.build((None, 2))
+    missing += [f"BatchNormalization.{name}" for name in _BATCH_NORM_ATTRIBUTES if not hasattr(normalization, name)]
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     if "train_function" not in vars(model) or "train_step" in vars(model):
