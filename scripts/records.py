@@ -56,13 +56,18 @@ PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": 
 
 
 def cpu_description() -> dict:
-    """The CPU model and the flags that decide bf16 speed, from /proc/cpuinfo where there is one."""
+    """The CPU model and the flags that decide bf16 speed, from /proc/cpuinfo where there is one.
+
+    Also oneDNN's instruction-set cap (ONEDNN_MAX_CPU_ISA, e.g. AVX2 to approximate an AVX2-only
+    CPU on a newer one): None when the run used everything the CPU has.
+    """
     from mnist_zoo.runtime.device import cpu_name
     from mnist_zoo.runtime.precision import cpu_flags
 
     flags = cpu_flags()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return {"cpu": cpu_name(), "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count()}
+    return {"cpu": cpu_name(), "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None}
 
 
 def code_commit() -> str | None:

@@ -153,3 +153,22 @@ def test_results_trained_with_earlier_code_are_marked_and_only_they(job):
     assert len(notes) == 1, f"{job}: some seeds were retrained and some not: {notes}"
     stale = notes.pop() is not None
     assert (STALE_MARKS[job] in RECORDS_PAGE) == stale
+
+
+def test_speed_table_epyc_rows_are_their_runs():
+    """The speed recipe's two AMD EPYC rows (all it has, then oneDNN held to AVX2): each cell from its run's line."""
+    lines = [json.loads(line) for line in (DATA / "speed-recipe-epyc.jsonl").read_text().splitlines() if line.strip()]
+    table = table_rows(section("## The speed recipe"))
+    labels = {None: "AMD EPYC (Zen 4) with AVX512-BF16, no AMX", "AVX2": "the same, oneDNN held to AVX2"}
+    first = [row[0] for row in table].index(labels[None])
+    rows = dict(zip(labels.values(), table[first:first + 2]))
+    assert [row[0] for row in rows.values()] == list(labels.values())
+    for cap, label in labels.items():
+        runs = sorted((line for line in lines if line["onednn_max_cpu_isa"] == cap), key=lambda line: line["seed"])
+        assert [line["seed"] for line in runs] == [1, 2, 3]
+        assert all(line["job"] == "fast" and line["cpu"] == "AMD EPYC" and "avx512_bf16" in line["cpu_flags"]
+                   for line in runs)
+        accuracies = [line["test_accuracy"] for line in runs]
+        assert rows[label][1:4] == [percent(accuracy) for accuracy in accuracies]
+        assert rows[label][4] == f"**{percent(statistics.mean(accuracies))}**"
+        assert rows[label][5] == ", ".join(f"{line['train_seconds']:.1f} s" for line in runs)

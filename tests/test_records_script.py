@@ -98,6 +98,18 @@ def test_a_line_names_the_commit_that_trained_it(tmp_path, monkeypatch):
     assert records.run_job("record", "cnn_record", 1, (), args)["commit"] == "abc1234"
 
 
+@pytest.mark.parametrize("cap", [None, "AVX2"])
+def test_a_line_names_onednns_instruction_set_cap(tmp_path, monkeypatch, cap):
+    """A run held to AVX2 on a newer CPU must not pass for that CPU's own figure."""
+    if cap:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    else:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
+    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    assert records.run_job("fast", "cnn_fast", 1, (), args)["onednn_max_cpu_isa"] == cap
+
+
 def test_outside_a_git_checkout_the_commit_is_unknown(monkeypatch):
     monkeypatch.setattr(records, "REPO_ROOT", Path("/"))
     assert records.code_commit() is None
