@@ -10,7 +10,8 @@ Each job is one `mnist-zoo train` in its own process, in a fixed run directory u
 (bit-exact, and `train_seconds` adds up the epochs of every part), so the whole list can run
 across several sessions: stop it at any time and start it again. A finished job appends one
 JSON line to --results: the job, seed, test and best-validation accuracy, best epoch,
-training seconds, precision, the date, the CPU model and its bf16 flags, the command and the
+training seconds, precision, the date, the CPU model, its bf16 flags and oneDNN's instruction-set
+cap if one was set, the command and the
 checkout's commit (run it from a frozen copy, `git worktree add --detach`, if you edit meanwhile).
 
 The jobs:
