@@ -11,8 +11,8 @@ Each job is one `mnist-zoo train` in its own process, in a fixed run directory u
 across several sessions: stop it at any time and start it again. A finished job appends one
 JSON line to --results: the job, seed, test and best-validation accuracy, best epoch,
 training seconds, precision, the date, the CPU model, its bf16 flags and oneDNN's instruction-set
-cap if one was set, the command and the
-checkout's commit (run it from a frozen copy, `git worktree add --detach`, if you edit meanwhile).
+cap if one was set, the command and the checkout's commit (run it from a frozen copy,
+`git worktree add --detach`, if you edit meanwhile).
 
 The jobs:
     record          cnn_record, seeds 1-5 (three for the single-model figure, five for the ensemble)
