@@ -142,7 +142,6 @@ def test_ablation_rows_are_the_results_file_lines():
 
 STALE_MARKS = {
     "no_batch_norm": "without batch norm (`model.batch_norm=false`)†",
-    "no_ema": "without weight averaging (`train.optimizer.use_ema=false`)†",
 }
 
 
