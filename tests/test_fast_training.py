@@ -17,9 +17,9 @@ from mnist_zoo.training.optimization import make_metrics, make_optimizer
 from mnist_zoo.training.stage import train_run
 
 
-def _data(count=96, seed=0):
+def _data(count=96, seed=0, shape=(20,)):
     rng = np.random.default_rng(seed)
-    return rng.normal(size=(count, 20)).astype("float32"), rng.integers(0, 10, count)
+    return rng.normal(size=(count, *shape)).astype("float32"), rng.integers(0, 10, count)
 
 
 def _model(optimizer, metrics=()):
@@ -114,9 +114,8 @@ def _batch_norm_model(normalization=lambda: keras.layers.BatchNormalization(mome
     return model
 
 
-def _images(count=96, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(count, 12, 12, 3)).astype("float32"), rng.integers(0, 10, count)
+def _images(count=96):
+    return _data(count, shape=(12, 12, 3))
 
 
 @pytest.mark.parametrize("normalization", [

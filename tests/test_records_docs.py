@@ -21,9 +21,14 @@ RECORDS_PAGE = (REPO_ROOT / "docs" / "records.md").read_text(encoding="utf-8")
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
+def data_lines(name: str) -> list[dict]:
+    """The JSON lines of a docs/data file."""
+    return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
+
+
 def results(job: str) -> dict[int, dict]:
     """The records.jsonl lines of one job, by seed (one line per seed)."""
-    lines = [json.loads(line) for line in (DATA / "records.jsonl").read_text().splitlines() if line.strip()]
+    lines = data_lines("records.jsonl")
     by_seed = {line["seed"]: line for line in lines if line["job"] == job}
     assert len(by_seed) == sum(line["job"] == job for line in lines), f"{job}: a seed appears twice"
     return by_seed
@@ -156,7 +161,7 @@ def test_results_trained_with_earlier_code_are_marked_and_only_they(job):
 
 def test_speed_table_epyc_rows_are_their_runs():
     """The speed recipe's two AMD EPYC rows (all it has, then oneDNN held to AVX2): each cell from its run's line."""
-    lines = [json.loads(line) for line in (DATA / "speed-recipe-epyc.jsonl").read_text().splitlines() if line.strip()]
+    lines = data_lines("speed-recipe-epyc.jsonl")
     table = table_rows(section("## The speed recipe"))
     labels = {None: "AMD EPYC (Zen 4) with AVX512-BF16, no AMX", "AVX2": "the same, oneDNN held to AVX2"}
     first = [row[0] for row in table].index(labels[None])

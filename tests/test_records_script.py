@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -21,17 +22,27 @@ def test_every_job_is_a_bundled_config_with_overrides_that_validate(name):
     load_config(bundled_config_path(config), list(overrides))  # raises if an override no longer validates
 
 
-def fake_training(metrics: dict):
-    """A stand-in for `mnist-zoo train` that writes a finished run with `metrics`."""
+def fake_training(metrics: dict, commands: list | None = None):
+    """A stand-in for `mnist-zoo train` (a new run or a --resume) that writes a finished run with `metrics`.
+
+    Each training command it is given is appended to `commands` if one is passed.
+    """
     def run(command, check, cwd=None, **kwargs):
         if command[0] == "git":  # records.code_commit
             raise OSError("no git in this test")
-        run_dir = Path(command[command.index("--run-dir") + 1])
+        if commands is not None:
+            commands.append(command)
+        run_dir = Path(command[command.index("--run-dir" if "--run-dir" in command else "--resume") + 1])
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
         (run_dir / "status.json").write_text(json.dumps({"status": "complete"}))
         return subprocess.CompletedProcess(command, 0)
     return run
+
+
+def job_arguments(tmp_path):
+    """The command-line arguments run_job reads: runs and data both under `tmp_path`."""
+    return argparse.Namespace(runs_dir=tmp_path, data_dir=tmp_path)
 
 
 METRICS = {"test_accuracy": 0.9962, "best_epoch": 30, "epochs_completed": 30, "train_seconds": 1100.04,
@@ -41,7 +52,7 @@ METRICS = {"test_accuracy": 0.9962, "best_epoch": 30, "epochs_completed": 30, "t
 def test_a_run_without_a_hold_out_is_recorded_with_no_validation_figure(tmp_path, monkeypatch):
     # With data.validation_size=0 the run's best epoch follows training accuracy: no best_val_accuracy.
     monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_accuracy": 0.998}))
-    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    args = job_arguments(tmp_path)
     line = records.run_job("all_data", "cnn_record", 2, records.JOBS["all_data"][2], args)
     assert line["best_val_accuracy"] is None and line["test_accuracy"] == 0.9962 and line["train_seconds"] == 1100.0
     assert line["command"] == "mnist-zoo train --model cnn_record --seed 2 --set data.validation_size=0"
@@ -49,7 +60,7 @@ def test_a_run_without_a_hold_out_is_recorded_with_no_validation_figure(tmp_path
 
 def test_a_finished_job_is_read_again_not_retrained(tmp_path, monkeypatch):
     monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
-    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    args = job_arguments(tmp_path)
     first = records.run_job("record", "cnn_record", 1, (), args)
     monkeypatch.setattr(records, "code_commit", lambda: None)
     monkeypatch.setattr(records.subprocess, "run", lambda *args, **kwargs: pytest.fail("trained again"))
@@ -65,17 +76,8 @@ def test_an_interrupted_job_is_continued_not_started_over(tmp_path, monkeypatch,
     interrupted(make_config(small_mnist_dir), run_dir, SignalAt(epoch=0))
     assert not (run_dir / "last.keras").exists()
     commands = []
-
-    def run(command, check, cwd=None, **kwargs):
-        if command[0] == "git":
-            raise OSError("no git in this test")
-        commands.append(command)
-        (run_dir / "metrics.json").write_text(json.dumps({**METRICS, "best_val_accuracy": 0.996}))
-        return subprocess.CompletedProcess(command, 0)
-
-    monkeypatch.setattr(records.subprocess, "run", run)
-    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
-    records.run_job("record", "cnn_record", 1, (), args)
+    monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}, commands))
+    records.run_job("record", "cnn_record", 1, (), job_arguments(tmp_path))
     assert [command[4:] for command in commands] == [["--resume", str(run_dir)]]
 
 
@@ -84,7 +86,7 @@ def test_a_job_that_never_committed_an_epoch_starts_over(tmp_path, monkeypatch):
     run_dir.mkdir()
     (run_dir / "status.json").write_text(json.dumps({"status": "interrupted"}))  # stopped in its first epoch
     monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
-    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    args = job_arguments(tmp_path)
     assert records.run_job("record", "cnn_record", 1, (), args)["test_accuracy"] == 0.9962  # trained with --force
 
 
@@ -94,7 +96,7 @@ def test_a_line_names_the_commit_that_trained_it(tmp_path, monkeypatch):
     assert head and records.code_commit().rstrip("+") == head  # "+": files differ from the commit
     monkeypatch.setattr(records, "code_commit", lambda: "abc1234")
     monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
-    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    args = job_arguments(tmp_path)
     assert records.run_job("record", "cnn_record", 1, (), args)["commit"] == "abc1234"
 
 
@@ -106,7 +108,7 @@ def test_a_line_names_onednns_instruction_set_cap(tmp_path, monkeypatch, cap):
     else:
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}))
-    args = type("Args", (), {"runs_dir": tmp_path, "data_dir": tmp_path})()
+    args = job_arguments(tmp_path)
     assert records.run_job("fast", "cnn_fast", 1, (), args)["onednn_max_cpu_isa"] == cap
 
 
