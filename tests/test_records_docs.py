@@ -160,19 +160,26 @@ def test_results_trained_with_earlier_code_are_marked_and_only_they(job):
 
 
 def test_speed_table_epyc_rows_are_their_runs():
-    """The speed recipe's two AMD EPYC rows (all it has, then oneDNN held to AVX2): each cell from its run's line."""
+    """The speed recipe's AMD EPYC rows (Zen 4, Zen 4 held to AVX2, Zen 3): each cell from its run's line."""
     lines = data_lines("speed-recipe-epyc.jsonl")
     table = table_rows(section("## The speed recipe"))
-    labels = {None: "AMD EPYC (Zen 4) with AVX512-BF16, no AMX", "AVX2": "the same, oneDNN held to AVX2"}
-    first = [row[0] for row in table].index(labels[None])
-    rows = dict(zip(labels.values(), table[first:first + 2]))
+    # (the CPU has bf16, oneDNN's cap) -> the row's label, in the table's order
+    labels = {(True, None): "AMD EPYC (Zen 4) with AVX512-BF16, no AMX",
+              (True, "AVX2"): "the same, oneDNN held to AVX2",
+              (False, None): "AMD EPYC (Zen 3) with AVX2 only"}
+    first = [row[0] for row in table].index(labels[True, None])
+    rows = dict(zip(labels, table[first:first + len(labels)]))
     assert [row[0] for row in rows.values()] == list(labels.values())
-    for cap, label in labels.items():
-        runs = sorted((line for line in lines if line["onednn_max_cpu_isa"] == cap), key=lambda line: line["seed"])
-        assert [line["seed"] for line in runs] == [1, 2, 3]
-        assert all(line["job"] == "fast" and line["cpu"] == "AMD EPYC" and "avx512_bf16" in line["cpu_flags"]
+    assert len(lines) == 3 * len(labels)
+    for (bf16, cap), row in rows.items():
+        runs = sorted((line for line in lines
+                       if ("avx512_bf16" in line["cpu_flags"]) == bf16 and line["onednn_max_cpu_isa"] == cap),
+                      key=lambda line: line["seed"])
+        assert [line["seed"] for line in runs] == [1, 2, 3], row[0]
+        assert all(line["job"] == "fast" and line["cpu"] == "AMD EPYC" and "avx2" in line["cpu_flags"]
                    for line in runs)
         accuracies = [line["test_accuracy"] for line in runs]
-        assert rows[label][1:4] == [percent(accuracy) for accuracy in accuracies]
-        assert rows[label][4] == f"**{percent(statistics.mean(accuracies))}**"
-        assert rows[label][5] == ", ".join(f"{line['train_seconds']:.1f} s" for line in runs)
+        assert row[1:4] == [percent(accuracy) for accuracy in accuracies], row[0]
+        assert row[4] == f"**{percent(statistics.mean(accuracies))}**", row[0]
+        assert row[5] == ", ".join(f"{line['train_seconds']:.1f} s" for line in runs), row[0]
+        assert max(line["train_seconds"] for line in runs) <= 30 and statistics.mean(accuracies) >= 0.99, row[0]
