@@ -2,6 +2,7 @@
 
     python scripts/records.py                       # every job not yet in the results file
     python scripts/records.py --only record         # the record recipe's five seeds only
+    python scripts/records.py --only record --seed 1   # its seed 1 only
     python scripts/records.py --list                # what is done and what is left
     python scripts/records.py --plot docs/records.png   # test accuracy against training time
 
@@ -165,6 +166,8 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=sorted(JOBS), help="run only these jobs (repeatable)")
+    parser.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
+                        help="run only these seeds of the chosen jobs (repeatable)")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "docs" / "data" / "records.jsonl")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "records")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MNIST_ZOO_DATA_DIR"),
@@ -179,10 +182,18 @@ def main() -> None:
     args.runs_dir = args.runs_dir.resolve()
     args.data_dir = Path(args.data_dir).resolve() if args.data_dir else None
 
+    jobs = args.only or list(JOBS)
+    unknown = sorted(set(args.seeds or ()) - {seed for name in jobs for seed in JOBS[name][1]})
+    if unknown:
+        parser.error(f"--seed {unknown[0]}: no chosen job has that seed ({', '.join(jobs)}); "
+                     f"their seeds are in the job list (--help)")
+
     done = {(line["job"], line["seed"]) for line in read_results(args.results)}
-    for name in args.only or JOBS:
+    for name in jobs:
         config, seeds, overrides = JOBS[name]
         for seed in seeds:
+            if args.seeds and seed not in args.seeds:
+                continue
             if (name, seed) in done:
                 print(f"{name} seed {seed}: done", flush=True)
                 continue

@@ -67,6 +67,32 @@ def test_a_finished_job_is_read_again_not_retrained(tmp_path, monkeypatch):
     assert records.run_job("record", "cnn_record", 1, (), args) == first
 
 
+def run_main(monkeypatch, tmp_path, *arguments) -> list[tuple[str, int]]:
+    """Run records.py's main with `arguments`; return the (job, seed) pairs it trained."""
+    trained = []
+
+    def run_job(name, config, seed, overrides, args):
+        trained.append((name, seed))
+        return {"job": name, "seed": seed}
+    monkeypatch.setattr(records, "run_job", run_job)
+    monkeypatch.setattr(records.sys, "argv", ["records.py", "--results", str(tmp_path / "results.jsonl"),
+                                              "--runs-dir", str(tmp_path), *arguments])
+    records.main()
+    return trained
+
+
+def test_seed_runs_only_the_chosen_seeds_of_the_chosen_jobs(tmp_path, monkeypatch):
+    assert run_main(monkeypatch, tmp_path, "--only", "record", "--only", "fast", "--seed", "1", "--seed", "3") == [
+        ("record", 1), ("record", 3), ("fast", 1), ("fast", 3)]
+    assert run_main(monkeypatch, tmp_path, "--only", "record", "--seed", "5") == [("record", 5)]
+
+
+def test_a_seed_that_no_chosen_job_has_is_refused(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        run_main(monkeypatch, tmp_path, "--only", "fast", "--seed", "5")
+    assert "--seed 5: no chosen job has that seed (fast)" in capsys.readouterr().err
+
+
 def test_an_interrupted_job_is_continued_not_started_over(tmp_path, monkeypatch, small_mnist_dir):
     """A stopped run keeps its epochs in checkpoint/ (there is no last.keras yet): they must be resumed."""
     from tests.helpers import SignalAt, interrupted, make_config
