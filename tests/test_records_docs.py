@@ -183,3 +183,24 @@ def test_speed_table_epyc_rows_are_their_runs():
         assert row[4] == f"**{percent(statistics.mean(accuracies))}**", row[0]
         assert row[5] == ", ".join(f"{line['train_seconds']:.1f} s" for line in runs), row[0]
         assert max(line["train_seconds"] for line in runs) <= 30 and statistics.mean(accuracies) >= 0.99, row[0]
+
+
+def paragraph(start: str) -> str:
+    """The docs/records.md paragraph that begins with `start`, its line breaks as spaces."""
+    text = RECORDS_PAGE[RECORDS_PAGE.index(f"\n{start}") + 1:]
+    return " ".join(text[:text.index("\n\n")].split())
+
+
+def test_avx2_only_record_seed_is_its_run():
+    """The record recipe on an AVX2-only CPU, and the float32 against bf16 comparison: each figure from its line."""
+    (line,) = data_lines("record-avx2.jsonl")
+    assert (line["job"], line["seed"], line["cpu_flags"], line["precision"]) == ("record", 1, ["avx2"], "float32")
+    assert line["onednn_max_cpu_isa"] is None  # a real AVX2-only CPU, not one held to AVX2
+    assert (f"Seed 1 on 2 cores of an AMD EPYC (Zen 3) with AVX2 only scores {percent(line['test_accuracy'])} "
+            f"(best validation {percent(line['best_val_accuracy'])}, epoch {line['best_epoch']}) in "
+            f"{duration(line['train_seconds'])} of training") in paragraph("**On a CPU without native bf16**")
+    xeon_float32, bf16 = results("float32")[1], results("record")[1]
+    assert (f"Seed 1 in float32 scores {percent(line['test_accuracy'])} on that EPYC and "
+            f"{percent(xeon_float32['test_accuracy'])} on the Xeon") in paragraph("Does bf16 keep the accuracy?")
+    assert (f"best validation {percent(xeon_float32['best_val_accuracy'])}, epoch {xeon_float32['best_epoch']}), "
+            f"against {percent(bf16['test_accuracy'])} in bf16") in paragraph("Does bf16 keep the accuracy?")
