@@ -30,9 +30,13 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
     run_dir, data_dir, distribution, stop_after = Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
     # The mlp config has the fast paths on and runs 32 steps per call: both go off under the strategy.
+    # Augmentation and weight averaging are on: the replicas change their shares of each batch as
+    # one device changes the whole, and the average is what validation and best.keras see.
     config = load_config(bundled_config_path("mlp"), {
         "data.data_dir": data_dir, "data.validation_size": 200, "train.epochs": 3, "train.verbose": 0,
-        "model.hidden_units": [64], "train.distribution": distribution})
+        "model.hidden_units": [64], "train.distribution": distribution,
+        "data.augmentation.rotation": 10, "data.augmentation.translation": 0.1,
+        "train.optimizer.use_ema": True, "train.optimizer.ema_momentum": 0.5})
     assert config.train.fast_paths and config.train.steps_per_execution == 32
 
     class StopAfter(keras.callbacks.Callback):  # Ctrl-C after an epoch, as a user would
@@ -40,13 +44,23 @@ SCRIPT = textwrap.dedent("""
             if epoch + 1 == stop_after:
                 os.kill(os.getpid(), signal.SIGINT)
 
+    from mnist_zoo.training import fast_paths
+    gathering = fast_paths.gathered_in_train_step
+
+    def gathered_in_train_step(*args, **kwargs):  # counts the fits whose step gathers its own batch
+        gathered.append(True)
+        return gathering(*args, **kwargs)
+    fast_paths.gathered_in_train_step = gathered_in_train_step
+
     class Step(keras.callbacks.Callback):  # what each fit's training step is made of
         def on_train_begin(self, logs=None):
             steps.append({"steps_per_execution": self.model.steps_per_execution,
-                          "gathered_in_train_step": "train_step" in vars(self.model),
-                          "fused_adam": "update_step" in vars(self.model.optimizer)})
+                          "gathered_in_train_step": bool(gathered),
+                          "fused_adam": "update_step" in vars(self.model.optimizer),
+                          "weight_averaging": bool(self.model.optimizer.use_ema)})
+            gathered.clear()
 
-    messages, steps = [], []
+    messages, steps, gathered = [], [], []
     os.makedirs(run_dir, exist_ok=True)
     try:
         result = train_run(config, run_dir, report=messages.append,
@@ -82,26 +96,28 @@ def test_mirrored_on_two_devices_trains_resumes_and_matches_one_device(tmp_path,
     # docs/commands.md (Several devices): under a strategy the fast paths and steps_per_execution
     # above 1 are switched off, with a note; in the run that started and in the one that resumed
     # it. On one device the same config takes both (which shows the observed attributes do see them).
-    plain = {"steps_per_execution": 1, "gathered_in_train_step": False, "fused_adam": False}
+    plain = {"steps_per_execution": 1, "gathered_in_train_step": False, "fused_adam": False, "weight_averaging": True}
     assert mirrored["steps"] == [plain, plain]
     assert [message for message in mirrored["messages"] if message.startswith("note: ")] == [NOTE, NOTE]
-    assert single["steps"] == [{"steps_per_execution": 32, "gathered_in_train_step": True, "fused_adam": True}]
+    assert single["steps"] == [{"steps_per_execution": 32, "gathered_in_train_step": True, "fused_adam": True,
+                                "weight_averaging": True}]
     assert not any(message.startswith("note: ") for message in single["messages"])
 
     # docs/commands.md (Several devices): "its test accuracy is within noise of the same run on one
-    # device". The same seed, data order, global batch and learning rate, and no dropout in this
-    # MLP: the two runs differ only in the order of floating-point sums (two half-batch gradients
-    # summed across the replicas; Keras's Adam update against the fused kernel of the fast paths).
-    # On a 2-core Zen 4 they got the same 378 of 500 test images right and test losses 4e-6 apart
-    # (relative). Allowed: two images of 500, which a rounding difference can move across a
-    # decision boundary, and the loss to 1e-4, 25 times what was measured.
+    # device". The same seed, data order, global batch and learning rate, the same augmented
+    # images, and no dropout in this MLP: the two runs differ only in the order of floating-point
+    # sums (two half-batch gradients summed across the replicas; Keras's Adam update against the
+    # fused kernel of the fast paths). On a 2-core Zen 3 EPYC they got the same 317 of 500 test
+    # images right and test losses 3e-6 apart (relative); with each replica drawing its
+    # augmentation for its half alone, 322 against 317 and 1e-2 apart. Allowed: two images of
+    # 500, which a rounding difference can move across a decision boundary, and the loss to 1e-4.
     test_images = single["metrics"]["test_examples"]
     assert test_images == mirrored["metrics"]["test_examples"] == 500
     right = {run: round(result["metrics"]["test_accuracy"] * test_images)
              for run, result in (("mirrored", mirrored), ("single", single))}
     assert abs(right["mirrored"] - right["single"]) <= 2, right
     assert mirrored["metrics"]["test_loss"] == pytest.approx(single["metrics"]["test_loss"], rel=1e-4)
-    # And it learned: chance is 10 %; 21 steps of this small MLP reach about 75 %.
+    # And it learned: chance is 10 %; 21 steps of this small MLP, augmented and averaged, reach about 63 %.
     assert mirrored["metrics"]["test_accuracy"] > 0.5
 
 
@@ -117,3 +133,45 @@ def test_one_device_trains_without_a_strategy(setting):
 
     distribution = choose_distribution(setting)
     assert distribution.strategy is None and distribution.replicas == 1
+
+
+AUGMENTATION_SCRIPT = textwrap.dedent("""
+    import json
+    from types import SimpleNamespace
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from mnist_zoo.data.augmentation import AugmentationConfig, Augmenter, augmented_batches
+
+    augmenter = Augmenter(AugmentationConfig(rotation=15, translation=0.1, zoom=0.1, probability=0.75), seed=1)
+    step = tf.constant(5, tf.int64)
+    digits = np.zeros((4, 28, 28, 1), "float32")
+    digits[:, 8:20, 12:16] = np.random.default_rng(0).uniform(0.5, 1.0, (4, 12, 4, 1))
+    batch = tf.constant(np.concatenate([digits, digits]))  # the same four digits in both halves
+    one_device = augmenter(batch, step).numpy()
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = SimpleNamespace(optimizer=SimpleNamespace(iterations=tf.Variable(step)))
+    augment = augmented_batches(augmenter, model)
+    shares = strategy.experimental_distribute_values_from_function(
+        lambda context: (batch[4 * context.replica_id_in_sync_group:][:4], tf.zeros([4])))
+    changed = strategy.run(tf.function(lambda images, labels: augment((images, labels))[0]), args=shares)
+    mirrored = np.concatenate([share.numpy() for share in strategy.experimental_local_results(changed)])
+    print(json.dumps({"largest_difference": float(np.abs(mirrored - one_device).max()),
+                      "halves_differ_on_one_device": bool(np.abs(one_device[:4] - one_device[4:]).max() > 0.1),
+                      "halves_differ_mirrored": bool(np.abs(mirrored[:4] - mirrored[4:]).max() > 0.1)}))
+""")
+
+
+@pytest.mark.slow  # a process of its own, with two logical devices
+def test_each_replica_changes_its_share_of_the_batch_as_one_device_would():
+    # Drawn per replica from (seed, step) alone, both halves of the batch got the same changes.
+    completed = subprocess.run([sys.executable, "-c", AUGMENTATION_SCRIPT], capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["halves_differ_on_one_device"] and result["halves_differ_mirrored"]
+    assert result["largest_difference"] < 1e-6

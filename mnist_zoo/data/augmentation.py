@@ -166,12 +166,15 @@ class Augmenter:
         fraction = config.translation_fraction
         self.translation = keras.layers.RandomTranslation(fraction, fraction, **common) if config.translation else None
 
-    def __call__(self, images, step):
+    def __call__(self, images, step, replica=None, replicas: int = 1):
         """Returns `images` changed at random, as drawn for training step `step`.
 
         Args:
             images: float32 tensor (b, 28, 28, 1) in [0, 1].
             step: the training step (int tensor): the same step always gets the same changes.
+            replica: under a distribution strategy, this replica's index in the group (int or
+                int tensor), `images` being its share of the global batch, `replicas` shares of b.
+            replicas: the number of replicas (1: no strategy, the whole batch is here).
 
         Returns:
             A tensor of the same shape and dtype, values kept in [0, 1].
@@ -182,18 +185,31 @@ class Augmenter:
         if not self.config.enabled:
             return images
         seed = _step_seed_class()(self.seed, step)
+        drawn_for, share = images, lambda drawn: drawn
+        if replicas > 1:
+            # Each replica holds one slice of the global batch. Drawing for the slice alone would
+            # give every replica the same draws (same seed, same step); drawing for the global
+            # batch and keeping this replica's rows gives each image the change it would get on
+            # one device. The layers read only the shape of what they draw for.
+            batch = tf.shape(images)[0]
+            drawn_for = tf.zeros(tf.concat([[batch * replicas], tf.shape(images)[1:]], axis=0), images.dtype)
+            start = tf.cast(replica, tf.int32) * batch
+
+            def share(drawn):
+                return drawn[start:start + batch]
         drawn = {}
         # The draws keep this order (rotation, zoom, shift): a step's random draws depend on it.
         if self.rotation is not None:
-            drawn["rotation"] = self.rotation.get_random_transformation(images, seed=seed)["rotation_matrix"]
+            drawn["rotation"] = share(self.rotation.get_random_transformation(drawn_for, seed=seed)["rotation_matrix"])
         if self.zoom is not None:
-            drawn["zoom"] = self.zoom.get_random_transformation(images, seed=seed)["height_zoom"]
+            drawn["zoom"] = share(self.zoom.get_random_transformation(drawn_for, seed=seed)["height_zoom"])
         if self.translation is not None:
-            drawn["translation"] = self.translation.get_random_transformation(images, seed=seed)["translations"]
+            drawn["translation"] = share(
+                self.translation.get_random_transformation(drawn_for, seed=seed)["translations"])
         changed = keras.ops.image.affine_transform(
             images, composed_transform(**drawn), interpolation="bilinear", fill_mode="constant", fill_value=0.0)
         if self.config.probability < 1:
-            draws = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed.next())
+            draws = share(tf.random.stateless_uniform([tf.shape(drawn_for)[0], 1, 1, 1], seed=seed.next()))
             changed = tf.where(draws >= self.config.probability, images, changed)
         return changed
 
@@ -201,12 +217,18 @@ class Augmenter:
 def augmented_batches(augmenter: Augmenter, model):
     """A function from an (images, labels) batch to (changed images, labels), for `model`'s training step.
 
-    The step is read from the model's optimizer (`iterations`), which checkpoints restore.
+    The step is read from the model's optimizer (`iterations`), which checkpoints restore. Under
+    a distribution strategy each replica changes its share of the global batch as one device
+    would change those images.
     """
+    import tensorflow as tf
 
     def augment(batch):
         images, labels = batch
-        return augmenter(images, model.optimizer.iterations), labels
+        context = tf.distribute.get_replica_context()  # the default one (1 replica) without a strategy
+        replicas = context.num_replicas_in_sync
+        replica = context.replica_id_in_sync_group if replicas > 1 else None
+        return augmenter(images, model.optimizer.iterations, replica, replicas), labels
 
     return augment
 
