@@ -166,15 +166,14 @@ class Augmenter:
         fraction = config.translation_fraction
         self.translation = keras.layers.RandomTranslation(fraction, fraction, **common) if config.translation else None
 
-    def __call__(self, images, step, replica=None, replicas: int = 1):
+    def __call__(self, images, step, start=None, total=None):
         """Returns `images` changed at random, as drawn for training step `step`.
 
         Args:
             images: float32 tensor (b, 28, 28, 1) in [0, 1].
             step: the training step (int tensor): the same step always gets the same changes.
-            replica: under a distribution strategy, this replica's index in the group (int or
-                int tensor), `images` being its share of the global batch, `replicas` shares of b.
-            replicas: the number of replicas (1: no strategy, the whole batch is here).
+            start, total: under a distribution strategy, where this replica's rows start in the
+                global batch, and that batch's size (int tensors); None: `images` is the whole batch.
 
         Returns:
             A tensor of the same shape and dtype, values kept in [0, 1].
@@ -186,17 +185,15 @@ class Augmenter:
             return images
         seed = _step_seed_class()(self.seed, step)
         drawn_for, share = images, lambda drawn: drawn
-        if replicas > 1:
-            # Each replica holds one slice of the global batch. Drawing for the slice alone would
-            # give every replica the same draws (same seed, same step); drawing for the global
-            # batch and keeping this replica's rows gives each image the change it would get on
-            # one device. The layers read only the shape of what they draw for.
-            batch = tf.shape(images)[0]
-            drawn_for = tf.zeros(tf.concat([[batch * replicas], tf.shape(images)[1:]], axis=0), images.dtype)
-            start = tf.cast(replica, tf.int32) * batch
+        if total is not None:
+            # Drawing for this replica's rows alone would give every replica the same draws (same
+            # seed, same step); drawing for the global batch and keeping this replica's rows gives
+            # each image the change it would get on one device. The layers read only the shape of
+            # what they draw for.
+            drawn_for = tf.zeros(tf.concat([[total], tf.shape(images)[1:]], axis=0), images.dtype)
 
             def share(drawn):
-                return drawn[start:start + batch]
+                return drawn[start:start + tf.shape(images)[0]]
         drawn = {}
         # The draws keep this order (rotation, zoom, shift): a step's random draws depend on it.
         if self.rotation is not None:
@@ -226,9 +223,18 @@ def augmented_batches(augmenter: Augmenter, model):
     def augment(batch):
         images, labels = batch
         context = tf.distribute.get_replica_context()  # the default one (1 replica) without a strategy
-        replicas = context.num_replicas_in_sync
-        replica = context.replica_id_in_sync_group if replicas > 1 else None
-        return augmenter(images, model.optimizer.iterations, replica, replicas), labels
+        if context is None:
+            raise RuntimeError("augmentation runs inside a training step (a replica context), not in a "
+                               "strategy's scope: call it from the model's train_step")
+        if context.num_replicas_in_sync == 1:
+            return augmenter(images, model.optimizer.iterations), labels
+        # The replicas' shares of a batch differ by a row when it does not divide evenly (128 over
+        # 3 devices: 43, 43, 42), so each replica learns every share's size to find its first row.
+        replica, replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
+        own_size = tf.cast(tf.shape(images)[0], tf.float32)
+        sizes = tf.cast(context.all_reduce("sum", tf.one_hot(replica, replicas) * own_size), tf.int32)
+        start, total = tf.reduce_sum(sizes[:replica]), tf.reduce_sum(sizes)
+        return augmenter(images, model.optimizer.iterations, start, total), labels
 
     return augment
 
