@@ -145,20 +145,6 @@ def test_ablation_rows_are_the_results_file_lines():
         assert row[4].strip("*") == mean, row[0]
 
 
-STALE_MARKS = {
-    "no_batch_norm": "without batch norm (`model.batch_norm=false`)†",
-}
-
-
-@pytest.mark.parametrize("job", sorted(STALE_MARKS))
-def test_results_trained_with_earlier_code_are_marked_and_only_they(job):
-    """A job whose lines are noted as trained before a change is marked on the page; a retrained one is not."""
-    notes = {line.get("note") for line in results(job).values()}
-    assert len(notes) == 1, f"{job}: some seeds were retrained and some not: {notes}"
-    stale = notes.pop() is not None
-    assert (STALE_MARKS[job] in RECORDS_PAGE) == stale
-
-
 def test_speed_table_epyc_rows_are_their_runs():
     """The speed recipe's AMD EPYC rows (Zen 4, Zen 4 held to AVX2, Zen 3): each cell from its run's line."""
     lines = data_lines("speed-recipe-epyc.jsonl")
