@@ -13,7 +13,6 @@ import re
 import statistics
 from pathlib import Path
 
-import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = REPO_ROOT / "docs" / "data"
