@@ -47,7 +47,24 @@ class Frozen(BaseModel):
                         f"unknown key '{key}'{did_you_mean(key, known)}; "
                         f"valid keys are {_quoted(known)}"
                     )
+            data = _with_default_names(cls, data)
         return data
+
+
+def _with_default_names(section: type[BaseModel], data: dict) -> dict:
+    """Gives a named-spec mapping without `name` its field's default name.
+
+    `--set train.loss.label_smoothing=0.1` on a config that leaves `train.loss` at its default
+    arrives as `{label_smoothing: 0.1}`: it means the default loss with that parameter, as it
+    would if the file had spelled the default out.
+    """
+    filled = None
+    for key, value in data.items():
+        default = section.model_fields[key].default
+        if isinstance(value, dict) and "name" not in value and isinstance(default, NamedSpec):
+            filled = filled if filled is not None else dict(data)
+            filled[key] = {"name": default.name, **value}
+    return filled if filled is not None else data
 
 
 class Param(NamedTuple):
