@@ -189,3 +189,27 @@ def test_avx2_only_record_seed_is_its_run():
             f"{percent(xeon_float32['test_accuracy'])} on the Xeon") in paragraph("Does bf16 keep the accuracy?")
     assert (f"best validation {percent(xeon_float32['best_val_accuracy'])}, epoch {xeon_float32['best_epoch']}), "
             f"against {percent(bf16['test_accuracy'])} in bf16") in paragraph("Does bf16 keep the accuracy?")
+
+
+def test_label_smoothing_committee_is_the_ensemble_report_and_the_results_file():
+    """The label-smoothing section: five fresh seeds' best.keras, their times, the mean and the committee."""
+    lines = results("label_smoothing")
+    report = ensemble_report("record-label-smoothing-ensemble-evaluation.json")
+    text = section(f"### A committee with label smoothing: {percent(report['accuracy'])}")
+    rows = {row[0]: row for row in table_rows(text)}
+    members = report["members"]
+    # Seeds never used for the recipe's own figures, each answering with its best-validation checkpoint.
+    assert [member["model"] for member in members] == [f"runs/label_smoothing-seed{s}/best.keras" for s in range(6, 11)]
+    for seed, member in zip(range(6, 11), members):
+        line = lines[seed]
+        assert line["overrides"][-1] == "train.loss.label_smoothing=0.1" and line["epochs"] == 30
+        _, test, validation, seconds = rows[str(seed)]
+        assert test == percent(member["accuracy"]) == percent(line["test_accuracy"])
+        assert validation == f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})"
+        assert seconds.startswith(duration(line["train_seconds"]))
+    mean = statistics.mean(member["accuracy"] for member in members)
+    errors = round((1 - report["accuracy"]) * report["num_examples"])
+    assert rows["mean"][1] == percent(mean)
+    assert rows["**ensemble of seeds 6-10**"][1] == ensemble_cell(report)
+    assert f"gains only {100 * (report['accuracy'] - mean):.2f} points" in text
+    assert f"makes {errors} test errors" in text
