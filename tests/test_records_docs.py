@@ -144,25 +144,24 @@ def test_ablation_rows_are_the_results_file_lines():
         assert row[4].strip("*") == mean, row[0]
 
 
-def test_speed_table_epyc_rows_are_their_runs():
-    """The speed recipe's AMD EPYC rows (Zen 4, Zen 4 held to AVX2, Zen 3): each cell from its run's line."""
-    lines = data_lines("speed-recipe-epyc.jsonl")
+def test_speed_table_rows_are_their_runs():
+    """The speed recipe's table: each row's cells from its CPU's run lines, and each row meets 99 % in 30 s."""
+    lines = data_lines("speed-recipe-xeon.jsonl") + data_lines("speed-recipe-epyc.jsonl")
     table = table_rows(section("## The speed recipe"))
-    # (the CPU has bf16, oneDNN's cap) -> the row's label, in the table's order
-    labels = {(True, None): "AMD EPYC (Zen 4) with AVX512-BF16, no AMX",
-              (True, "AVX2"): "the same, oneDNN held to AVX2",
-              (False, None): "AMD EPYC (Zen 3) with AVX2 only"}
-    first = [row[0] for row in table].index(labels[True, None])
-    rows = dict(zip(labels, table[first:first + len(labels)]))
-    assert [row[0] for row in rows.values()] == list(labels.values())
+    # (the CPU, has AMX, has bf16, oneDNN's cap) -> the row's label, in the table's order
+    labels = {("Intel(R) Xeon(R) Processor", True, True, None): "Intel Xeon with AMX and AVX512-BF16",
+              ("Intel(R) Xeon(R) Processor", True, True, "AVX2"): "the same, oneDNN held to AVX2",
+              ("AMD EPYC", False, True, None): "AMD EPYC (Zen 4) with AVX512-BF16, no AMX",
+              ("AMD EPYC", False, True, "AVX2"): "the same, oneDNN held to AVX2",
+              ("AMD EPYC", False, False, None): "AMD EPYC (Zen 3) with AVX2 only"}
+    assert [row[0] for row in table] == list(labels.values())
     assert len(lines) == 3 * len(labels)
-    for (bf16, cap), row in rows.items():
-        runs = sorted((line for line in lines
-                       if ("avx512_bf16" in line["cpu_flags"]) == bf16 and line["onednn_max_cpu_isa"] == cap),
+    for (cpu, amx, bf16, cap), row in zip(labels, table):
+        runs = sorted((line for line in lines if line["cpu"] == cpu and ("amx_bf16" in line["cpu_flags"]) == amx
+                       and ("avx512_bf16" in line["cpu_flags"]) == bf16 and line["onednn_max_cpu_isa"] == cap),
                       key=lambda line: line["seed"])
         assert [line["seed"] for line in runs] == [1, 2, 3], row[0]
-        assert all(line["job"] == "fast" and line["cpu"] == "AMD EPYC" and "avx2" in line["cpu_flags"]
-                   for line in runs)
+        assert all(line["job"] == "fast" and "avx2" in line["cpu_flags"] for line in runs)
         accuracies = [line["test_accuracy"] for line in runs]
         assert row[1:4] == [percent(accuracy) for accuracy in accuracies], row[0]
         assert row[4] == f"**{percent(statistics.mean(accuracies))}**", row[0]
@@ -213,3 +212,18 @@ def test_label_smoothing_committee_is_the_ensemble_report_and_the_results_file()
     assert rows["**ensemble of seeds 6-10**"][1] == ensemble_cell(report)
     assert f"gains only {100 * (report['accuracy'] - mean):.2f} points" in text
     assert f"makes {errors} test errors" in text
+
+
+def test_label_smoothing_on_the_recipes_seeds_is_their_runs():
+    """Label smoothing on seeds 1-3 against the recipe's seeds 1-3: every figure from the results file."""
+    smoothed, record = results("label_smoothing"), results("record")
+    text = paragraph("Nor does it help a single network.")
+    seeds = (1, 2, 3)
+    with_it = " / ".join(percent(smoothed[seed]["test_accuracy"]) for seed in seeds)
+    without = " / ".join(percent(record[seed]["test_accuracy"]) for seed in seeds)
+    mean_with = statistics.mean(smoothed[seed]["test_accuracy"] for seed in seeds)
+    mean_without = statistics.mean(record[seed]["test_accuracy"] for seed in seeds)
+    assert f"{with_it}, mean {percent(mean_with)}, against {without} (mean {percent(mean_without)})" in text
+    assert all(smoothed[seed]["test_accuracy"] < record[seed]["test_accuracy"] for seed in seeds)  # "lowers every one"
+    times = [f"{smoothed[seed]['train_seconds']:,.0f} s" for seed in seeds]
+    assert f"{times[0]}, {times[1]} and {times[2]} of training" in text
