@@ -217,13 +217,13 @@ def test_label_smoothing_committee_is_the_ensemble_report_and_the_results_file()
 def test_label_smoothing_on_the_recipes_seeds_is_their_runs():
     """Label smoothing on seeds 1-3 against the recipe's seeds 1-3: every figure from the results file."""
     smoothed, record = results("label_smoothing"), results("record")
-    text = paragraph("Nor does it help a single network.")
+    text = paragraph("Nor is there a sign that it helps a single network.")
     seeds = (1, 2, 3)
     with_it = " / ".join(percent(smoothed[seed]["test_accuracy"]) for seed in seeds)
     without = " / ".join(percent(record[seed]["test_accuracy"]) for seed in seeds)
     mean_with = statistics.mean(smoothed[seed]["test_accuracy"] for seed in seeds)
     mean_without = statistics.mean(record[seed]["test_accuracy"] for seed in seeds)
     assert f"{with_it}, mean {percent(mean_with)}, against {without} (mean {percent(mean_without)})" in text
-    assert all(smoothed[seed]["test_accuracy"] < record[seed]["test_accuracy"] for seed in seeds)  # "lowers every one"
+    assert all(smoothed[seed]["test_accuracy"] < record[seed]["test_accuracy"] for seed in seeds)  # "scored lower each time"
     times = [f"{smoothed[seed]['train_seconds']:,.0f} s" for seed in seeds]
     assert f"{times[0]}, {times[1]} and {times[2]} of training" in text
