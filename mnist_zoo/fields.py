@@ -58,13 +58,12 @@ def _with_default_names(section: type[BaseModel], data: dict) -> dict:
     arrives as `{label_smoothing: 0.1}`: it means the default loss with that parameter, as it
     would if the file had spelled the default out.
     """
-    filled = None
+    filled = dict(data)
     for key, value in data.items():
         default = section.model_fields[key].default
         if isinstance(value, dict) and "name" not in value and isinstance(default, NamedSpec):
-            filled = filled if filled is not None else dict(data)
             filled[key] = {"name": default.name, **value}
-    return filled if filled is not None else data
+    return filled
 
 
 class Param(NamedTuple):
