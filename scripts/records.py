@@ -28,6 +28,9 @@ The jobs:
                     since nothing is left to choose an epoch with
     label_smoothing cnn_record with label smoothing 0.1 (an ingredient added, not removed),
                     seeds 1-3 beside the recipe's and 6-10, five fresh seeds for a committee
+    long            cnn_record for 45 epochs, decaying x0.932 per epoch so that the learning rate
+                    ends where the recipe's does: seeds 1-2 beside the recipe's (chosen on
+                    validation) and 11-15, five fresh seeds for a committee
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
     "float32": ("cnn_record", (1,), ("train.precision=float32",)),
     "all_data": ("cnn_record", (1, 2, 3, 4, 5), ("data.validation_size=0",)),
     "label_smoothing": ("cnn_record", (1, 2, 3, 6, 7, 8, 9, 10), ("train.loss.label_smoothing=0.1",)),
+    "long": ("cnn_record", (1, 2, 11, 12, 13, 14, 15), ("train.epochs=45", "train.schedule.decay_rate=0.932")),
 }
 PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": "cnn_record (record recipe)"}
 
@@ -66,12 +70,13 @@ def cpu_description() -> dict:
     Also oneDNN's instruction-set cap (ONEDNN_MAX_CPU_ISA, e.g. AVX2 to approximate an AVX2-only
     CPU on a newer one): None when the run used everything the CPU has.
     """
-    from mnist_zoo.runtime.device import cpu_name
+    from mnist_zoo.runtime.device import cpu_name, cpuinfo_field
     from mnist_zoo.runtime.precision import cpu_flags
 
     flags = cpu_flags()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return {"cpu": cpu_name(), "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count(),
+    return {"cpu": cpu_name(), "cpu_family": cpuinfo_field("cpu family"), "cpu_model": cpuinfo_field("model"),
+            "cpu_flags": [flag for flag in wanted if flag in flags], "cores": os.cpu_count(),
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None}
 
 

@@ -192,3 +192,16 @@ def test_the_uint8_table_and_its_gathers_live_on_the_host():
     graph = tf.function(data.batch_for).get_concrete_function(tf.TensorSpec((None,), tf.int64)).graph
     gathers = [op for op in graph.get_operations() if op.type == "GatherV2"]
     assert len(gathers) == 2 and all("CPU:0" in op.device for op in gathers)
+
+
+def test_cpuinfo_fields_match_the_whole_key(tmp_path, monkeypatch):
+    """"model" is the model number, not the "model name" line that starts with the same word (in any order)."""
+    from mnist_zoo.runtime import device
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 26\nmodel\t\t: 2\n"
+                       "flags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nmodel\t\t: 3\n")
+    monkeypatch.setattr(device, "Path", lambda path: cpuinfo if path == "/proc/cpuinfo" else path)
+    assert [device.cpuinfo_field(key) for key in ("cpu family", "model", "model name")] == ["26", "2", "AMD EPYC"]
+    assert device.cpu_name() == "AMD EPYC" and device.cpuinfo_field("stepping") is None
+    assert precision_module.cpu_flags() == {"fpu", "avx2", "avx512_bf16"}

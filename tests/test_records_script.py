@@ -56,6 +56,8 @@ def test_a_run_without_a_hold_out_is_recorded_with_no_validation_figure(tmp_path
     line = records.run_job("all_data", "cnn_record", 2, records.JOBS["all_data"][2], args)
     assert line["best_val_accuracy"] is None and line["test_accuracy"] == 0.9962 and line["train_seconds"] == 1100.0
     assert line["command"] == "mnist-zoo train --model cnn_record --seed 2 --set data.validation_size=0"
+    # The CPU's family and model numbers tell generations with the same model name apart.
+    assert {"cpu", "cpu_family", "cpu_model", "cpu_flags", "onednn_max_cpu_isa"} <= line.keys()
 
 
 def test_a_finished_job_is_read_again_not_retrained(tmp_path, monkeypatch):

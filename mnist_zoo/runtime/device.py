@@ -25,8 +25,10 @@ def cpuinfo_field(name: str) -> str | None:
     """The value of the first `name` line of /proc/cpuinfo (None where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(name):
-                return line.split(":", 1)[1].strip()
+            key, colon, value = line.partition(":")
+            # The whole key: "model" must not answer with the "model name" line, nor the reverse.
+            if colon and key.strip() == name:
+                return value.strip()
     except OSError:
         pass
     return None
