@@ -195,7 +195,7 @@ def test_the_uint8_table_and_its_gathers_live_on_the_host():
 
 
 def test_cpuinfo_fields_match_the_whole_key(tmp_path, monkeypatch):
-    """"model" is the model number, not the "model name" line that starts with the same word (in any order)."""
+    """"model" is the model number, not the "model name" line that starts with the same word."""
     from mnist_zoo.runtime import device
 
     cpuinfo = tmp_path / "cpuinfo"

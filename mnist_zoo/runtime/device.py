@@ -26,7 +26,7 @@ def cpuinfo_field(name: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, colon, value = line.partition(":")
-            # The whole key: "model" must not answer with the "model name" line, nor the reverse.
+            # The whole key: "model" must not answer with a "model name" line that comes first.
             if colon and key.strip() == name:
                 return value.strip()
     except OSError:
