@@ -108,12 +108,12 @@ def test_record_ensemble_rows_are_the_evaluation_files():
 
 
 def assert_committee_table(rows: dict[str, list[str]], report: dict, lines: dict[int, dict], seeds: range,
-                           models: list[str]) -> None:
+                           models: list[str], epochs: int = 30) -> None:
     """A committee section's table: one row per member (its test accuracy as the ensemble report lists it,
     its training time from its results line), the members' mean and the committee's cell."""
     members = report["members"]
     assert [member["model"] for member in members] == models
-    assert all(line.get("note") is None and line["epochs"] == 30 for line in lines.values())
+    assert all(line.get("note") is None and line["epochs"] == epochs for line in lines.values())
     for seed, member in zip(seeds, members):
         row = rows[str(seed)]
         assert row[1] == percent(member["accuracy"])
@@ -299,3 +299,57 @@ def test_fresh_install_retraining_against_the_first_seeds_and_label_smoothing():
     smoothed = {seed: line["test_accuracy"] for seed, line in results("label_smoothing").items() if seed <= 3}
     assert smoothed[1] < retrained[1] and smoothed[2] < retrained[2] and smoothed[3] == retrained[3]
     assert "lower on seeds 1 and 2 and ties on seed 3" in paragraph("Nor is there a sign that it helps a single network.")
+
+
+def test_longer_schedule_pilot_and_committee_are_their_runs():
+    """The 45-epoch section: the validation pilot that chose it, then five fresh seeds and their one committee."""
+    lines = results("long")
+    assert sorted(lines) == [1, 2, 11, 12, 13, 14, 15]
+    assert all(line["overrides"] == ["train.epochs=45", "train.schedule.decay_rate=0.932"] and line["epochs"] == 45
+               for line in lines.values())
+    report = ensemble_report("record-long-ensemble-evaluation.json")
+    text = section(f"### A committee of longer-trained networks: {percent(report['accuracy'])}")
+    committee_table = text.index("| seed | test accuracy")
+    rows = {row[0]: row for row in table_rows(text[:committee_table])}
+    # The pilot: validation against the recipe retrained on the same machine, the only figure the choice read.
+    retrained = {line["seed"]: line for line in data_lines("record-zen5.jsonl")}
+    for seed in (1, 2):
+        assert rows[str(seed)][1:] == [f"{percent(retrained[seed]['best_val_accuracy'])} ({retrained[seed]['best_epoch']})",
+                                       f"{percent(lines[seed]['best_val_accuracy'])} ({lines[seed]['best_epoch']})",
+                                       percent(lines[seed]["test_accuracy"])]
+    validation = [statistics.mean(runs[seed]["best_val_accuracy"] for seed in (1, 2)) for runs in (retrained, lines)]
+    assert validation[1] > validation[0]  # the rule that took the longer schedule
+    tests = [statistics.mean(runs[seed]["test_accuracy"] for seed in (1, 2)) for runs in (retrained, lines)]
+    assert rows["mean"][1:] == [percent(validation[0]), percent(validation[1]), percent(tests[1])]
+    prose = " ".join(text.split())
+    assert f"score {percent(tests[1])} on average, against {percent(tests[0])} for the same seeds with 30 epochs" in prose
+    assert f"({lines[1]['train_seconds']:,.0f} s and {lines[2]['train_seconds']:,.0f} s of training" in prose
+    # The committee: seeds never used before, each answering with its best-validation checkpoint.
+    seeds = range(11, 16)
+    committee = {seed: lines[seed] for seed in seeds}
+    committee_rows = {row[0]: row for row in table_rows(text[committee_table:])}
+    assert_committee_table(committee_rows, report, committee, seeds, [f"runs/long-seed{s}/best.keras" for s in seeds],
+                           epochs=45)
+    for seed, line in committee.items():
+        _, test, best_validation, _ = committee_rows[str(seed)]
+        assert test == percent(line["test_accuracy"])
+        assert best_validation == f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})"
+
+
+def test_the_four_committees_of_five_are_summed_up_by_their_reports():
+    """The longer schedule's conclusion and the record section's sentence: ranges and counts from the reports."""
+    reports = {name: ensemble_report(f"record-{name}evaluation.json")
+               for name in ("ensemble-", "all-ensemble-", "label-smoothing-ensemble-", "long-ensemble-")}
+    low, high = (f"{100 * accuracy:.2f}" for accuracy in (min(r["accuracy"] for r in reports.values()),
+                                                          max(r["accuracy"] for r in reports.values())))
+    record_text = " ".join(section(RECORD_HEADING).split())
+    assert f"with label smoothing or for 45 epochs ({low}-{high} %, below)" in record_text
+    long = reports["long-ensemble-"]
+    text = " ".join(section(f"### A committee of longer-trained networks: {percent(long['accuracy'])}").split())
+    members_mean = percent(statistics.mean(member["accuracy"] for member in long["members"]))
+    recipe_mean = percent(statistics.mean(member["accuracy"] for member in reports["ensemble-"]["members"]))
+    assert f"the five score {members_mean} on average (the recipe's seeds 1-5: {recipe_mean})" in text
+    errors = {name: round((1 - r["accuracy"]) * r["num_examples"]) for name, r in reports.items()}
+    assert errors["long-ensemble-"] - errors["ensemble-"] == 1 == errors["long-ensemble-"] - errors["all-ensemble-"]
+    assert f"makes {errors['long-ensemble-']} test errors, one more than the recipe's committees of five" in text
+    assert f"trained four ways, land at {low}-{high} %" in text
