@@ -323,7 +323,7 @@ def test_longer_schedule_pilot_and_committee_are_their_runs():
     assert rows["mean"][1:] == [percent(validation[0]), percent(validation[1]), percent(tests[1])]
     prose = " ".join(text.split())
     assert f"score {percent(tests[1])} on average, against {percent(tests[0])} for the same seeds with 30 epochs" in prose
-    assert f"({lines[1]['train_seconds']:,.0f} s and {lines[2]['train_seconds']:,.0f} s of training" in prose
+    assert f"runs took {lines[1]['train_seconds']:,.0f} s and {lines[2]['train_seconds']:,.0f} s of training" in prose
     # The committee: seeds never used before, each answering with its best-validation checkpoint.
     seeds = range(11, 16)
     committee = {seed: lines[seed] for seed in seeds}
@@ -343,7 +343,7 @@ def test_the_four_committees_of_five_are_summed_up_by_their_reports():
     low, high = (f"{100 * accuracy:.2f}" for accuracy in (min(r["accuracy"] for r in reports.values()),
                                                           max(r["accuracy"] for r in reports.values())))
     record_text = " ".join(section(RECORD_HEADING).split())
-    assert f"with label smoothing or for 45 epochs ({low}-{high} %, below)" in record_text
+    assert f"with label smoothing or for 45 epochs fall short too ({low}-{high} %, below)" in record_text
     long = reports["long-ensemble-"]
     text = " ".join(section(f"### A committee of longer-trained networks: {percent(long['accuracy'])}").split())
     members_mean = percent(statistics.mean(member["accuracy"] for member in long["members"]))
@@ -353,3 +353,17 @@ def test_the_four_committees_of_five_are_summed_up_by_their_reports():
     assert errors["long-ensemble-"] - errors["ensemble-"] == 1 == errors["long-ensemble-"] - errors["all-ensemble-"]
     assert f"makes {errors['long-ensemble-']} test errors, one more than the recipe's committees of five" in text
     assert f"trained four ways, land at {low}-{high} %" in text
+    # The label-smoothing section's comparison with every hard-target committee on the page.
+    hard = [name for name in reports if name != "label-smoothing-ensemble-"]
+    gains = {f"{100 * (reports[name]['accuracy'] - statistics.mean(m['accuracy'] for m in reports[name]['members'])):.2f}"
+             for name in hard}
+    counts = sorted(errors[name] for name in hard)
+    smoothing = " ".join(section("### A committee with label smoothing: 99.70 %").split())
+    assert f"against {gains.pop()} for each committee with hard targets on this page" in smoothing and not gains
+    assert f"makes {errors['label-smoothing-ensemble-']} test errors against their {counts[0]}-{counts[-1]}" in smoothing
+    # The members' chosen epochs, against the 30-epoch recipe's.
+    long_epochs = {seed: line["best_epoch"] for seed, line in results("long").items() if seed >= 11}
+    record_epochs = [line["best_epoch"] for line in results("record").values()]
+    assert [seed for seed, epoch in long_epochs.items() if epoch > 30] == [14]
+    assert sorted(seed for seed, epoch in long_epochs.items() if epoch == min(long_epochs.values())) == [11, 15]
+    assert f"seeds 11 and 15 kept epoch {min(long_epochs.values())}, and only seed 14's best validation came after epoch 30 ({long_epochs[14]}); the 30-epoch recipe's seeds kept epochs {min(record_epochs)}-{max(record_epochs)}" in text
