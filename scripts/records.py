@@ -31,6 +31,9 @@ The jobs:
     long            cnn_record for 45 epochs, decaying x0.932 per epoch so that the learning rate
                     ends where the recipe's does: seeds 1-2 beside the recipe's (chosen on
                     validation) and 11-15, five fresh seeds for a committee
+    elastic         cnn_record with an elastic distortion (alpha 36, sigma 6) on top of its
+                    rotations, zooms and shifts: seeds 1-2 beside the recipe's (chosen on
+                    validation) and 51-55, five fresh seeds for a committee
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
     "all_data": ("cnn_record", (1, 2, 3, 4, 5), ("data.validation_size=0",)),
     "label_smoothing": ("cnn_record", (1, 2, 3, 6, 7, 8, 9, 10), ("train.loss.label_smoothing=0.1",)),
     "long": ("cnn_record", (1, 2, 11, 12, 13, 14, 15), ("train.epochs=45", "train.schedule.decay_rate=0.932")),
+    "elastic": ("cnn_record", (1, 2, 51, 52, 53, 54, 55), ("data.augmentation.elastic_alpha=36",
+                                                          "data.augmentation.elastic_sigma=6")),
 }
 PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": "cnn_record (record recipe)"}
 

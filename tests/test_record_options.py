@@ -12,7 +12,8 @@ import tensorflow as tf
 from mnist_zoo import rundir
 from mnist_zoo.config.loading import validate_config
 from mnist_zoo.errors import ConfigError
-from mnist_zoo.data.augmentation import AugmentationConfig, Augmenter, _step_seed_class, composed_transform
+from mnist_zoo.data.augmentation import (AugmentationConfig, Augmenter, _step_seed_class, composed_transform,
+                                        elastic_displacements, warp)
 from mnist_zoo.models.registry import MODELS, build_model
 from mnist_zoo.models.summary import summarize
 from mnist_zoo.training.stage import train_run
@@ -150,10 +151,75 @@ def test_probability_leaves_the_rest_untouched():
     ({"translation": 15}, "translation"),
     ({"zoom": 1.0}, "less than 1"),
     ({"shear": 0.2}, "shear"),
+    ({"elastic_alpha": -1}, "elastic_alpha"),
+    ({"elastic_sigma": 0.5}, "elastic_sigma"),
 ])
 def test_bad_augmentation_settings_are_refused(value, message):
     with pytest.raises(ConfigError, match=message):
         validate_config({"model": {"type": "cnn"}, "data": {"augmentation": value}}, "bad")
+
+
+def test_warp_without_displacement_samples_as_keras_affine_transform():
+    images = _digits()
+    augment = Augmenter(AugmentationConfig(**RECORD_AUGMENTATION), seed=6)
+    step = tf.constant(4, tf.int64)
+    seed = _step_seed_class()(augment.seed, step)
+    transform = composed_transform(
+        augment.rotation.get_random_transformation(images, seed=seed)["rotation_matrix"],
+        augment.zoom.get_random_transformation(images, seed=seed)["height_zoom"],
+        augment.translation.get_random_transformation(images, seed=seed)["translations"])
+    expected = keras.ops.image.affine_transform(images, transform, fill_mode="constant")
+    np.testing.assert_allclose(warp(images, transform, tf.zeros((8, 28, 28, 2))).numpy(), expected.numpy(), atol=1e-5)
+    # A whole-pixel displacement field is a shift: each output pixel takes its neighbour's value.
+    shift = tf.concat([tf.fill((8, 28, 28, 1), 2.0), tf.fill((8, 28, 28, 1), -1.0)], axis=-1)
+    moved = warp(images, None, shift).numpy()
+    np.testing.assert_array_equal(moved[:, 1:, :26], images.numpy()[:, :27, 2:])
+    assert not moved[:, 0].any() and not moved[:, :, 26:].any()  # black where the picture ends
+
+
+def test_elastic_fields_are_simards_smoothed_noise():
+    # scipy.ndimage.gaussian_filter(noise, 4, mode="constant") * 34, written out: a Gaussian cut
+    # at 4 sigma, normalised, applied along each axis with zeros outside the picture.
+    offsets = np.arange(-16, 17)
+    kernel = np.exp(-0.5 * (offsets / 4) ** 2)
+    kernel /= kernel.sum()
+
+    def blur(line):  # the middle 28 of the full convolution ("same" would keep the kernel's 33)
+        return np.convolve(line, kernel, "full")[16:16 + 28]
+
+    def smooth(noise):
+        return np.apply_along_axis(blur, 0, np.apply_along_axis(blur, 1, noise))
+
+    uniform = tf.random.stateless_uniform((2, 28, 28, 2), seed=[1, 2], minval=-1.0, maxval=1.0)
+    fields = elastic_displacements(uniform, 34, 4).numpy()
+    for image in range(2):
+        for axis in range(2):  # each field smoothed on its own
+            expected = smooth(uniform.numpy()[image, ..., axis].astype("float64")) * 34
+            np.testing.assert_allclose(fields[image, ..., axis], expected, atol=1e-5)
+
+
+def test_elastic_distortion_bends_each_image_its_own_way_and_repeats():
+    images = _digits(count=64)
+    config = AugmentationConfig(elastic_alpha=34, elastic_sigma=4)
+    augment = Augmenter(config, seed=1)
+    step = tf.constant(2, tf.int64)
+    graph = tf.function(augment)
+    changed = graph(images, step).numpy()
+    np.testing.assert_array_equal(changed, graph(images, step).numpy())  # training runs it as a graph
+    # Eagerly, the convolutions may add in another order: the same images to float32 rounding.
+    np.testing.assert_allclose(augment(images, step).numpy(), changed, atol=1e-5)
+    assert changed.min() >= 0 and changed.max() <= 1
+    assert len({changed[index].tobytes() for index in range(64)}) == 64
+    # The x and y fields are drawn apart: not every pixel moves along a diagonal (Keras 3.15's
+    # RandomElasticTransform draws both from one seed, so its shifts have dx == dy).
+    uniform = tf.random.stateless_uniform((1, 28, 28, 2), seed=[0, 1], minval=-1.0, maxval=1.0)
+    fields = elastic_displacements(uniform, 34, 4).numpy()
+    assert np.abs(fields[..., 0] - fields[..., 1]).mean() > 0.5
+    # A smooth field moves the mass of a digit by about a pixel, not across the picture.
+    rows = np.arange(28)[:, None]
+    centres = lambda batch: (batch[..., 0] * rows).sum(axis=(1, 2)) / batch[..., 0].sum(axis=(1, 2))  # noqa: E731
+    assert np.abs(centres(changed) - centres(images.numpy())).max() < 3
+    assert "elastic α 34 σ 4 px" in config.describe() and config.enabled
 
 
 def test_augmentation_is_off_by_default_and_described():
@@ -234,7 +300,7 @@ def test_resume_is_exact_with_augmentation_batch_norm_and_weight_averaging(tmp_p
         train={"optimizer": {"name": "adam", "learning_rate": 0.003, "use_ema": True, "ema_momentum": 0.9},
                "loss": {"name": "categorical_crossentropy", "label_smoothing": 0.1}},
         model_options={"batch_norm": True},
-        data={"augmentation": RECORD_AUGMENTATION},
+        data={"augmentation": {**RECORD_AUGMENTATION, "elastic_alpha": 34}},
     )
     unbroken = fresh_run_dir(tmp_path, "unbroken")
     train_run(config, unbroken)

@@ -9,6 +9,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from mnist_zoo.data.augmentation import AugmentationConfig
 from mnist_zoo.config.run import DataConfig, EarlyStoppingConfig, LossSpec, OptimizerSpec, ReferenceConfig, RunConfig, ScheduleSpec, TrainConfig
 from mnist_zoo.fields import ConstraintSpec, Frozen, InitializerSpec, NamedSpec
 from mnist_zoo.models.registry import MODELS
@@ -117,6 +118,7 @@ def render_reference() -> str:
     sections = [("Top level", fields_table(RunConfig, "")), *model_sections()]
     sections += [
         ("`data`", fields_table(DataConfig, "data.")),
+        ("`data.augmentation`", fields_table(AugmentationConfig, "data.augmentation.")),
         ("`train`", fields_table(TrainConfig, "train.")),
         ("`train.early_stopping`", fields_table(EarlyStoppingConfig, "train.early_stopping.")),
         ("`reference`", fields_table(ReferenceConfig, "reference.")),

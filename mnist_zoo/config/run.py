@@ -150,7 +150,7 @@ class DataConfig(Frozen):
     test_limit: PositiveInt | None = None
     """Use only the first N test images."""
     augmentation: AugmentationConfig = AugmentationConfig()
-    """Random rotations, shifts and zooms of training images (keys below); off by default."""
+    """Random rotations, shifts, zooms and elastic distortions of training images (keys below); off by default."""
 
 
 class TrainConfig(Frozen):

@@ -1,4 +1,4 @@
-"""Random rotations, shifts and zooms of training batches, seeded per step."""
+"""Random rotations, shifts, zooms and elastic distortions of training batches, seeded per step."""
 
 from __future__ import annotations
 
@@ -28,13 +28,17 @@ class AugmentationConfig(Frozen):
     """Largest shift either way, per axis: pixels (an integer 1-14) or a fraction of the side below 0.5."""
     zoom: Annotated[float, Field(ge=0, lt=1)] = 0.0
     """Largest zoom in or out, as a fraction (0.1: 90-110 % of the size)."""
+    elastic_alpha: Annotated[float, Field(ge=0, le=100)] = 0.0
+    """Strength of the elastic distortion, Simard et al. (2003)'s alpha (34 in the paper); 0: off."""
+    elastic_sigma: Annotated[float, Field(ge=1, le=10)] = 4.0
+    """Smoothness of the elastic distortion: the Gaussian's standard deviation in pixels (the paper's sigma)."""
     probability: Annotated[float, Field(gt=0, le=1)] = 1.0
     """Share of training images changed; the rest pass as they are."""
 
     @property
     def enabled(self) -> bool:
         """Whether any change is configured."""
-        return bool(self.rotation or self.translation or self.zoom)
+        return bool(self.rotation or self.translation or self.zoom or self.elastic_alpha)
 
     @property
     def translation_fraction(self) -> float:
@@ -54,6 +58,8 @@ class AugmentationConfig(Frozen):
             parts.append(f"shift ±{shift}")
         if self.zoom:
             parts.append(f"zoom ±{self.zoom * 100:g} %")
+        if self.elastic_alpha:
+            parts.append(f"elastic α {self.elastic_alpha:g} σ {self.elastic_sigma:g} px")
         if self.probability < 1 and parts:
             parts.append(f"on {self.probability * 100:g} % of images")
         return ", ".join(parts) or "none"
@@ -137,6 +143,78 @@ def composed_transform(rotation=None, zoom=None, translation=None):
     return tf.reshape(product, (-1, 9))[:, :8]
 
 
+def elastic_displacements(uniform, alpha: float, sigma: float):
+    """Simard et al. (2003)'s elastic displacement fields from uniform noise.
+
+    Each pixel's random shift, drawn uniformly in [-1, 1] per axis, is smoothed by a Gaussian of
+    standard deviation `sigma` (zero outside the picture, the kernel cut at 4 sigma as in
+    `scipy.ndimage.gaussian_filter(..., mode="constant")`) and scaled by `alpha`: neighbouring
+    pixels move together, so strokes bend instead of breaking up.
+
+    Args:
+        uniform: float32 tensor (b, 28, 28, 2) in [-1, 1]: the x and y noise, drawn independently.
+        alpha: the strength.
+        sigma: the smoothness, in pixels.
+
+    Returns:
+        float32 tensor (b, 28, 28, 2): each output pixel's shift (x, y), in pixels.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    radius = int(4 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).astype(np.float32)
+    # One separable pass per axis, each field smoothed on its own (a depthwise convolution).
+    along_rows = tf.constant(np.tile(kernel[:, None, None, None], (1, 1, 2, 1)))
+    along_columns = tf.constant(np.tile(kernel[None, :, None, None], (1, 1, 2, 1)))
+    smooth = tf.nn.depthwise_conv2d(uniform, along_rows, [1, 1, 1, 1], "SAME")
+    smooth = tf.nn.depthwise_conv2d(smooth, along_columns, [1, 1, 1, 1], "SAME")
+    return alpha * smooth
+
+
+def warp(images, transform, displacements):
+    """Samples `images` bilinearly at `transform` applied to each output pixel moved by `displacements`.
+
+    The one resampling of a batch whose changes include an elastic distortion: output pixel
+    (x, y) takes the input's value at transform·((x, y) + displacement), black outside the
+    picture, as `keras.ops.image.affine_transform` samples (it has no displacement field).
+
+    Args:
+        images: float32 tensor (b, 28, 28, 1).
+        transform: float32 tensor (b, 8), `composed_transform`'s layout, or None for the identity.
+        displacements: float32 tensor (b, 28, 28, 2), each output pixel's shift (x, y) in pixels.
+
+    Returns:
+        float32 tensor (b, 28, 28, 1).
+    """
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    rows, columns = tf.meshgrid(tf.range(IMAGE_SIZE, dtype=tf.float32), tf.range(IMAGE_SIZE, dtype=tf.float32),
+                                indexing="ij")
+    x = columns[tf.newaxis] + displacements[..., 0]
+    y = rows[tf.newaxis] + displacements[..., 1]
+    if transform is not None:
+        a = transform[:, :, tf.newaxis, tf.newaxis]
+        x, y = a[:, 0] * x + a[:, 1] * y + a[:, 2], a[:, 3] * x + a[:, 4] * y + a[:, 5]
+    x0, y0 = tf.floor(x), tf.floor(y)
+    flat = tf.reshape(images, [-1])
+    first = tf.reshape(tf.range(batch) * IMAGE_SIZE * IMAGE_SIZE, (-1, 1, 1))
+
+    def pixel(column, row):  # the four neighbours' values, 0 outside the picture
+        inside = (column >= 0) & (column <= IMAGE_SIZE - 1) & (row >= 0) & (row <= IMAGE_SIZE - 1)
+        index = first + tf.cast(tf.clip_by_value(row, 0, IMAGE_SIZE - 1) * IMAGE_SIZE
+                                + tf.clip_by_value(column, 0, IMAGE_SIZE - 1), tf.int32)
+        return tf.where(inside, tf.gather(flat, index), 0.0)
+
+    wx, wy = x - x0, y - y0
+    value = ((1 - wx) * (1 - wy) * pixel(x0, y0) + wx * (1 - wy) * pixel(x0 + 1, y0)
+             + (1 - wx) * wy * pixel(x0, y0 + 1) + wx * wy * pixel(x0 + 1, y0 + 1))
+    return value[..., tf.newaxis]
+
+
 class Augmenter:
     """Applies a config's augmentation to float32 image batches (b, 28, 28, 1) in [0, 1].
 
@@ -146,9 +224,10 @@ class Augmenter:
     once (`composed_transform`), bilinear with black fill, in float32 whatever the run's
     precision. Letting each layer resample in turn would blur each digit three times and cost
     three times as much (docs/benchmarks.md, "The cost of augmentation").
-    Keras 3.15's `RandomElasticTransform` is not offered: it draws the horizontal and vertical
-    displacement fields from one seed, so every pixel moves along the diagonal, and it needs a
-    static batch size.
+    An elastic distortion (`elastic_displacements`) moves each output pixel before the transform,
+    in the same one resampling (`warp`). Keras 3.15's `RandomElasticTransform` is not used: it
+    draws the horizontal and vertical displacement fields from one seed, so every pixel moves
+    along the diagonal, and it needs a static batch size.
 
     Args:
         config: the augmentation settings.
@@ -203,8 +282,15 @@ class Augmenter:
         if self.translation is not None:
             drawn["translation"] = share(
                 self.translation.get_random_transformation(drawn_for, seed=seed)["translations"])
-        changed = keras.ops.image.affine_transform(
-            images, composed_transform(**drawn), interpolation="bilinear", fill_mode="constant", fill_value=0.0)
+        transform = composed_transform(**drawn) if drawn else None
+        if self.config.elastic_alpha:
+            noise_shape = tf.concat([tf.shape(drawn_for)[:3], [2]], axis=0)
+            uniform = share(tf.random.stateless_uniform(noise_shape, seed=seed.next(), minval=-1.0, maxval=1.0))
+            displacements = elastic_displacements(uniform, self.config.elastic_alpha, self.config.elastic_sigma)
+            changed = warp(images, transform, displacements)
+        else:
+            changed = keras.ops.image.affine_transform(
+                images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0)
         if self.config.probability < 1:
             draws = share(tf.random.stateless_uniform([tf.shape(drawn_for)[0], 1, 1, 1], seed=seed.next()))
             changed = tf.where(draws >= self.config.probability, images, changed)
