@@ -6,6 +6,7 @@ so that slow phases of a noisy machine hit both. Reported: medians and zoo/keras
     python scripts/bench.py --quick --data-dir ../shared/data        # a minute or two
     python scripts/bench.py --full --data-dir ../shared/data -o docs/benchmarks-latest.md
     python scripts/bench.py --full --augmentation-only --repeats 3 --data-dir ../shared/data   # augmentation's cost
+    python scripts/bench.py --full --augmentation-only --elastic --repeats 3 --data-dir ../shared/data   # with elastic
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ MODES = {
 
 # What `configs/cnn_record.yaml` augments with: the augmented epoch's cost is measured against a plain one.
 AUGMENTATION = {"data.augmentation.rotation": 10, "data.augmentation.zoom": 0.1, "data.augmentation.translation": 0.1}
+# The same with scripts/records.py's elastic distortion on top (job `elastic`).
+ELASTIC_AUGMENTATION = {**AUGMENTATION, "data.augmentation.elastic_alpha": 36, "data.augmentation.elastic_sigma": 6}
 
 
 # ----------------------------------------------------------------------------- the plain Keras side
@@ -371,18 +374,29 @@ def help_seconds(repeats: int = 7) -> float:
     return statistics.median(times)
 
 
-def measure_augmentation(mode: str, data_dir: str, repeats: int, log) -> dict:
-    """The augmentation's own cost: the same mnist-zoo CNN epochs with and without it, alternating."""
+def measure_augmentation(mode: str, data_dir: str, repeats: int, log, augmentation: dict = AUGMENTATION) -> dict:
+    """The augmentation's own cost: the same mnist-zoo CNN epochs with and without it, alternating.
+
+    Args:
+        augmentation: the `--set` overrides of the augmented runs (`AUGMENTATION` or `ELASTIC_AUGMENTATION`).
+    """
     settings = MODES[mode]
     base = {"data_dir": data_dir, "train_limit": settings["train_limit"], "kind": "train", "side": "zoo",
             "model": "cnn", "epochs": settings["epochs"]}
-    runs = {"plain": [], "augmented": []}
+    runs = {"plain": [], "augmented": [], "overrides": augmentation}
     for repeat in range(repeats):
         for kind in (("plain", "augmented") if repeat % 2 == 0 else ("augmented", "plain")):
             log(f"cnn: mnist-zoo, {kind}")
-            overrides = AUGMENTATION if kind == "augmented" else {}
+            overrides = augmentation if kind == "augmented" else {}
             runs[kind].append(run_worker({**base, "overrides": overrides}))
     return runs
+
+
+def augmentation_label(overrides: dict) -> str:
+    """The augmented runs' changes in words, e.g. 'rotation 10°, zoom 0.1, shift 0.1'."""
+    words = {"rotation": "rotation {:g}°", "zoom": "zoom {:g}", "translation": "shift {:g}",
+             "elastic_alpha": "elastic α {:g}", "elastic_sigma": "σ {:g}"}
+    return ", ".join(words[key.rsplit(".", 1)[1]].format(value) for key, value in overrides.items())
 
 
 def measure(mode: str, data_dir: str, repeats: int, log) -> dict:
@@ -458,7 +472,9 @@ def augmentation_row(runs: dict) -> str:
     """The report's rows for `measure_augmentation`'s runs: median and fastest timed epochs, and their ratios."""
     plain, augmented = (_median([_timed_epochs(run) for run in runs[kind]]) for kind in ("plain", "augmented"))
     fastest_plain, fastest_augmented = (min(_fastest_epoch(run) for run in runs[kind]) for kind in ("plain", "augmented"))
-    return (f"| cnn: mnist-zoo seconds per epoch with augmentation (rotation 10°, zoom 0.1, shift 0.1) | "
+    # Runs saved before the elastic option measured AUGMENTATION and did not record it.
+    label = augmentation_label(runs.get("overrides", AUGMENTATION))
+    return (f"| cnn: mnist-zoo seconds per epoch with augmentation ({label}) | "
             f"{plain:.2f} without | {augmented:.2f} with | {augmented / plain:.2f} (with / without) | ≤ 1.3 |\n"
             f"| cnn: the same, fastest timed epoch | {fastest_plain:.2f} without | {fastest_augmented:.2f} with | "
             f"{fastest_augmented / fastest_plain:.2f} (with / without) | |")
@@ -571,9 +587,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="alternating repeats (default: 2; twice as many for linear and mlp)")
     parser.add_argument("--augmentation-only", action="store_true",
                         help="measure only the augmentation's cost (the CNN's epochs with and without it)")
+    parser.add_argument("--elastic", action="store_true",
+                        help="with --augmentation-only: augment with the elastic distortion on top (job 'elastic')")
     parser.add_argument("-o", "--output", type=Path, help="also write the Markdown report here (and .json beside it)")
     parser.add_argument("--from-json", type=Path, help="only print the report of an earlier run's .json")
     args = parser.parse_args()
+    if args.elastic and not args.augmentation_only:
+        parser.error("--elastic measures the augmentation's cost: give it with --augmentation-only")
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         print(augmentation_report(saved) if saved.get("augmentation_only") else report(saved))
@@ -597,7 +617,8 @@ def main() -> None:
     if args.augmentation_only:
         results = {"mode": mode, "augmentation_only": True, "cpu": cpu_model(),
                    "settings": {**MODES[mode], "repeats": repeats},
-                   "augmentation": measure_augmentation(mode, data_dir, repeats, log)}
+                   "augmentation": measure_augmentation(
+                       mode, data_dir, repeats, log, ELASTIC_AUGMENTATION if args.elastic else AUGMENTATION)}
         text = augmentation_report(results)
     else:
         results = measure(mode, data_dir, repeats, log)

@@ -127,6 +127,25 @@ def test_the_augmentation_alone_is_measured_alternating_and_reported(monkeypatch
     assert "A CPU (avx2), " in shown.stdout and "all 60,000 training images" in shown.stdout
 
 
+def test_the_elastic_distortion_is_measured_on_top_of_the_record_augmentation(monkeypatch):
+    specs = []
+    monkeypatch.setattr(bench, "run_worker", lambda spec: specs.append(spec) or _train([9, 3.0], 0.9))
+    runs = bench.measure_augmentation("quick", "data", 2, log=lambda message: None,
+                                      augmentation=bench.ELASTIC_AUGMENTATION)
+    augmented = [spec["overrides"] for spec in specs if spec["overrides"]]
+    assert augmented == [bench.ELASTIC_AUGMENTATION] * 2
+    assert bench.AUGMENTATION.items() < bench.ELASTIC_AUGMENTATION.items()
+    assert "with augmentation (rotation 10°, zoom 0.1, shift 0.1, elastic α 36, σ 6) |" in bench.augmentation_row(runs)
+    # A run saved before the option existed measured the record augmentation alone.
+    del runs["overrides"]
+    assert "with augmentation (rotation 10°, zoom 0.1, shift 0.1) |" in bench.augmentation_row(runs)
+
+
+def test_elastic_is_refused_outside_the_augmentation_measurement():
+    shown = subprocess.run([sys.executable, str(Path(bench.__file__)), "--elastic"], capture_output=True, text=True)
+    assert shown.returncode == 2 and "--augmentation-only" in shown.stderr
+
+
 def test_a_saved_run_renders_the_same_report(tmp_path):
     results = _sample_results()
     saved = tmp_path / "bench.json"
