@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from mnist_zoo import __version__
-from mnist_zoo.data.catalog import DATASETS
+from mnist_zoo.data.catalog import DATASETS, EVALUATION_SPLITS
 from mnist_zoo.errors import MnistZooError, TrainingInterrupted
 from mnist_zoo.explanations import PARTS as EXPLAIN_PARTS
 from mnist_zoo.exports.formats import EXPORT_FORMATS, QUANTIZATIONS
@@ -198,12 +198,15 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
 @click.option("--tta", type=click.IntRange(1, 32), default=1, show_default=True,
               help="Test-time augmentation: average over N views of each test image (the image and N-1 changed "
                    "copies); reported in tta-evaluation.json, apart from the plain figure.")
+@click.option("--split", type=click.Choice(EVALUATION_SPLITS), default="test", show_default=True,
+              help="validation: score on the images the run held out (for --ensemble, every member's run must "
+                   "have held out the same: data.validation_seed); reported in validation-evaluation.json.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where evaluation.json (and plots) go (default: the run directory, or beside the model; "
                    "with --ensemble: the current folder).")
 @_device_option
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
-def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, tta, output_dir, device, unsafe):
+def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, tta, split, output_dir, device, unsafe):
     """Evaluate a model on the test set: a run directory, a .keras file, or an exported file.
 
     PATH is a run directory (its best.keras), a .keras file, or an export (.tflite, .onnx, a
@@ -221,6 +224,7 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, tta, output_dir
       mnist-zoo evaluate runs/20261122-120000-cnn/export/model-int8.tflite
       mnist-zoo evaluate runs/record-seed* --ensemble --output-dir runs/record-ensemble
       mnist-zoo evaluate runs/record-ensemble
+      mnist-zoo evaluate runs/committee-seed* --ensemble --split validation
     """
     from mnist_zoo.inference.evaluation import run_ensemble_evaluation, run_evaluation
 
@@ -228,7 +232,7 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, tta, output_dir
         raise click.UsageError(f"{len(paths)} models given; evaluate them one at a time, or add --ensemble to "
                                "average them into one")
     settings = dict(dataset=dataset, data_dir=data_dir and str(data_dir), output_dir=output_dir, device=device,
-                    unsafe=unsafe, plots=plots, progressbar=_progressbar(), tta=tta)
+                    unsafe=unsafe, plots=plots, progressbar=_progressbar(), tta=tta, split=split)
     result = run_ensemble_evaluation(list(paths), **settings) if ensemble else run_evaluation(paths[0], **settings)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
@@ -237,6 +241,9 @@ def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, tta, output_dir
 
     is_ensemble = result.report["runtime"] == "ensemble"  # also a single PATH that is an ensemble's folder
     click.echo(f"model: {result.model_path} ({result.report['runtime']})\ndata: {result.dataset_source}")
+    if split == "validation":
+        click.echo(f"split: the {len(result.labels):,} validation images the run{'s' if is_ensemble else ''} held out "
+                   "of the training set, not the test set")
     if "tta" in result.report:
         click.echo(f"test-time augmentation: {result.report['tta']['views']} views of each image (the image, and "
                    f"copies with {result.report['tta']['augmentation']}); not the single-view figure")

@@ -9,15 +9,16 @@ Reporter = Callable[[str], None]
 
 
 def check_choice(name: str, value, allow_none: bool = False) -> None:
-    """Refuses a `device` or `dataset` the CLI's choices would refuse, naming the accepted ones.
+    """Refuses a `device`, `dataset` or `split` the CLI's choices would refuse, naming the accepted ones.
 
     Raises:
         ValueError: not one of the choices.
     """
     from mnist_zoo.data.catalog import DATASETS
+    from mnist_zoo.inference.evaluation import SPLITS
     from mnist_zoo.runtime.device import DEVICES
 
-    choices = {"device": DEVICES, "dataset": DATASETS}[name]
+    choices = {"device": DEVICES, "dataset": DATASETS, "split": SPLITS}[name]
     if (value is None and allow_none) or value in choices:
         return
     raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")

@@ -104,7 +104,7 @@ class Evaluation(EvaluationResult):
 
 def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os.PathLike | None = None,
              output_dir: str | os.PathLike | None = None, plots: bool = False, device: str = "auto",
-             unsafe: bool = False, ensemble: bool = False, tta: int = 1) -> Evaluation:
+             unsafe: bool = False, ensemble: bool = False, tta: int = 1, split: str = "test") -> Evaluation:
     """Scores a model on the test set, in its own runtime; what `mnist-zoo evaluate` does.
 
     Args:
@@ -123,6 +123,9 @@ def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os
         unsafe: allow Lambda layers and SavedModel folders (they run code: trusted files only).
         tta: test-time augmentation: average over this many views of each test image (2-32;
             1: none); the report goes to tta-evaluation.json, never evaluation.json.
+        split: 'test', or 'validation': the images the model's run held out (all members' runs
+            must have held out the same ones: `data.validation_seed`); the report goes to
+            validation-evaluation.json.
 
     Returns:
         The `Evaluation`: `.accuracy`, `.confusion_matrix`, `.most_confused`, `.plot_confusion_matrix()`.
@@ -135,11 +138,13 @@ def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os
 
     check_choice("dataset", dataset, allow_none=True)
     check_choice("device", device)
+    check_choice("split", split)
     from mnist_zoo.inference.tta import MAX_VIEWS
 
     if not 1 <= tta <= MAX_VIEWS:
         raise ValueError(f"tta={tta}: expected 1 (none) to {MAX_VIEWS} views")
-    settings = (dataset, data_dir and str(data_dir), output_dir and Path(output_dir), device, unsafe, plots, False, tta)
+    settings = (dataset, data_dir and str(data_dir), output_dir and Path(output_dir), device, unsafe, plots, False, tta,
+                split)
     if ensemble:
         from mnist_zoo.inference.evaluation import run_ensemble_evaluation
 

@@ -145,6 +145,8 @@ class DataConfig(Frozen):
     """Folder with the IDX files or mnist.npz; null: $MNIST_ZOO_DATA_DIR, else download."""
     validation_size: NonNegativeInt | Annotated[float, Field(gt=0, lt=1)] = 5000
     """Held out from the training set (seeded): a count, or a fraction < 1."""
+    validation_seed: NonNegativeInt | None = None
+    """Chooses the held-out images; null: train.seed. One value for a committee's runs: each holds out the same images."""
     train_limit: PositiveInt | None = None
     """Use only the first N training images (quick experiments)."""
     test_limit: PositiveInt | None = None
@@ -161,7 +163,7 @@ class TrainConfig(Frozen):
     batch_size: PositiveInt = 128
     """Images per gradient step."""
     seed: NonNegativeInt = 42
-    """Seeds weights, dropout, shuffling and the validation split."""
+    """Seeds weights, dropout, shuffling and the validation split (unless data.validation_seed)."""
     shuffle: bool = True
     """Reshuffle the training images every epoch (the order of epoch k depends only on seed and k)."""
     deterministic: bool = False

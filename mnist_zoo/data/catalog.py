@@ -52,3 +52,6 @@ MIRRORS = {
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     ),
 }
+
+EVALUATION_SPLITS = ("test", "validation")
+"""What `evaluate` scores on: the test set, or the validation images a run held out of the training set."""

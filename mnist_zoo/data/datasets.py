@@ -144,6 +144,25 @@ class Splits:
     test_labels: np.ndarray
 
 
+def validation_seed(config) -> int:
+    """The seed that chooses a run's validation images: `data.validation_seed`, else `train.seed`."""
+    return config.train.seed if config.data.validation_seed is None else config.data.validation_seed
+
+
+def validation_split(config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The validation images (n, 28, 28) and labels (n,) that a run with `config` held out of `dataset`.
+
+    Raises:
+        DataError: the run held nothing out (`data.validation_size: 0`).
+    """
+    data = config.data
+    if data.validation_size == 0:
+        raise DataError("the run trained on every training image (data.validation_size: 0): it held no "
+                        "validation images out; evaluate it on the test set")
+    splits = split_dataset(dataset, data.validation_size, validation_seed(config), data.train_limit, data.test_limit)
+    return splits.val_images, splits.val_labels
+
+
 def split_dataset(
     dataset: Dataset,
     validation_size: int | float,

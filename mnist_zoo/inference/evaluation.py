@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_zoo import rundir
+from mnist_zoo.data.catalog import EVALUATION_SPLITS
 from mnist_zoo.inference.predictor import predict_probabilities
 
 NUM_MOST_CONFUSED = 10
@@ -146,6 +147,56 @@ def read_report(model_path: Path, run_dir: Path | None, kind: str) -> dict | Non
     return report
 
 
+SPLITS = EVALUATION_SPLITS
+
+
+def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The images (n, 28, 28) and labels (n,) to score: `data`'s test set, or the runs' validation images.
+
+    The validation images are the ones the runs held out of `data`'s training images, chosen by
+    their configs (`data.validation_size`, `data.validation_seed` or `train.seed`,
+    `data.train_limit`). A committee can be scored on them only when every member held out the
+    same images: members whose runs chose different ones have seen each other's validation
+    images in training.
+
+    Args:
+        split: 'test' or 'validation'.
+        data: the loaded `Dataset`.
+        run_dirs: the run directory of each model (None for a file outside a run).
+        dataset: the data set the caller was asked for, if any (validation: it must be the runs').
+
+    Raises:
+        ModelFileError: 'validation' for a model outside a run, for runs that held out
+            different images, or with another data set than the runs'.
+        DataError: the runs held nothing out.
+        ValueError: an unknown split.
+    """
+    from mnist_zoo.config.loading import load_config
+    from mnist_zoo.data.datasets import validation_seed, validation_split
+    from mnist_zoo.errors import ModelFileError
+
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split == "test":
+        return data.test_images, data.test_labels
+    if any(run_dir is None for run_dir in run_dirs):
+        raise ModelFileError("the validation images are the ones a run held out, chosen by its config.yaml: "
+                             "give run directories (or model files inside them), or evaluate on the test set")
+    configs = [load_config(run_dir / rundir.CONFIG_FILE) for run_dir in run_dirs]
+    held_out = {run_dir: (config.data.dataset, config.data.validation_size, validation_seed(config),
+                          config.data.train_limit) for run_dir, config in zip(run_dirs, configs)}
+    if dataset is not None and dataset != configs[0].data.dataset:
+        raise ModelFileError(f"--dataset {dataset}: the runs held out {configs[0].data.dataset} images; "
+                             "validate on their own data set, or evaluate on the test set")
+    if len(set(held_out.values())) > 1:
+        named = "; ".join(f"{run_dir}: {size} images of {name}, seed {seed}" + (f", first {limit}" if limit else "")
+                          for run_dir, (name, size, seed, limit) in held_out.items())
+        raise ModelFileError(f"the runs held out different validation images ({named}), so each has trained on "
+                             "others' validation images; train the members with one data.validation_seed "
+                             "(e.g. --set data.validation_seed=0) to validate them together")
+    return validation_split(configs[0], data)
+
+
 def run_evaluation(
     path: Path,
     dataset: str | None = None,
@@ -156,6 +207,7 @@ def run_evaluation(
     plots: bool = False,
     progressbar: bool = False,
     tta: int = 1,
+    split: str = "test",
 ) -> EvaluationResult:
     """Evaluates a `.keras` file or a run directory on the test set and writes evaluation.json.
 
@@ -172,6 +224,8 @@ def run_evaluation(
         tta: test-time augmentation: average over this many views of each test image (the image
             and `tta - 1` changed copies, `tta.tta_probabilities`); reported in
             tta-evaluation.json, never in evaluation.json.
+        split: 'test', or 'validation': the images the model's run held out (`split_images`);
+            reported in validation-evaluation.json.
 
     Returns:
         The `EvaluationResult`.
@@ -184,25 +238,33 @@ def run_evaluation(
     model_path, run_dir = rundir.resolve_model_path(Path(path))
     if is_ensemble_file(model_path):  # an ensemble's folder: evaluated as `evaluate --ensemble` did
         return run_ensemble_evaluation([model_path], dataset, data_dir, output_dir, device, unsafe, plots, progressbar,
-                                       tta)
+                                       tta, split)
     run_dataset, run_data_dir = run_data_settings(run_dir)
+    if split == "validation" and run_dir is None:  # refused before anything loads
+        split_images(split, None, [run_dir], dataset)
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = open_classifier(model_path, unsafe=unsafe)
     data = load_dataset(dataset or run_dataset, data_dir or run_data_dir, progressbar=progressbar)
-    probabilities, augmented = _probabilities(model, data.test_images, tta, run_dir)
-    report = {"model": str(model_path), "runtime": model.kind, "dataset": data.name, **augmented,
-              **classification_report(data.test_labels, probabilities, data.class_names)}
+    images, labels = split_images(split, data, [run_dir], dataset)
+    probabilities, augmented = _probabilities(model, images, tta, run_dir)
+    report = {"model": str(model_path), "runtime": model.kind, "dataset": data.name, "split": split, **augmented,
+              **classification_report(labels, probabilities, data.class_names)}
 
     if output_dir is not None:
         folder, prefix = Path(output_dir), ""
     else:
         folder, prefix = report_place(model_path, run_dir, model.kind)
-    tta_prefix = "tta-" if tta > 1 else ""
-    written = _write_outputs(folder, prefix + tta_prefix, report, data, probabilities, plots,
+    tta_prefix = _split_prefix(split) + ("tta-" if tta > 1 else "")
+    written = _write_outputs(folder, prefix + tta_prefix, report, data, images, labels, probabilities, plots,
                              plot_prefix=(prefix if model.kind != "keras" else "") + tta_prefix,
                              title=f"{model_path.name} ({model.kind})")
-    return EvaluationResult(report, model_path, data.source, data.class_names, written, data.test_images,
-                            data.test_labels, probabilities)
+    return EvaluationResult(report, model_path, data.source, data.class_names, written, images, labels,
+                            probabilities)
+
+
+def _split_prefix(split: str) -> str:
+    """The report files' prefix for a split: none for the test set, 'validation-' for the held-out images."""
+    return "" if split == "test" else f"{split}-"
 
 
 def _probabilities(model, images, tta: int, run_dir, plain=None) -> tuple[np.ndarray, dict]:
@@ -219,8 +281,8 @@ def _probabilities(model, images, tta: int, run_dir, plain=None) -> tuple[np.nda
         {"tta": {"views": tta, "augmentation": augmentation.describe()}}
 
 
-def _write_outputs(folder: Path, prefix: str, report: dict, data, probabilities, plots: bool, plot_prefix: str,
-                   title: str) -> list[Path]:
+def _write_outputs(folder: Path, prefix: str, report: dict, data, images, labels, probabilities, plots: bool,
+                   plot_prefix: str, title: str) -> list[Path]:
     """Writes <prefix>evaluation.json and, with `plots`, the confusion matrix and misclassified grid."""
     json_path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
     rundir.write_json(json_path, report)
@@ -229,11 +291,11 @@ def _write_outputs(folder: Path, prefix: str, report: dict, data, probabilities,
         from mnist_zoo.report.plots import confusion_matrix_figure, misclassified_figure, save_figure
 
         # Two lines: a long file name and the runtime do not fit beside the data set in one.
-        heading = f"Confusion matrix: {title}\n{data.name} test set, {report['accuracy']:.2%} accuracy"
+        heading = f"Confusion matrix: {title}\n{data.name} {report['split']} set, {report['accuracy']:.2%} accuracy"
         matrix_path, grid_path = folder / f"{plot_prefix}confusion_matrix.png", folder / f"{plot_prefix}misclassified.png"
         save_figure(confusion_matrix_figure(np.array(report["confusion_matrix"]), data.class_names, heading),
                     matrix_path)
-        save_figure(misclassified_figure(data.test_images, data.test_labels, probabilities, data.class_names),
+        save_figure(misclassified_figure(images, labels, probabilities, data.class_names),
                     grid_path)
         written += [matrix_path, grid_path]
     return written
@@ -257,6 +319,7 @@ def run_ensemble_evaluation(
     plots: bool = False,
     progressbar: bool = False,
     tta: int = 1,
+    split: str = "test",
 ) -> EnsembleEvaluation:
     """Evaluates models together: their averaged probabilities, and each member alone.
 
@@ -270,6 +333,8 @@ def run_ensemble_evaluation(
             in `predict`, `serve`, `compare` and `evaluate`.
         device, unsafe, plots, progressbar, tta: as `run_evaluation` (with `tta`, each member's
             own line stays without it; the report goes to ensemble-tta-evaluation.json).
+        split: 'test', or 'validation': the images every member's run held out, which must be
+            the same images (`split_images`); the report goes to ensemble-validation-evaluation.json.
 
     Returns:
         The `EnsembleEvaluation`; its `probabilities` are the ensemble's.
@@ -289,27 +354,31 @@ def run_ensemble_evaluation(
         folder = Path(output_dir) if output_dir is not None else Path(".")
     if ensemble_file is None or folder != ensemble_file.parent:
         rundir.check_ensemble_folder(folder)  # before the evaluation, not after it
+    run_dirs = [member.run_dir for member in members]
+    if split == "validation" and None in run_dirs:  # refused before anything loads
+        split_images(split, None, run_dirs, dataset)
     select_device(device)
     ensemble = open_ensemble(members, unsafe=unsafe, path=ensemble_file or folder / rundir.ENSEMBLE_FILE)
     members_run = first_run(members)
     data = load_dataset(dataset or ensemble_dataset(members), data_dir or run_data_settings(members_run)[1],
                         progressbar=progressbar)
-    member_probabilities = ensemble.member_probabilities(data.test_images)
+    images, labels = split_images(split, data, run_dirs, dataset)
+    member_probabilities = ensemble.member_probabilities(images)
     member_rows = []
     for member, classifier, probabilities in zip(members, ensemble.members, member_probabilities):
-        alone = classification_report(data.test_labels, probabilities, data.class_names)
+        alone = classification_report(labels, probabilities, data.class_names)
         member_rows.append({"model": str(member.model_path), "runtime": classifier.kind,
                             "accuracy": alone["accuracy"], "loss": alone["loss"]})
-    probabilities, augmented = _probabilities(ensemble, data.test_images, tta, members_run,
+    probabilities, augmented = _probabilities(ensemble, images, tta, members_run,
                                               plain=average_probabilities(member_probabilities))
-    report = {"model": f"ensemble of {len(members)}", "runtime": "ensemble", "dataset": data.name, **augmented,
-              "members": member_rows, **classification_report(data.test_labels, probabilities, data.class_names)}
+    report = {"model": f"ensemble of {len(members)}", "runtime": "ensemble", "dataset": data.name, "split": split,
+              **augmented, "members": member_rows, **classification_report(labels, probabilities, data.class_names)}
     # The ensemble file first: a folder with an ensemble-evaluation.json and no ensemble.json would
     # be a report of nothing anyone can open again.
     written = [] if ensemble_file is not None and folder == ensemble_file.parent else \
         [write_ensemble_file(folder, members, ensemble_dataset(members))]
-    tta_prefix = "ensemble-tta-" if tta > 1 else "ensemble-"
-    written += _write_outputs(folder, tta_prefix, report, data, probabilities, plots, plot_prefix=tta_prefix,
-                              title=f"ensemble of {len(members)}")
-    return EnsembleEvaluation(report, ensemble.path, data.source, data.class_names, written, data.test_images,
-                              data.test_labels, probabilities, members=member_rows)
+    tta_prefix = "ensemble-" + _split_prefix(split) + ("tta-" if tta > 1 else "")
+    written += _write_outputs(folder, tta_prefix, report, data, images, labels, probabilities, plots,
+                              plot_prefix=tta_prefix, title=f"ensemble of {len(members)}")
+    return EnsembleEvaluation(report, ensemble.path, data.source, data.class_names, written, images, labels,
+                              probabilities, members=member_rows)

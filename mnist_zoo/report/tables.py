@@ -41,7 +41,7 @@ def _percent(value) -> str:
 def format_evaluation(report: dict, class_names) -> str:
     """The evaluation report as readable text: summary, per-class table, confusion matrix, top confusions."""
     summary = (
-        f"test images: {report['num_examples']}    accuracy: {report['accuracy']:.2%}    "
+        f"{report.get('split', 'test')} images: {report['num_examples']}    accuracy: {report['accuracy']:.2%}    "
         f"error rate: {1 - report['accuracy']:.2%}    loss (cross-entropy): {report['loss']:.4f}"
     )
     per_class = table(

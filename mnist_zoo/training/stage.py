@@ -12,7 +12,7 @@ from mnist_zoo import rundir
 from mnist_zoo.config.loading import config_to_yaml
 from mnist_zoo.config.run import RunConfig
 from mnist_zoo.data.batches import steps_per_epoch
-from mnist_zoo.data.datasets import Splits, load_dataset, split_dataset
+from mnist_zoo.data.datasets import Splits, load_dataset, split_dataset, validation_seed
 from mnist_zoo.errors import RunDirError, TrainingInterrupted
 
 
@@ -422,7 +422,7 @@ def _train_in_scope(context: RunContext) -> dict:
     config, run_dir, report, distribution = context.config, context.run_dir, context.report, context.distribution
     dataset = load_dataset(config.data.dataset, config.data.data_dir, report, context.progressbar)
     splits = split_dataset(
-        dataset, config.data.validation_size, config.train.seed, config.data.train_limit, config.data.test_limit
+        dataset, config.data.validation_size, validation_seed(config), config.data.train_limit, config.data.test_limit
     )
     report(
         f"data: {dataset.name} from {dataset.source}: {len(splits.train_images)} train, "
