@@ -207,7 +207,7 @@ def train(model_name, config_path, overrides, epochs, batch_size, seed, dataset,
 @_device_option
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers (runs their code; trusted files only).")
 def evaluate(paths, ensemble, dataset, data_dir, as_json, plots, tta, split, output_dir, device, unsafe):
-    """Evaluate a model on the test set: a run directory, a .keras file, or an exported file.
+    """Evaluate a model on the test set (or its run's validation images): a run, a .keras file, or an export.
 
     PATH is a run directory (its best.keras), a .keras file, or an export (.tflite, .onnx, a
     SavedModel folder), which runs in its own runtime (LiteRT, onnxruntime, TensorFlow). With

@@ -17,7 +17,7 @@ from mnist_zoo.data.catalog import EVALUATION_SPLITS
 from mnist_zoo.data.datasets import load_dataset, split_dataset, validation_split
 from mnist_zoo.errors import DataError, ModelFileError
 from mnist_zoo.inference.evaluation import SPLITS, run_ensemble_evaluation, run_evaluation
-from tests.helpers import copy_runs
+from tests.helpers import copy_runs, train_tiny, write_mnist_folder
 
 
 def _config(small_mnist_dir, **data_and_seed):
@@ -57,13 +57,14 @@ def test_a_run_scored_on_its_validation_images_gives_its_best_validation_accurac
     assert json.loads((run / "validation-evaluation.json").read_text())["accuracy"] == result.report["accuracy"]
     # Only its own report is added: no test-set evaluation.json, metrics.json as training left it.
     assert sorted(path.name for path in run.iterdir()) == sorted([*before, "validation-evaluation.json"])
+    assert rundir._foreign_entries(run) == []  # the report is the run's: --force may replace the run
     assert json.loads((run / rundir.METRICS_FILE).read_text()) == metrics
 
 
 def test_a_committee_is_validated_only_on_images_every_member_held_out(tmp_path, tiny_runs, small_mnist_dir,
                                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)
-    runs = copy_runs(tiny_runs, tmp_path / "runs", ["mlp", "cnn"])
+    runs = copy_runs(tiny_runs, tmp_path / "runs", ["mlp", "cnn"])  # both seed 42: the same held-out images
     members = [runs["mlp"], runs["cnn"]]
     result = run_ensemble_evaluation(members, data_dir=str(small_mnist_dir), split="validation")
     assert result.report["num_examples"] == 200 and len(result.members) == 2
@@ -73,15 +74,41 @@ def test_a_committee_is_validated_only_on_images_every_member_held_out(tmp_path,
     for row, run in zip(result.members, members):
         best = json.loads((run / rundir.METRICS_FILE).read_text())["best_val_accuracy"]
         assert row["accuracy"] == pytest.approx(best, abs=1e-6)
-    # A member whose run held out other images (another seed chose them) is refused, named.
-    _rewrite_config(runs["cnn"], validation_seed=3)
-    with pytest.raises(ModelFileError, match=r"held out different validation images.*data\.validation_seed"):
-        run_ensemble_evaluation(members, data_dir=str(small_mnist_dir), split="validation")
-    # Given the same validation seed, the runs go together again.
-    _rewrite_config(runs["mlp"], validation_seed=3)
-    again = run_ensemble_evaluation(members, data_dir=str(small_mnist_dir), split="validation",
-                                    output_dir=tmp_path / "shared")
-    assert again.report["num_examples"] == 200
+    # Runs of two other seeds given one validation seed hold out the same images, and go together ...
+    shared = [train_tiny(tmp_path / f"shared-{seed}", small_mnist_dir, "linear", "--seed", str(seed),
+                         "--set", "data.validation_seed=3") for seed in (1, 2)]
+    assert run_ensemble_evaluation(shared, data_dir=str(small_mnist_dir), split="validation",
+                                   output_dir=tmp_path / "shared").report["num_examples"] == 200
+    # ... but not with runs that held out the images seed 42 chose: refused, each named with its seed.
+    with pytest.raises(ModelFileError, match=r"held out different validation images.*seed 42.*seed 3.*"
+                                             r"data\.validation_seed"):
+        run_ensemble_evaluation([runs["mlp"], shared[0]], data_dir=str(small_mnist_dir), split="validation",
+                                output_dir=tmp_path / "mixed")
+
+
+@pytest.mark.parametrize("change", ["validation_seed", "validation_size"])
+def test_a_config_edited_after_training_cannot_pass_training_images_off_as_validation(tmp_path, tiny_runs,
+                                                                                     small_mnist_dir, change):
+    run = copy_runs(tiny_runs, tmp_path, ["mlp"])["mlp"]
+    _rewrite_config(run, **{change: 3 if change == "validation_seed" else 300})
+    with pytest.raises(ModelFileError, match="no longer give the images it held out"):
+        run_evaluation(run, data_dir=str(small_mnist_dir), split="validation")
+    assert not (run / "validation-evaluation.json").exists()
+
+
+def test_other_data_files_are_refused_for_a_run_without_a_recorded_split(tmp_path, tiny_runs, small_mnist_dir,
+                                                                         real_mnist):
+    # Runs trained before environment.json recorded validation_sha256: the data set's checksum decides.
+    run = copy_runs(tiny_runs, tmp_path, ["mlp"])["mlp"]
+    environment = json.loads((run / rundir.ENVIRONMENT_FILE).read_text())
+    del environment["validation_sha256"]
+    (run / rundir.ENVIRONMENT_FILE).write_text(json.dumps(environment))
+    assert run_evaluation(run, data_dir=str(small_mnist_dir), split="validation").report["num_examples"] == 200
+    other = write_mnist_folder(tmp_path / "other", real_mnist.train_images[2000:4000],
+                               real_mnist.train_labels[2000:4000], real_mnist.test_images[:500],
+                               real_mnist.test_labels[:500])
+    with pytest.raises(ModelFileError, match="no longer give the images it held out"):
+        run_evaluation(run, data_dir=str(other), split="validation")
 
 
 @pytest.mark.parametrize("case", ["outside a run", "nothing held out", "another data set"])

@@ -29,10 +29,11 @@ class Evaluation(EvaluationResult):
     Attributes (those of `EvaluationResult`):
         report: everything as plain data (evaluation.json).
         model_path: the file evaluated.
-        dataset_source: where the test images came from.
+        dataset_source: where the images came from.
         class_names: a name per class ('0'..'9', or Fashion-MNIST's).
         written: the files written (evaluation.json, and the PNGs with `plots=True`).
-        images, labels, probabilities: the test images, their labels and the predicted
+        images, labels, probabilities: the images scored (the test set, or with
+            `split="validation"` the run's held-out ones), their labels and the predicted
             probabilities (n, 10): for your own plots.
         members: for an ensemble, each member's {'model', 'runtime', 'accuracy', 'loss'}; else [].
     """
@@ -85,7 +86,7 @@ class Evaluation(EvaluationResult):
 
     def _title(self) -> str:
         return (f"Confusion matrix: {self.model_path.name} ({self.report['runtime']})\n"
-                f"{self.report['dataset']} test set, {self.accuracy:.2%} accuracy")
+                f"{self.report['dataset']} {self.report.get('split', 'test')} set, {self.accuracy:.2%} accuracy")
 
     def __repr__(self) -> str:
         return (f"Evaluation({self.model_path.name}, {self.report['runtime']}, {self.report['dataset']}: "
@@ -105,7 +106,7 @@ class Evaluation(EvaluationResult):
 def evaluate(model: ModelLike, *, dataset: str | None = None, data_dir: str | os.PathLike | None = None,
              output_dir: str | os.PathLike | None = None, plots: bool = False, device: str = "auto",
              unsafe: bool = False, ensemble: bool = False, tta: int = 1, split: str = "test") -> Evaluation:
-    """Scores a model on the test set, in its own runtime; what `mnist-zoo evaluate` does.
+    """Scores a model on the test set (or its run's validation images), in its own runtime; what `mnist-zoo evaluate` does.
 
     Args:
         model: a `Run` or run directory (its best.keras), a `.keras`, `.tflite` or `.onnx`

@@ -153,14 +153,22 @@ def validation_split(config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The validation images (n, 28, 28) and labels (n,) that a run with `config` held out of `dataset`.
 
     Raises:
-        DataError: the run held nothing out (`data.validation_size: 0`).
+        DataError: the run held nothing out (`data.validation_size` 0, or a fraction that rounds to 0).
     """
     data = config.data
-    if data.validation_size == 0:
-        raise DataError("the run trained on every training image (data.validation_size: 0): it held no "
-                        "validation images out; evaluate it on the test set")
     splits = split_dataset(dataset, data.validation_size, validation_seed(config), data.train_limit, data.test_limit)
+    if not len(splits.val_labels):
+        raise DataError(f"the run trained on every training image (data.validation_size: {data.validation_size}): "
+                        "it held no validation images out; evaluate it on the test set")
     return splits.val_images, splits.val_labels
+
+
+def images_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 of images and labels: runs that held out the same images, from the same files, share it."""
+    digest = hashlib.sha256()
+    for array in (images, labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def split_dataset(

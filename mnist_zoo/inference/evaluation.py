@@ -98,7 +98,8 @@ class EvaluationResult:
     images: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray
-    """The test images (n, 28, 28), their labels (n,) and the predicted probabilities (n, 10)."""
+    """The images scored (n, 28, 28: the test set, or a run's validation images), their labels (n,) and the
+    predicted probabilities (n, 10)."""
 
 
 def run_data_settings(run_dir: Path | None) -> tuple[str, str | None]:
@@ -153,26 +154,27 @@ SPLITS = EVALUATION_SPLITS
 def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The images (n, 28, 28) and labels (n,) to score: `data`'s test set, or the runs' validation images.
 
-    The validation images are the ones the runs held out of `data`'s training images, chosen by
-    their configs (`data.validation_size`, `data.validation_seed` or `train.seed`,
-    `data.train_limit`). A committee can be scored on them only when every member held out the
-    same images: members whose runs chose different ones have seen each other's validation
-    images in training.
+    The validation images are rebuilt from each run's config (`data.validation_size`,
+    `data.validation_seed` or `train.seed`, `data.train_limit`) and `data`, then checked against
+    the fingerprint the run recorded when it trained (`validation_sha256` in environment.json;
+    older runs: the data set's checksum), so that an edited config or other data files cannot
+    turn training images into "validation" ones. A committee is scored only when every member
+    held out the same images: members that held out different ones have trained on each other's.
 
     Args:
         split: 'test' or 'validation'.
-        data: the loaded `Dataset`.
+        data: the loaded `Dataset` (None: only refuse what needs no data).
         run_dirs: the run directory of each model (None for a file outside a run).
         dataset: the data set the caller was asked for, if any (validation: it must be the runs').
 
     Raises:
-        ModelFileError: 'validation' for a model outside a run, for runs that held out
-            different images, or with another data set than the runs'.
-        DataError: the runs held nothing out.
+        ModelFileError: 'validation' for a model outside a run, for runs whose held-out images
+            cannot be rebuilt, for runs that held out different images, or with another data set.
+        DataError: a run held nothing out.
         ValueError: an unknown split.
     """
     from mnist_zoo.config.loading import load_config
-    from mnist_zoo.data.datasets import validation_seed, validation_split
+    from mnist_zoo.data.datasets import images_fingerprint, validation_seed, validation_split
     from mnist_zoo.errors import ModelFileError
 
     if split not in SPLITS:
@@ -183,18 +185,33 @@ def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -
         raise ModelFileError("the validation images are the ones a run held out, chosen by its config.yaml: "
                              "give run directories (or model files inside them), or evaluate on the test set")
     configs = [load_config(run_dir / rundir.CONFIG_FILE) for run_dir in run_dirs]
-    held_out = {run_dir: (config.data.dataset, config.data.validation_size, validation_seed(config),
-                          config.data.train_limit) for run_dir, config in zip(run_dirs, configs)}
     if dataset is not None and dataset != configs[0].data.dataset:
         raise ModelFileError(f"--dataset {dataset}: the runs held out {configs[0].data.dataset} images; "
                              "validate on their own data set, or evaluate on the test set")
-    if len(set(held_out.values())) > 1:
-        named = "; ".join(f"{run_dir}: {size} images of {name}, seed {seed}" + (f", first {limit}" if limit else "")
-                          for run_dir, (name, size, seed, limit) in held_out.items())
+    if data is None:
+        return None
+    held_out, fingerprints, data_checksum = {}, {}, None
+    for run_dir, config in zip(run_dirs, configs):
+        held_out[run_dir] = validation_split(config, data)
+        fingerprints[run_dir] = images_fingerprint(*held_out[run_dir])
+        environment = rundir.read_environment(run_dir)
+        recorded = environment.get("validation_sha256")
+        if recorded is None and environment.get("dataset_sha256") is not None:
+            data_checksum = data_checksum or data.checksum()
+            unchanged = environment["dataset_sha256"] == data_checksum
+        else:
+            unchanged = recorded is None or recorded == fingerprints[run_dir]
+        if not unchanged:
+            raise ModelFileError(f"{run_dir}: its config.yaml and the data at {data.source} no longer give the "
+                                 "images it held out when it trained (the config or the data files changed); "
+                                 "evaluate it with the data it trained on (--data-dir), or on the test set")
+    if len(set(fingerprints.values())) > 1:
+        named = "; ".join(f"{run_dir}: {len(held_out[run_dir][1])} images chosen by seed {validation_seed(config)}"
+                          for run_dir, config in zip(run_dirs, configs))
         raise ModelFileError(f"the runs held out different validation images ({named}), so each has trained on "
                              "others' validation images; train the members with one data.validation_seed "
                              "(e.g. --set data.validation_seed=0) to validate them together")
-    return validation_split(configs[0], data)
+    return held_out[run_dirs[0]]
 
 
 def run_evaluation(
@@ -240,7 +257,7 @@ def run_evaluation(
         return run_ensemble_evaluation([model_path], dataset, data_dir, output_dir, device, unsafe, plots, progressbar,
                                        tta, split)
     run_dataset, run_data_dir = run_data_settings(run_dir)
-    if split == "validation" and run_dir is None:  # refused before anything loads
+    if split == "validation":  # what needs no data is refused before anything loads
         split_images(split, None, [run_dir], dataset)
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = open_classifier(model_path, unsafe=unsafe)
@@ -355,7 +372,7 @@ def run_ensemble_evaluation(
     if ensemble_file is None or folder != ensemble_file.parent:
         rundir.check_ensemble_folder(folder)  # before the evaluation, not after it
     run_dirs = [member.run_dir for member in members]
-    if split == "validation" and None in run_dirs:  # refused before anything loads
+    if split == "validation":  # what needs no data is refused before anything loads
         split_images(split, None, run_dirs, dataset)
     select_device(device)
     ensemble = open_ensemble(members, unsafe=unsafe, path=ensemble_file or folder / rundir.ENSEMBLE_FILE)

@@ -12,7 +12,7 @@ from mnist_zoo import rundir
 from mnist_zoo.config.loading import config_to_yaml
 from mnist_zoo.config.run import RunConfig
 from mnist_zoo.data.batches import steps_per_epoch
-from mnist_zoo.data.datasets import Splits, load_dataset, split_dataset, validation_seed
+from mnist_zoo.data.datasets import Splits, images_fingerprint, load_dataset, split_dataset, validation_seed
 from mnist_zoo.errors import RunDirError, TrainingInterrupted
 
 
@@ -437,6 +437,8 @@ def _train_in_scope(context: RunContext) -> dict:
         )
         if distribution.spread:
             environment["distribution"] = {"strategy": distribution.description, "replicas": distribution.replicas}
+        if len(splits.val_labels):  # what `evaluate --split validation` checks it rebuilds
+            environment["validation_sha256"] = images_fingerprint(splits.val_images, splits.val_labels)
         rundir.write_json(run_dir / rundir.ENVIRONMENT_FILE, environment)
 
     # Built in the strategy's scope, the model's variables are mirrored and fit runs on every replica.
