@@ -38,6 +38,10 @@ The jobs:
                     the same, five fresh seeds 51-55 for a committee, holding out one
                     validation split (data.validation_seed=0) so that the committee can be
                     scored on it (evaluate --ensemble --split validation)
+    record_committee
+                    cnn_record as bundled, five fresh seeds 21-25 holding out one validation
+                    split (data.validation_seed=0): a committee scored on validation, the
+                    baseline for committees chosen there
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
     "long": ("cnn_record", (1, 2, 11, 12, 13, 14, 15), ("train.epochs=45", "train.schedule.decay_rate=0.932")),
     "elastic": ("cnn_record", (1, 2), ELASTIC),
     "elastic_committee": ("cnn_record", (51, 52, 53, 54, 55), (*ELASTIC, "data.validation_seed=0")),
+    "record_committee": ("cnn_record", (21, 22, 23, 24, 25), ("data.validation_seed=0",)),
 }
 PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": "cnn_record (record recipe)"}
 
