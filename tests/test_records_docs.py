@@ -373,3 +373,34 @@ def test_the_four_committees_of_five_are_summed_up_by_their_reports():
     assert [seed for seed, epoch in long_epochs.items() if epoch > 30] == [14]
     assert sorted(seed for seed, epoch in long_epochs.items() if epoch == min(long_epochs.values())) == [11, 15]
     assert f"seeds 11 and 15 kept epoch {min(long_epochs.values())}, and only seed 14's best validation came after epoch 30 ({long_epochs[14]}); the 30-epoch recipe's seeds kept epochs {min(record_epochs)}-{max(record_epochs)}" in text
+
+
+def test_elastic_pilot_table_is_its_runs_and_the_rule_that_refused_it():
+    elastic, xeon = results("elastic"), results("record")
+    zen5 = {line["seed"]: line for line in data_lines("record-zen5.jsonl")}
+    text = section("### An elastic distortion: tried on validation, not taken")
+    rows = table_rows(text)
+    assert [row[0] for row in rows] == ["1", "2", "mean"]
+    for row, seed in zip(rows, (1, 2)):
+        line = elastic[seed]
+        assert line["overrides"] == ["data.augmentation.elastic_alpha=36", "data.augmentation.elastic_sigma=6"]
+        assert row[1] == f"{percent(xeon[seed]['best_val_accuracy'])}, {percent(zen5[seed]['best_val_accuracy'])}"
+        assert row[2] == f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})"
+        assert row[3] == percent(line["test_accuracy"])
+
+    def mean(lines, key):
+        return statistics.mean(lines[seed][key] for seed in (1, 2))
+
+    bar = mean(xeon, "best_val_accuracy")
+    assert rows[2][1:] == [f"{percent(bar)}, {percent(mean(zen5, 'best_val_accuracy'))}",
+                           percent(mean(elastic, "best_val_accuracy")), percent(mean(elastic, "test_accuracy"))]
+    assert bar > mean(zen5, "best_val_accuracy")  # "the higher of the two bars"
+    assert mean(elastic, "best_val_accuracy") <= bar  # the rule: not taken
+    assert all(elastic[seed]["best_val_accuracy"] < min(xeon[seed]["best_val_accuracy"], zen5[seed]["best_val_accuracy"])
+               for seed in (1, 2))  # "both seeds validated worse ... on either CPU"
+    prose = " ".join(text.split())
+    assert (f"{percent(mean(elastic, 'test_accuracy'))} on average, against {percent(mean(xeon, 'test_accuracy'))} "
+            f"(AMX Xeon) and {percent(mean(zen5, 'test_accuracy'))} (Zen 5)") in prose
+    times = " and ".join(f"{elastic[seed]['train_seconds']:,.0f} s" for seed in (1, 2))
+    assert f"{times} of training" in prose
+    assert all((elastic[seed]["cpu_family"], elastic[seed]["cpu_model"]) == ("6", "167") for seed in (1, 2))
