@@ -197,6 +197,8 @@ def warp(images, transform, displacements):
     x = columns[tf.newaxis] + displacements[..., 0]
     y = rows[tf.newaxis] + displacements[..., 1]
     if transform is not None:
+        # An affine transform: `composed_transform`'s bottom row is (0, 0, 1), so entries 6 and 7
+        # (a projective transform's) are zero and no division is needed.
         a = transform[:, :, tf.newaxis, tf.newaxis]
         x, y = a[:, 0] * x + a[:, 1] * y + a[:, 2], a[:, 3] * x + a[:, 4] * y + a[:, 5]
     x0, y0 = tf.floor(x), tf.floor(y)
