@@ -298,3 +298,20 @@ def test_runtimes_worker_measures_every_runtime(small_mnist_dir):
     result = bench.work_runtimes({"data_dir": str(small_mnist_dir)})  # 500 test images: the figures, not their size
     assert set(result) == set(bench.RUNTIMES)
     assert all(figures["images_per_second"] > 0 and figures["single_image_ms"] > 0 for figures in result.values())
+
+
+def test_the_elastic_cost_in_benchmarks_md_is_its_saved_run():
+    """docs/benchmarks.md's elastic table is the report of docs/data/bench-elastic.json, cell for cell."""
+    root = Path(__file__).resolve().parent.parent
+    saved = json.loads((root / "docs" / "data" / "bench-elastic.json").read_text())
+    assert saved["augmentation"]["overrides"] == bench.ELASTIC_AUGMENTATION
+    page = (root / "docs" / "benchmarks.md").read_text()
+    start = page.index("### With an elastic distortion")
+    text = page[start:page.index("\n## ", start)]
+    report = bench.augmentation_row(saved["augmentation"]).replace(" without |", " |").replace(" with |", " |") \
+        .replace(" (with / without) |", " |")
+    for row in report.splitlines():
+        assert row in text
+    plain = min(bench._fastest_epoch(run) for run in saved["augmentation"]["plain"])
+    augmented = min(bench._fastest_epoch(run) for run in saved["augmentation"]["augmented"])
+    assert f"{augmented - plain:.1f}-" in text and f"{saved['settings']['repeats']} --data-dir" in text
