@@ -146,10 +146,11 @@ def remove_temporaries(run_dir: Path) -> None:
 
 # The files a run directory holds that are written through `atomic_path` (the checkpoint folder
 # cleans itself at each commit).
+# evaluate's reports and plots in a run directory: of the test set, with --tta, of the validation images.
+_REPORT_FILES = frozenset(f"{prefix}{name}" for prefix in ("", "tta-", "validation-", "validation-tta-")
+                          for name in (EVALUATION_FILE, "confusion_matrix.png", "misclassified.png"))
 _RUN_FILE_STEMS = {Path(name).stem for name in (CONFIG_FILE, HISTORY_JSON, BEST_MODEL, LAST_MODEL, METRICS_FILE,
-                                                ENVIRONMENT_FILE, STATUS_FILE)} | {
-    f"{prefix}{stem}" for prefix in ("", "tta-", "validation-", "validation-tta-")
-    for stem in (Path(EVALUATION_FILE).stem, "confusion_matrix", "misclassified")}
+                                                ENVIRONMENT_FILE, STATUS_FILE, *_REPORT_FILES)}
 
 
 def is_temporary_name(name: str) -> bool:
@@ -472,10 +473,7 @@ def is_marked(run_dir: Path) -> bool:
 # plots `evaluate` and `plot-history` write beside them, the folders of its checkpoint,
 # TensorBoard logs and exports, and the temporaries `atomic_path` leaves of its files.
 RUN_ENTRIES = frozenset({CONFIG_FILE, HISTORY_JSON, HISTORY_CSV, BEST_MODEL, LAST_MODEL, METRICS_FILE,
-                         ENVIRONMENT_FILE, STATUS_FILE, LOCK_FILE, RUN_MARKER, "history.png"} | {
-    # evaluate's reports and plots: of the test set, with --tta, of the validation images.
-    f"{prefix}{name}" for prefix in ("", "tta-", "validation-", "validation-tta-")
-    for name in (EVALUATION_FILE, "confusion_matrix.png", "misclassified.png")})
+                         ENVIRONMENT_FILE, STATUS_FILE, LOCK_FILE, RUN_MARKER, "history.png"} | _REPORT_FILES)
 RUN_FOLDERS = frozenset({CHECKPOINT_DIR, TENSORBOARD_DIR, EXPORT_DIR})
 _STATUSES = {"running", "interrupted", "failed", "complete", "pruned"}
 

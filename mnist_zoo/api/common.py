@@ -14,11 +14,10 @@ def check_choice(name: str, value, allow_none: bool = False) -> None:
     Raises:
         ValueError: not one of the choices.
     """
-    from mnist_zoo.data.catalog import DATASETS
-    from mnist_zoo.inference.evaluation import SPLITS
+    from mnist_zoo.data.catalog import DATASETS, EVALUATION_SPLITS
     from mnist_zoo.runtime.device import DEVICES
 
-    choices = {"device": DEVICES, "dataset": DATASETS, "split": SPLITS}[name]
+    choices = {"device": DEVICES, "dataset": DATASETS, "split": EVALUATION_SPLITS}[name]
     if (value is None and allow_none) or value in choices:
         return
     raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")

@@ -148,9 +148,6 @@ def read_report(model_path: Path, run_dir: Path | None, kind: str) -> dict | Non
     return report
 
 
-SPLITS = EVALUATION_SPLITS
-
-
 def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The images (n, 28, 28) and labels (n,) to score: `data`'s test set, or the runs' validation images.
 
@@ -177,8 +174,8 @@ def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -
     from mnist_zoo.data.datasets import images_fingerprint, validation_seed, validation_split
     from mnist_zoo.errors import ModelFileError
 
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split not in EVALUATION_SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(EVALUATION_SPLITS)}")
     if split == "test":
         return data.test_images, data.test_labels
     if any(run_dir is None for run_dir in run_dirs):
