@@ -148,7 +148,26 @@ def read_report(model_path: Path, run_dir: Path | None, kind: str) -> dict | Non
     return report
 
 
-def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def validation_configs(run_dirs: list, dataset: str | None = None) -> list:
+    """The configs of runs whose held-out images are to be scored, after the checks that need no data.
+
+    Raises:
+        ModelFileError: a model outside a run, or a data set other than the runs'.
+    """
+    from mnist_zoo.config.loading import load_config
+    from mnist_zoo.errors import ModelFileError
+
+    if any(run_dir is None for run_dir in run_dirs):
+        raise ModelFileError("the validation images are the ones a run held out, chosen by its config.yaml: "
+                             "give run directories (or model files inside them), or evaluate on the test set")
+    configs = [load_config(run_dir / rundir.CONFIG_FILE) for run_dir in run_dirs]
+    if dataset is not None and dataset != configs[0].data.dataset:
+        raise ModelFileError(f"--dataset {dataset}: the runs held out {configs[0].data.dataset} images; "
+                             "validate on their own data set, or evaluate on the test set")
+    return configs
+
+
+def split_images(split: str, data, run_dirs: list, configs: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The images (n, 28, 28) and labels (n,) to score: `data`'s test set, or the runs' validation images.
 
     The validation images are rebuilt from each run's config (`data.validation_size`,
@@ -160,17 +179,16 @@ def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -
 
     Args:
         split: 'test' or 'validation'.
-        data: the loaded `Dataset` (None: only refuse what needs no data).
+        data: the loaded `Dataset`.
         run_dirs: the run directory of each model (None for a file outside a run).
-        dataset: the data set the caller was asked for, if any (validation: it must be the runs').
+        configs: the runs' configs, as `validation_configs` returned them (default: read them).
 
     Raises:
-        ModelFileError: 'validation' for a model outside a run, for runs whose held-out images
-            cannot be rebuilt, for runs that held out different images, or with another data set.
+        ModelFileError: as `validation_configs`; runs whose held-out images cannot be rebuilt,
+            or runs that held out different images.
         DataError: a run held nothing out.
         ValueError: an unknown split.
     """
-    from mnist_zoo.config.loading import load_config
     from mnist_zoo.data.datasets import images_fingerprint, validation_seed, validation_split
     from mnist_zoo.errors import ModelFileError
 
@@ -178,15 +196,7 @@ def split_images(split: str, data, run_dirs: list, dataset: str | None = None) -
         raise ValueError(f"split {split!r}: expected one of {', '.join(EVALUATION_SPLITS)}")
     if split == "test":
         return data.test_images, data.test_labels
-    if any(run_dir is None for run_dir in run_dirs):
-        raise ModelFileError("the validation images are the ones a run held out, chosen by its config.yaml: "
-                             "give run directories (or model files inside them), or evaluate on the test set")
-    configs = [load_config(run_dir / rundir.CONFIG_FILE) for run_dir in run_dirs]
-    if dataset is not None and dataset != configs[0].data.dataset:
-        raise ModelFileError(f"--dataset {dataset}: the runs held out {configs[0].data.dataset} images; "
-                             "validate on their own data set, or evaluate on the test set")
-    if data is None:
-        return None
+    configs = configs if configs is not None else validation_configs(run_dirs)
     held_out, fingerprints, data_checksum = {}, {}, None
     for run_dir, config in zip(run_dirs, configs):
         held_out[run_dir] = validation_split(config, data)
@@ -254,12 +264,12 @@ def run_evaluation(
         return run_ensemble_evaluation([model_path], dataset, data_dir, output_dir, device, unsafe, plots, progressbar,
                                        tta, split)
     run_dataset, run_data_dir = run_data_settings(run_dir)
-    if split == "validation":  # what needs no data is refused before anything loads
-        split_images(split, None, [run_dir], dataset)
+    # What needs no data is refused before anything loads.
+    configs = validation_configs([run_dir], dataset) if split == "validation" else None
     select_device(device)  # before TensorFlow starts: hides GPUs for 'cpu', enables memory growth
     model = open_classifier(model_path, unsafe=unsafe)
     data = load_dataset(dataset or run_dataset, data_dir or run_data_dir, progressbar=progressbar)
-    images, labels = split_images(split, data, [run_dir], dataset)
+    images, labels = split_images(split, data, [run_dir], configs)
     probabilities, augmented = _probabilities(model, images, tta, run_dir)
     report = {"model": str(model_path), "runtime": model.kind, "dataset": data.name, "split": split, **augmented,
               **classification_report(labels, probabilities, data.class_names)}
@@ -369,14 +379,14 @@ def run_ensemble_evaluation(
     if ensemble_file is None or folder != ensemble_file.parent:
         rundir.check_ensemble_folder(folder)  # before the evaluation, not after it
     run_dirs = [member.run_dir for member in members]
-    if split == "validation":  # what needs no data is refused before anything loads
-        split_images(split, None, run_dirs, dataset)
+    # What needs no data is refused before anything loads.
+    configs = validation_configs(run_dirs, dataset) if split == "validation" else None
     select_device(device)
     ensemble = open_ensemble(members, unsafe=unsafe, path=ensemble_file or folder / rundir.ENSEMBLE_FILE)
     members_run = first_run(members)
     data = load_dataset(dataset or ensemble_dataset(members), data_dir or run_data_settings(members_run)[1],
                         progressbar=progressbar)
-    images, labels = split_images(split, data, run_dirs, dataset)
+    images, labels = split_images(split, data, run_dirs, configs)
     member_probabilities = ensemble.member_probabilities(images)
     member_rows = []
     for member, classifier, probabilities in zip(members, ensemble.members, member_probabilities):
