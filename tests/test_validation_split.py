@@ -12,18 +12,15 @@ from click.testing import CliRunner
 
 from mnist_zoo import rundir
 from mnist_zoo.cli import cli
-from mnist_zoo.config.loading import validate_config
 from mnist_zoo.data.catalog import EVALUATION_SPLITS
 from mnist_zoo.data.datasets import load_dataset, split_dataset, validation_split
 from mnist_zoo.errors import DataError, ModelFileError
 from mnist_zoo.inference.evaluation import run_ensemble_evaluation, run_evaluation
-from tests.helpers import copy_runs, train_tiny, write_mnist_folder
+from tests.helpers import copy_runs, make_config, train_tiny, write_mnist_folder
 
 
-def _config(small_mnist_dir, **data_and_seed):
-    seed = data_and_seed.pop("seed", 42)
-    return validate_config({"model": {"type": "mlp"}, "train": {"seed": seed},
-                            "data": {"data_dir": str(small_mnist_dir), "validation_size": 200, **data_and_seed}}, "t")
+def _config(small_mnist_dir, seed, **data):
+    return make_config(small_mnist_dir, train={"seed": seed}, data=data)  # validation_size 200
 
 
 def _rewrite_config(run_dir, **data):
