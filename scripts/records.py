@@ -38,6 +38,9 @@ The jobs:
                     cnn_record as bundled, five fresh seeds 21-25 holding out one validation
                     split (data.validation_seed=0): a committee scored on validation, the
                     baseline for committees chosen there
+    weight_decay    cnn_record with decoupled weight decay 0.05, five fresh seeds 31-35 on
+                    record_committee's validation split: a candidate committee, compared
+                    with that baseline on validation before its test figure is read
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
     "long": ("cnn_record", (1, 2, 11, 12, 13, 14, 15), ("train.epochs=45", "train.schedule.decay_rate=0.932")),
     "elastic": ("cnn_record", (1, 2), ("data.augmentation.elastic_alpha=36", "data.augmentation.elastic_sigma=6")),
     "record_committee": ("cnn_record", (21, 22, 23, 24, 25), ("data.validation_seed=0",)),
+    "weight_decay": ("cnn_record", (31, 32, 33, 34, 35), ("train.optimizer.weight_decay=0.05", "data.validation_seed=0")),
 }
 PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": "cnn_record (record recipe)"}
 
