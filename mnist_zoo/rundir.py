@@ -139,15 +139,17 @@ def remove_temporaries(run_dir: Path) -> None:
     even a temporary whose process id now belongs to another process is a leftover.
     """
     for path in Path(run_dir).glob(".*"):
-        match = _TEMPORARY.fullmatch(path.name) or _UNOWNED_TEMPORARY.fullmatch(path.name)
-        if match and path.is_file() and match["stem"] in _RUN_FILE_STEMS:
+        if path.is_file() and _temporary_stem(path.name) in _RUN_FILE_STEMS:
             path.unlink(missing_ok=True)
 
 
 # The files a run directory holds that are written through `atomic_path` (the checkpoint folder
 # cleans itself at each commit).
-# evaluate's reports and plots in a run directory: of the test set, with --tta, of the validation images.
-_REPORT_FILES = frozenset(f"{prefix}{name}" for prefix in ("", "tta-", "validation-", "validation-tta-")
+# evaluate's reports and plots in a run directory: of the test set, with --tta, of the validation
+# images; best.keras's under these names, last.keras's with "last." before them
+# (`inference.evaluation.report_place`), so that neither replaces the other's.
+_REPORT_FILES = frozenset(f"{model}{prefix}{name}" for model in ("", f"{Path(LAST_MODEL).stem}.")
+                          for prefix in ("", "tta-", "validation-", "validation-tta-")
                           for name in (EVALUATION_FILE, "confusion_matrix.png", "misclassified.png"))
 _RUN_FILE_STEMS = {Path(name).stem for name in (CONFIG_FILE, HISTORY_JSON, BEST_MODEL, LAST_MODEL, METRICS_FILE,
                                                 ENVIRONMENT_FILE, STATUS_FILE, *_REPORT_FILES)}
@@ -155,7 +157,13 @@ _RUN_FILE_STEMS = {Path(name).stem for name in (CONFIG_FILE, HISTORY_JSON, BEST_
 
 def is_temporary_name(name: str) -> bool:
     """True for the name of an `atomic_path` temporary (of any process, or of an older version)."""
-    return _TEMPORARY.fullmatch(name) is not None or _UNOWNED_TEMPORARY.fullmatch(name) is not None
+    return _temporary_stem(name) is not None
+
+
+def _temporary_stem(name: str) -> str | None:
+    """The stem of the file an `atomic_path` temporary named `name` was to become, or None for another name."""
+    match = _TEMPORARY.fullmatch(name) or _UNOWNED_TEMPORARY.fullmatch(name)
+    return match["stem"] if match else None
 
 
 def write_text(path: Path, text: str) -> None:
@@ -488,8 +496,7 @@ def _foreign_entries(run_dir: Path) -> list[str]:
         elif name in RUN_FOLDERS:
             ours = entry.is_dir()
         else:
-            ours = entry.is_file() and (name in RUN_ENTRIES or (
-                is_temporary_name(name) and name.split(".")[1] in _RUN_FILE_STEMS))
+            ours = entry.is_file() and (name in RUN_ENTRIES or _temporary_stem(name) in _RUN_FILE_STEMS)
         if not ours:
             foreign.append(f"{name}/" if entry.is_dir() and not entry.is_symlink() else name)
     return foreign

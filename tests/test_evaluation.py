@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from mnist_zoo import rundir
 from mnist_zoo.errors import ModelFileError
 from mnist_zoo.inference.evaluation import classification_report, confusion_matrix, run_evaluation
 from mnist_zoo.inference.modelfile import load_classifier
@@ -67,8 +69,9 @@ def test_evaluates_a_foreign_keras_model(tmp_path, small_mnist_dir, real_mnist, 
     assert result.report["loss"] == pytest.approx(keras_loss, rel=1e-4)
     saved = json.loads((tmp_path / "foreign.evaluation.json").read_text())
     assert saved["accuracy"] == result.report["accuracy"]
-    assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
-    assert (tmp_path / "misclassified.png").stat().st_size > 10_000
+    # The plots under the report's name too: two models in one folder keep each their own.
+    assert (tmp_path / "foreign.confusion_matrix.png").stat().st_size > 10_000
+    assert (tmp_path / "foreign.misclassified.png").stat().st_size > 10_000
 
 
 def _save(model, path):
@@ -244,3 +247,31 @@ def test_evaluate_output_dir_gets_the_report_and_plots_and_the_model_folder_noth
     assert tree_signature(fashion_run) == run_before  # no evaluation.json or plots in the run
     assert tree_signature(bare.parent) == models_before  # none beside the file
     assert [path.name for path in bare.parent.iterdir()] == ["model.keras"]
+
+
+def test_a_runs_best_and_last_models_each_keep_their_own_reports(tmp_path, tiny_runs, small_mnist_dir):
+    # Both files of one run used to write evaluation.json (and the plots): the later replaced the earlier.
+    from mnist_zoo.inference.evaluation import read_report
+    from tests.helpers import copy_runs
+
+    run = copy_runs(tiny_runs, tmp_path, ["mlp"])["mlp"]
+    reports = {}
+    for model_file, split in [(rundir.BEST_MODEL, "test"), (rundir.LAST_MODEL, "test"),
+                              (rundir.LAST_MODEL, "validation")]:
+        result = run_evaluation(run / model_file, data_dir=str(small_mnist_dir), plots=True, split=split)
+        reports[model_file, split] = result
+    names = {(model_file, split): [path.name for path in result.written]
+             for (model_file, split), result in reports.items()}
+    assert names == {
+        ("best.keras", "test"): ["evaluation.json", "confusion_matrix.png", "misclassified.png"],
+        ("last.keras", "test"): ["last.evaluation.json", "last.confusion_matrix.png", "last.misclassified.png"],
+        ("last.keras", "validation"): ["last.validation-evaluation.json", "last.validation-confusion_matrix.png",
+                                       "last.validation-misclassified.png"]}
+    for (model_file, split), result in reports.items():
+        saved = json.loads(result.written[0].read_text())
+        assert Path(saved["model"]).name == model_file and saved["accuracy"] == result.report["accuracy"]
+        if split == "test":  # what the page shows for the file
+            assert read_report(run / model_file, run, "keras") == saved
+    # The reports and a temporary a killed writer left of one are the run's own: `train --force` may replace it.
+    (run / rundir._temporary_name("last.evaluation", "partial", ".json")).write_text("{")
+    assert rundir._foreign_entries(run) == []

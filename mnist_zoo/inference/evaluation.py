@@ -126,10 +126,12 @@ def model_data_settings(model_path: Path, run_dir: Path | None) -> tuple[str, st
 def report_place(model_path: Path, run_dir: Path | None, kind: str) -> tuple[Path, str]:
     """(folder, file-name prefix) of a model's evaluation report, when no output folder is given.
 
-    The run's own model reports into the run directory; any other file (a foreign .keras, an
-    export in <run>/export/) beside itself, under its own name, so that no two overwrite each other.
+    A run's best.keras reports into the run directory as evaluation.json; any other file beside
+    itself, under its own name (last.keras as last.evaluation.json, a foreign model.keras as
+    model.evaluation.json, an export model.onnx as model.onnx.evaluation.json), so that no two
+    overwrite each other.
     """
-    if rundir.is_own_model(model_path, run_dir):
+    if rundir.is_own_model(model_path, run_dir) and model_path.name == rundir.BEST_MODEL:
         return run_dir, ""
     return model_path.parent, f"{model_path.stem if kind == 'keras' else model_path.name}."
 
@@ -280,7 +282,6 @@ def run_evaluation(
         folder, prefix = report_place(model_path, run_dir, model.kind)
     tta_prefix = _split_prefix(split) + ("tta-" if tta > 1 else "")
     written = _write_outputs(folder, prefix + tta_prefix, report, data, images, labels, probabilities, plots,
-                             plot_prefix=(prefix if model.kind != "keras" else "") + tta_prefix,
                              title=f"{model_path.name} ({model.kind})")
     return EvaluationResult(report, model_path, data.source, data.class_names, written, images, labels,
                             probabilities)
@@ -306,8 +307,8 @@ def _probabilities(model, images, tta: int, run_dir, plain=None) -> tuple[np.nda
 
 
 def _write_outputs(folder: Path, prefix: str, report: dict, data, images, labels, probabilities, plots: bool,
-                   plot_prefix: str, title: str) -> list[Path]:
-    """Writes <prefix>evaluation.json and, with `plots`, the confusion matrix and misclassified grid."""
+                   title: str) -> list[Path]:
+    """Writes <prefix>evaluation.json and, with `plots`, <prefix>confusion_matrix.png and <prefix>misclassified.png."""
     json_path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
     rundir.write_json(json_path, report)
     written = [json_path]
@@ -316,7 +317,7 @@ def _write_outputs(folder: Path, prefix: str, report: dict, data, images, labels
 
         # Two lines: a long file name and the runtime do not fit beside the data set in one.
         heading = f"Confusion matrix: {title}\n{data.name} {report['split']} set, {report['accuracy']:.2%} accuracy"
-        matrix_path, grid_path = folder / f"{plot_prefix}confusion_matrix.png", folder / f"{plot_prefix}misclassified.png"
+        matrix_path, grid_path = folder / f"{prefix}confusion_matrix.png", folder / f"{prefix}misclassified.png"
         save_figure(confusion_matrix_figure(np.array(report["confusion_matrix"]), data.class_names, heading),
                     matrix_path)
         save_figure(misclassified_figure(images, labels, probabilities, data.class_names),
@@ -401,8 +402,8 @@ def run_ensemble_evaluation(
     # be a report of nothing anyone can open again.
     written = [] if ensemble_file is not None and folder == ensemble_file.parent else \
         [write_ensemble_file(folder, members, ensemble_dataset(members))]
-    tta_prefix = "ensemble-" + _split_prefix(split) + ("tta-" if tta > 1 else "")
-    written += _write_outputs(folder, tta_prefix, report, data, images, labels, probabilities, plots,
-                              plot_prefix=tta_prefix, title=f"ensemble of {len(members)}")
+    prefix = "ensemble-" + _split_prefix(split) + ("tta-" if tta > 1 else "")
+    written += _write_outputs(folder, prefix, report, data, images, labels, probabilities, plots,
+                              title=f"ensemble of {len(members)}")
     return EnsembleEvaluation(report, ensemble.path, data.source, data.class_names, written, images, labels,
                               probabilities, members=member_rows)
