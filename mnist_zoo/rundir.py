@@ -29,6 +29,7 @@ EVALUATION_FILE = "evaluation.json"
 ENSEMBLE_FILE = "ensemble.json"  # inference/ensemble.py: a folder holding one is an ensemble
 ENSEMBLE_SUFFIX = ".ensemble.json"  # an ensemble file outside its own folder: NAME.ensemble.json
 ENSEMBLE_EVALUATION_FILE = "ensemble-evaluation.json"
+ENSEMBLE_VALIDATION_EVALUATION_FILE = "ensemble-validation-evaluation.json"
 STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
@@ -143,14 +144,16 @@ def remove_temporaries(run_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+# evaluate's reports and plots: of the test set, with --tta, of the validation images. In a run
+# directory best.keras's under these names, last.keras's with "last." before them
+# (`inference.evaluation.report_place`), so that neither replaces the other's; in an ensemble's
+# folder with "ensemble-" before them.
+_REPORTS = [f"{split}{name}" for split in ("", "tta-", "validation-", "validation-tta-")
+            for name in (EVALUATION_FILE, "confusion_matrix.png", "misclassified.png")]
+_REPORT_FILES = frozenset(f"{model}{name}" for model in ("", f"{Path(LAST_MODEL).stem}.") for name in _REPORTS)
+_ENSEMBLE_REPORT_FILES = frozenset(f"ensemble-{name}" for name in _REPORTS)
 # The files a run directory holds that are written through `atomic_path` (the checkpoint folder
 # cleans itself at each commit).
-# evaluate's reports and plots in a run directory: of the test set, with --tta, of the validation
-# images; best.keras's under these names, last.keras's with "last." before them
-# (`inference.evaluation.report_place`), so that neither replaces the other's.
-_REPORT_FILES = frozenset(f"{model}{prefix}{name}" for model in ("", f"{Path(LAST_MODEL).stem}.")
-                          for prefix in ("", "tta-", "validation-", "validation-tta-")
-                          for name in (EVALUATION_FILE, "confusion_matrix.png", "misclassified.png"))
 _RUN_FILE_STEMS = {Path(name).stem for name in (CONFIG_FILE, HISTORY_JSON, BEST_MODEL, LAST_MODEL, METRICS_FILE,
                                                 ENVIRONMENT_FILE, STATUS_FILE, *_REPORT_FILES)}
 
@@ -584,6 +587,14 @@ def write_ensemble_file(folder: Path, model_paths: list[Path], dataset: str) -> 
     record = {"format": _ENSEMBLE_FORMAT, "version": 1, "dataset": dataset,
               "members": [os.path.relpath(Path(path).resolve(), folder.resolve()) for path in model_paths]}
     path = folder / ENSEMBLE_FILE
+    if read_json_object(path).get("members") != record["members"]:
+        # The folder's reports score the members of its ensemble file: beside other members they
+        # would give compare and serve another committee's figures. They go first, so that a
+        # crash in between leaves no report beside a file it does not describe.
+        for name in sorted(_ENSEMBLE_REPORT_FILES):
+            report = folder / name
+            if report.is_symlink() or report.is_file():
+                report.unlink()
     write_json(path, record)
     return path
 

@@ -194,6 +194,36 @@ def test_compare_skips_an_ensemble_not_yet_evaluated(ensemble_folder):
     assert any("evaluate it first" in reason for reason in comparison.skipped)
 
 
+def test_compare_shows_the_validation_figure_of_the_folders_own_members_only(ensemble_folder, tiny_runs,
+                                                                              small_mnist_dir):
+    from mnist_zoo.report.compare import compare_runs
+    from tests.helpers import copy_runs
+
+    folder, runs = ensemble_folder
+    linear = copy_runs(tiny_runs, folder.parent, models=["linear"])["linear"]
+
+    def evaluate(*members, split="test"):
+        result = CliRunner().invoke(cli, ["evaluate", *map(str, members), "--ensemble", "--split", split,
+                                          "--data-dir", str(small_mnist_dir), "--output-dir", str(folder)])
+        assert result.exit_code == 0, result.output
+
+    def row():
+        return {row.run: row for row in compare_runs([folder.parent]).rows}.get("pair")
+
+    assert row().best_val_accuracy is None  # not scored on validation yet
+    evaluate(runs["mlp"], runs["cnn"], split="validation")  # the same members: the test report stays
+    validation = json.loads((folder / "ensemble-validation-evaluation.json").read_text())
+    assert (row().best_val_accuracy, row().test_accuracy) == \
+        (validation["accuracy"], json.loads((folder / "ensemble-evaluation.json").read_text())["accuracy"])
+    # Other members in the same folder: the reports of the committee before go, not shown as this one's.
+    evaluate(runs["mlp"], linear, split="validation")
+    assert sorted(path.name for path in folder.iterdir()) == ["ensemble-validation-evaluation.json", "ensemble.json"]
+    assert row() is None  # no test figure of these members yet: skipped, "evaluate it first"
+    evaluate(runs["mlp"], linear)  # scored on the test set too: a row with both figures of these members
+    assert row().best_val_accuracy == \
+        json.loads((folder / "ensemble-validation-evaluation.json").read_text())["accuracy"]
+
+
 def test_serve_shows_the_ensemble_as_one_card(ensemble_folder, real_mnist):
     pytest.importorskip("starlette")
     from mnist_zoo.web.discovery import open_zoo

@@ -30,6 +30,7 @@ class RunRow:
     train_seconds: float
     seconds_per_epoch: float | None
     best_val_accuracy: float | None
+    """An ensemble's: its accuracy on the images all its members held out (`evaluate --split validation`), if scored."""
     test_accuracy: float
 
     def as_dict(self) -> dict:
@@ -97,7 +98,7 @@ def read_row(run_dir: Path) -> RunRow:
 
 
 def read_ensemble_row(folder: Path) -> RunRow:
-    """The leaderboard row of an evaluated ensemble: its test accuracy, its members' costs added up.
+    """The leaderboard row of an evaluated ensemble: its test (and validation) accuracy, its members' costs added up.
 
     Raises:
         RunDirError: the folder has no ensemble-evaluation.json, or a member is not a finished run.
@@ -118,6 +119,8 @@ def read_ensemble_row(folder: Path) -> RunRow:
         raise RunDirError(f"{folder}: an ensemble with members outside mnist-zoo runs has no training costs to "
                           "compare; compare its members' runs, or evaluate it (mnist-zoo evaluate)")
     rows = [read_row(run_dir) for run_dir in member_runs]
+    # Written only for members that held out the same images, and removed when the members change.
+    validation = rundir.read_json_object(folder / rundir.ENSEMBLE_VALIDATION_EVALUATION_FILE).get("accuracy")
     macs = [row.forward_macs for row in rows]
     config_names = sorted({row.config_name for row in rows})
     return RunRow(
@@ -129,7 +132,7 @@ def read_ensemble_row(folder: Path) -> RunRow:
         epochs=None,
         train_seconds=sum(row.train_seconds for row in rows),
         seconds_per_epoch=None,
-        best_val_accuracy=None,
+        best_val_accuracy=float(validation) if isinstance(validation, (int, float)) else None,
         test_accuracy=float(report["accuracy"]),
     )
 
