@@ -587,7 +587,7 @@ def write_ensemble_file(folder: Path, model_paths: list[Path], dataset: str) -> 
     record = {"format": _ENSEMBLE_FORMAT, "version": 1, "dataset": dataset,
               "members": [os.path.relpath(Path(path).resolve(), folder.resolve()) for path in model_paths]}
     path = folder / ENSEMBLE_FILE
-    if read_json_object(path).get("members") != record["members"]:
+    if not _same_members(read_json_object(path).get("members"), record["members"]):
         # The folder's reports score the members of its ensemble file: beside other members they
         # would give compare and serve another committee's figures. They go first, so that a
         # crash in between leaves no report beside a file it does not describe.
@@ -597,6 +597,31 @@ def write_ensemble_file(folder: Path, model_paths: list[Path], dataset: str) -> 
                 report.unlink()
     write_json(path, record)
     return path
+
+
+def read_ensemble_report(ensemble_file: Path, name: str) -> dict:
+    """The report `name` (ENSEMBLE_EVALUATION_FILE, ...) of the ensemble `ensemble_file`, or {} if it has none.
+
+    The report lies beside the file and names the members it scored (`ensemble_members`, as the
+    file names them): a report of other members (a committee written into the folder before,
+    an evaluation of a NAME.ensemble.json beside this one) is not this ensemble's. Reports of
+    versions that did not record the members are taken as they are.
+    """
+    report = read_json_object(Path(ensemble_file).parent / name)
+    if report.get("runtime") != "ensemble" or not isinstance(report.get("accuracy"), (int, float)):
+        return {}
+    if "ensemble_members" in report and not _same_members(report["ensemble_members"],
+                                                          read_json_object(ensemble_file).get("members")):
+        return {}
+    return report
+
+
+def _same_members(first, second) -> bool:
+    """Whether two member lists of ensemble files name the same files, in any order."""
+    def names(members):
+        return sorted(map(str, members)) if isinstance(members, list) else None
+
+    return names(first) is not None and names(first) == names(second)
 
 
 def check_ensemble_folder(folder: Path) -> None:

@@ -218,10 +218,39 @@ def test_compare_shows_the_validation_figure_of_the_folders_own_members_only(ens
     # Other members in the same folder: the reports of the committee before go, not shown as this one's.
     evaluate(runs["mlp"], linear, split="validation")
     assert sorted(path.name for path in folder.iterdir()) == ["ensemble-validation-evaluation.json", "ensemble.json"]
-    assert row() is None  # no test figure of these members yet: skipped, "evaluate it first"
-    evaluate(runs["mlp"], linear)  # scored on the test set too: a row with both figures of these members
-    assert row().best_val_accuracy == \
-        json.loads((folder / "ensemble-validation-evaluation.json").read_text())["accuracy"]
+    validation = json.loads((folder / "ensemble-validation-evaluation.json").read_text())
+    # Chosen on validation before any test figure is read: a row without one.
+    assert (row().best_val_accuracy, row().test_accuracy) == (validation["accuracy"], None)
+    result = CliRunner().invoke(cli, ["compare", str(folder.parent), "--sort", "best_val_accuracy", "-o",
+                                      str(folder.parent / "compare.png")])
+    assert result.exit_code == 0, result.output
+    evaluate(linear, runs["mlp"])  # the same members in another order: its reports stay
+    assert (row().best_val_accuracy, row().test_accuracy) == \
+        (validation["accuracy"], json.loads((folder / "ensemble-evaluation.json").read_text())["accuracy"])
+
+
+def test_a_report_of_other_members_beside_an_ensemble_is_not_its_own(ensemble_folder, tiny_runs, small_mnist_dir):
+    # An ensemble file NAME.ensemble.json evaluated in place reports into its folder, which may be
+    # another committee's: compare and serve must not show that figure as the folder's committee's.
+    from mnist_zoo import rundir
+    from mnist_zoo.report.compare import compare_runs
+    from tests.helpers import copy_runs
+
+    folder, runs = ensemble_folder
+    own = json.loads((folder / "ensemble-evaluation.json").read_text())
+    assert own["ensemble_members"] == json.loads((folder / "ensemble.json").read_text())["members"]
+    linear = copy_runs(tiny_runs, folder.parent, models=["linear"])["linear"]
+    other = folder / "other.ensemble.json"
+    other.write_text(json.dumps({**json.loads((folder / "ensemble.json").read_text()),
+                                 "members": [f"../{runs['mlp'].name}/best.keras", f"../{linear.name}/best.keras"]}))
+    result = CliRunner().invoke(cli, ["evaluate", str(other), "--data-dir", str(small_mnist_dir)])
+    assert result.exit_code == 0, result.output
+    assert rundir.read_ensemble_report(other, "ensemble-evaluation.json")["ensemble_members"] == \
+        json.loads(other.read_text())["members"]  # the report is the other file's now
+    assert rundir.read_ensemble_report(folder / "ensemble.json", "ensemble-evaluation.json") == {}
+    comparison = compare_runs([folder.parent])
+    assert "pair" not in {row.run for row in comparison.rows}
+    assert any("pair: an ensemble without a readable" in reason for reason in comparison.skipped)
 
 
 def test_serve_shows_the_ensemble_as_one_card(ensemble_folder, real_mnist):

@@ -402,6 +402,9 @@ def run_ensemble_evaluation(
     # be a report of nothing anyone can open again.
     written = [] if ensemble_file is not None and folder == ensemble_file.parent else \
         [write_ensemble_file(folder, members, ensemble_dataset(members))]
+    # The members as the ensemble file beside the report names them: compare and serve take the
+    # report as that file's only while they match (`rundir.read_ensemble_report`).
+    report["ensemble_members"] = rundir.read_json_object(written[0] if written else ensemble_file).get("members")
     prefix = "ensemble-" + _split_prefix(split) + ("tta-" if tta > 1 else "")
     written += _write_outputs(folder, prefix, report, data, images, labels, probabilities, plots,
                               title=f"ensemble of {len(members)}")

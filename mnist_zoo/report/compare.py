@@ -31,7 +31,8 @@ class RunRow:
     seconds_per_epoch: float | None
     best_val_accuracy: float | None
     """An ensemble's: its accuracy on the images all its members held out (`evaluate --split validation`), if scored."""
-    test_accuracy: float
+    test_accuracy: float | None
+    """None only for an ensemble scored on validation and not yet on the test set."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,18 +99,21 @@ def read_row(run_dir: Path) -> RunRow:
 
 
 def read_ensemble_row(folder: Path) -> RunRow:
-    """The leaderboard row of an evaluated ensemble: its test (and validation) accuracy, its members' costs added up.
+    """The leaderboard row of an evaluated ensemble: its test and validation accuracy, its members' costs added up.
 
     Raises:
-        RunDirError: the folder has no ensemble-evaluation.json, or a member is not a finished run.
+        RunDirError: the folder has no report of its members (test or validation), or a member is not a
+            finished run.
     """
     from mnist_zoo import rundir
     from mnist_zoo.errors import ModelFileError
 
-    report = rundir.read_json_object(folder / rundir.ENSEMBLE_EVALUATION_FILE)
-    if not isinstance(report.get("accuracy"), (int, float)):
-        raise RunDirError(f"{folder}: an ensemble without a readable {rundir.ENSEMBLE_EVALUATION_FILE}; "
-                          f"evaluate it first (mnist-zoo evaluate {folder})")
+    ensemble_file = folder / rundir.ENSEMBLE_FILE
+    test, validation = (rundir.read_ensemble_report(ensemble_file, name).get("accuracy")
+                        for name in (rundir.ENSEMBLE_EVALUATION_FILE, rundir.ENSEMBLE_VALIDATION_EVALUATION_FILE))
+    if test is None and validation is None:
+        raise RunDirError(f"{folder}: an ensemble without a readable {rundir.ENSEMBLE_EVALUATION_FILE} of its "
+                          f"members; evaluate it first (mnist-zoo evaluate {folder})")
     try:
         member_runs = [rundir.resolve_model_path(path)[1]
                        for path in rundir.read_ensemble_file(folder / rundir.ENSEMBLE_FILE)[0]]
@@ -119,8 +123,6 @@ def read_ensemble_row(folder: Path) -> RunRow:
         raise RunDirError(f"{folder}: an ensemble with members outside mnist-zoo runs has no training costs to "
                           "compare; compare its members' runs, or evaluate it (mnist-zoo evaluate)")
     rows = [read_row(run_dir) for run_dir in member_runs]
-    # Written only for members that held out the same images, and removed when the members change.
-    validation = rundir.read_json_object(folder / rundir.ENSEMBLE_VALIDATION_EVALUATION_FILE).get("accuracy")
     macs = [row.forward_macs for row in rows]
     config_names = sorted({row.config_name for row in rows})
     return RunRow(
@@ -132,8 +134,8 @@ def read_ensemble_row(folder: Path) -> RunRow:
         epochs=None,
         train_seconds=sum(row.train_seconds for row in rows),
         seconds_per_epoch=None,
-        best_val_accuracy=float(validation) if isinstance(validation, (int, float)) else None,
-        test_accuracy=float(report["accuracy"]),
+        best_val_accuracy=None if validation is None else float(validation),
+        test_accuracy=None if test is None else float(test),
     )
 
 

@@ -183,7 +183,7 @@ def comparison_figure(rows):
     colours = {name: tab10(index % 10) for index, name in enumerate(sorted({row.model for row in rows}))}
     for axis, attribute, label in ((by_size, "parameters", "parameters (log scale)"),
                                    (by_time, "train_seconds", "training time, seconds")):
-        for row in rows:
+        for row in (row for row in rows if row.test_accuracy is not None):  # a committee not yet tested has no point
             x, y = getattr(row, attribute), 100 * row.test_accuracy
             axis.scatter(x, y, color=colours[row.model], s=40, zorder=3)
             axis.annotate(row.config_name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)

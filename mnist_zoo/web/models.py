@@ -83,9 +83,8 @@ def _ensemble_facts(ensemble, model_file: Path):
     count = len(facts)
     architecture = f"{count} x {kinds.pop()}" if len(kinds) == 1 and None not in kinds else f"ensemble of {count}"
     parameters = sum(fact[1] for fact in facts) if all(fact[1] is not None for fact in facts) else None
-    report = rundir.read_json_object(model_file.parent / rundir.ENSEMBLE_EVALUATION_FILE)
-    accuracy = report.get("accuracy") if report.get("runtime") == "ensemble" else None
-    return architecture, parameters, accuracy if isinstance(accuracy, (int, float)) else None
+    accuracy = rundir.read_ensemble_report(model_file, rundir.ENSEMBLE_EVALUATION_FILE).get("accuracy")
+    return architecture, parameters, accuracy
 
 
 def _model_facts(classifier, model_file: Path, run_dir: Path | None):
