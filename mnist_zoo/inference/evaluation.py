@@ -242,7 +242,8 @@ def run_evaluation(
             best.keras); each file runs in its own runtime (Keras, TensorFlow, LiteRT, onnxruntime).
         dataset: the test set; default the run's, else 'mnist'.
         data_dir: where the data is; default the run's, else `$MNIST_ZOO_DATA_DIR` or download.
-        output_dir: where outputs go; default the run directory, else beside the model.
+        output_dir: where outputs go; default the run directory for its best.keras, else beside the
+            model under its name (`report_place`).
         device: 'auto', 'cpu' or 'gpu'.
         unsafe: allow Lambda layers when loading.
         plots: also write the confusion-matrix heatmap and the misclassified-digits grid.
