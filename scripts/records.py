@@ -40,7 +40,7 @@ The jobs:
                     baseline for committees chosen there
     weight_decay    cnn_record with decoupled weight decay 0.05, five fresh seeds 31-35 on
                     record_committee's validation split: a candidate committee, compared
-                    with that baseline on validation before its test figure is read
+                    with that baseline on validation before its test figure is read (refused)
 """
 
 from __future__ import annotations

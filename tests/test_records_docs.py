@@ -463,3 +463,51 @@ def test_the_committee_on_one_split_is_its_runs_and_its_two_reports():
             f"{percent(statistics.mean(line['test_accuracy'] for line in recipe.values()))})") in prose
     assert f"has to beat {percent(validation['accuracy'])} on this split" in prose
     assert all((line["cpu_family"], line["cpu_model"]) == ("6", "167") for line in lines.values())
+
+
+def test_the_weight_decay_committee_is_its_runs_its_reports_and_the_rule_that_refused_it():
+    lines, baseline = results("weight_decay"), ensemble_report("record-committee-validation-evaluation.json")
+    assert sorted(lines) == [31, 32, 33, 34, 35]
+    assert all(line["overrides"] == ["train.optimizer.weight_decay=0.05", "data.validation_seed=0"]
+               and line["config"] == "cnn_record" and (line["cpu_family"], line["cpu_model"]) == ("26", "2")
+               for line in lines.values())
+    validation = ensemble_report("weight-decay-committee-validation-evaluation.json")
+    test = ensemble_report("weight-decay-committee-ensemble-evaluation.json")
+    names = [f"runs/weight_decay-seed{seed}/best.keras" for seed in lines]
+    assert [m["model"] for m in validation["members"]] == names == [m["model"] for m in test["members"]]
+    assert (validation["split"], validation["num_examples"], test["split"], test["num_examples"]) == \
+        ("validation", 5000, "test", 10000)
+    assert validation["accuracy"] <= baseline["accuracy"]  # the rule: not taken
+    heading = f"### Weight decay for committee members: refused on validation, {percent(test['accuracy'])} on the test set"
+    text = section(heading)
+    rows = {row[0]: row for row in table_rows(text)}
+    for seed, line in lines.items():
+        assert rows[str(seed)][1:3] == [f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})",
+                                        percent(line["test_accuracy"])]
+        assert rows[str(seed)][3].startswith(duration(line["train_seconds"]))
+    for member, line in zip(validation["members"], lines.values()):
+        assert abs(member["accuracy"] - line["best_val_accuracy"]) < 1e-6
+    assert rows["mean"][1:3] == [percent(members_mean(validation)), percent(members_mean(test))]
+    hours = sum(line["train_seconds"] for line in lines.values()) / 3600
+    assert rows["**committee of seeds 31-35**"][1:] == [ensemble_cell(validation), ensemble_cell(test),
+                                                       f"the members' times added: {hours:.1f} hours"]
+    prose = " ".join(text.split())
+    assert (f"The committee made {error_count(validation)} validation errors, three more than the baseline's "
+            f"{error_count(baseline)}") in prose and error_count(validation) - error_count(baseline) == 3
+    def span(report):
+        accuracies = [member["accuracy"] for member in report["members"]]
+        return f"{100 * min(accuracies):.2f}-{percent(max(accuracies))}, mean {percent(members_mean(report))}"
+
+    assert f"(its members {span(validation)}, against {span(baseline)})" in prose
+    one_split_test = ensemble_report("record-committee-ensemble-evaluation.json")
+    assert error_count(one_split_test) - error_count(test) == 3  # "three better on 10,000 test images"
+    others = [ensemble_report(f"record-{name}ensemble-evaluation.json")["accuracy"]
+              for name in ("", "all-", "label-smoothing-", "long-", "committee-")]
+    assert test["accuracy"] > max(others)  # "the highest committee on this page"
+    assert f"**{percent(test['accuracy'])}** ({error_count(test)} errors), from members no better alone " \
+           f"(mean {percent(members_mean(test))}, as the recipe's seeds 1-5)" in prose
+    recipe_mean = statistics.mean(line["test_accuracy"] for line in results("record").values())
+    assert percent(recipe_mean) == percent(members_mean(test))
+    record_text = " ".join(section(RECORD_HEADING).split())
+    assert f"a committee with weight decay scores {percent(test['accuracy'])} on the test set, but the validation " \
+           "split had refused it" in record_text
