@@ -348,15 +348,20 @@ def test_the_committees_of_five_are_summed_up_by_their_reports():
     reports = {name: ensemble_report(f"record-{file}ensemble-evaluation.json")
                for name, file in (("recipe", ""), ("all_data", "all-"), ("label_smoothing", "label-smoothing-"),
                                   ("long", "long-"), ("one_split", "committee-"))}
-    low, high = (f"{100 * accuracy:.2f}" for accuracy in (min(r["accuracy"] for r in reports.values()),
-                                                          max(r["accuracy"] for r in reports.values())))
+    def span(accuracies):
+        return "-".join(f"{100 * accuracy:.2f}" for accuracy in (min(accuracies), max(accuracies)))
+
+    retrained = ensemble_report("record-committee-zen5-ensemble-evaluation.json")  # seeds 21-25 on a Zen 5
+    six = [report["accuracy"] for report in reports.values()] + [retrained["accuracy"]]
     record_text = " ".join(section(RECORD_HEADING).split())
-    assert f"for 45 epochs or on one validation split fall short too ({low}-{high} %, below)" in record_text
+    assert f"for 45 epochs or on one validation split fall short too ({span(six)} %, below)" in record_text
     one_split = " ".join(section(f"### A committee on one validation split: {percent(reports['one_split']['accuracy'])}")
                          .split())
-    assert f"Five committees of five, {low}-{high} %." in one_split
+    assert f"Five committees of five, {span([report['accuracy'] for report in reports.values()])} %." in one_split
     mean = statistics.mean(report["accuracy"] for report in reports.values())
     assert f"committees of five of this network average {percent(mean)}" in one_split
+    assert (f"with these seeds retrained on a Zen 5 ({percent(retrained['accuracy'])}, [below]") in one_split
+    assert f"six committees average {percent(statistics.mean(six))}" in one_split
     assert percent(reports["one_split"]["accuracy"]) == percent(reports["long"]["accuracy"])  # "as the 45-epoch one did"
     long = reports["long"]
     text = " ".join(section(f"### A committee of longer-trained networks: {percent(long['accuracy'])}").split())
@@ -462,6 +467,8 @@ def test_the_committee_on_one_split_is_its_runs_and_its_two_reports():
             f"the test set (means {percent(members_mean(test))} and "
             f"{percent(statistics.mean(line['test_accuracy'] for line in recipe.values()))})") in prose
     assert f"has to beat {percent(validation['accuracy'])} on this split" in prose
+    zen5 = ensemble_report("record-committee-zen5-validation-evaluation.json")
+    assert f"{percent(zen5['accuracy'])} on a Zen 5 (compare like with like" in prose
     assert all((line["cpu_family"], line["cpu_model"]) == ("6", "167") for line in lines.values())
 
 
@@ -511,3 +518,42 @@ def test_the_weight_decay_committee_is_its_runs_its_reports_and_the_rule_that_re
     record_text = " ".join(section(RECORD_HEADING).split())
     assert f"a committee with weight decay scores {percent(test['accuracy'])} on the test set, but the validation " \
            "split had refused it" in record_text
+
+
+def test_the_one_split_baseline_retrained_on_the_zen5_is_its_runs_and_reports():
+    lines = {line["seed"]: line for line in data_lines("record-committee-zen5.jsonl")}
+    assert sorted(lines) == [21, 22, 23, 24, 25]
+    assert all(line["job"] == "record_committee" and line["overrides"] == ["data.validation_seed=0"]
+               and (line["cpu_family"], line["cpu_model"]) == ("26", "2") for line in lines.values())
+    assert {line["commit"] for line in lines.values()} == {line["commit"] for line in results("weight_decay").values()}
+    committees = {
+        "the recipe, seeds 21-25, AMX Xeon": ("record-committee-validation-evaluation.json",
+                                              "record-committee-ensemble-evaluation.json"),
+        "the recipe, seeds 21-25, Zen 5": ("record-committee-zen5-validation-evaluation.json",
+                                           "record-committee-zen5-ensemble-evaluation.json"),
+        "with weight decay, seeds 31-35, Zen 5": ("weight-decay-committee-validation-evaluation.json",
+                                                  "weight-decay-committee-ensemble-evaluation.json"),
+    }
+    reports = {name: tuple(map(ensemble_report, files)) for name, files in committees.items()}
+    validation, test = reports["the recipe, seeds 21-25, Zen 5"]
+    for member, seed in zip(validation["members"], lines):
+        assert member["model"] == f"runs/record_committee-seed{seed}/best.keras"
+        assert abs(member["accuracy"] - lines[seed]["best_val_accuracy"]) < 1e-6
+    heading = f"### Weight decay for committee members: refused on validation, {percent(reports['with weight decay, seeds 31-35, Zen 5'][1]['accuracy'])} on the test set"
+    text = section(heading)
+    rows = {row[0]: row[1:] for row in table_rows(text.split("**The baseline retrained on the same CPU.**")[1])}
+    for name, (validation, test) in reports.items():
+        def cell(report):
+            return f"{percent(report['accuracy'])} ({error_count(report)} errors)"
+
+        assert rows[name] == [percent(members_mean(validation)), cell(validation), percent(members_mean(test)),
+                              cell(test)]
+    xeon, zen5, decay = (reports[name] for name in committees)
+    prose = " ".join(text.split())
+    assert f"score {100 * (xeon[1]['accuracy'] - zen5[1]['accuracy']):.2f} points lower" in prose
+    assert f"({error_count(zen5[1])} test errors against {error_count(xeon[1])})" in prose
+    assert error_count(zen5[0]) == error_count(decay[0]) and percent(members_mean(zen5[0])) == \
+        percent(members_mean(decay[0]))  # "ties the recipe on validation"
+    assert f"({error_count(decay[0])} errors each, members' mean {percent(members_mean(decay[0]))} each)" in prose
+    assert error_count(zen5[1]) - error_count(decay[1]) == 8  # "by eight errors"
+    assert f"{100 * (members_mean(decay[1]) - members_mean(zen5[1])):.2f} points better on average" in prose
