@@ -297,6 +297,11 @@ def is_own_model(model_path: Path, run_dir: Path | None) -> bool:
     return run_dir is not None and Path(model_path).parent == Path(run_dir) and Path(model_path).suffix == ".keras"
 
 
+def is_runs_best_model(model_path: Path, run_dir: Path | None) -> bool:
+    """True for a run's own best.keras: the model its metrics.json and evaluation.json describe."""
+    return is_own_model(model_path, run_dir) and Path(model_path).name == BEST_MODEL
+
+
 # The small records of a run (status, environment, metrics, an ensemble's report) are a few KiB;
 # `serve` and `compare` read them from folders anyone may have filled, so a huge file is refused
 # unread instead of filling memory.

@@ -131,15 +131,20 @@ def report_place(model_path: Path, run_dir: Path | None, kind: str) -> tuple[Pat
     model.evaluation.json, an export model.onnx as model.onnx.evaluation.json), so that no two
     overwrite each other.
     """
-    if rundir.is_own_model(model_path, run_dir) and model_path.name == rundir.BEST_MODEL:
+    if rundir.is_runs_best_model(model_path, run_dir):
         return run_dir, ""
     return model_path.parent, f"{model_path.stem if kind == 'keras' else model_path.name}."
+
+
+def _report_path(folder: Path, prefix: str) -> Path:
+    """Where `evaluate` writes a report: <prefix>evaluation.json in `folder` (`report_place` gives both)."""
+    return Path(folder) / f"{prefix}{rundir.EVALUATION_FILE}"
 
 
 def read_report(model_path: Path, run_dir: Path | None, kind: str) -> dict | None:
     """The evaluation report `evaluate` wrote for this model file, or None (none, unreadable, another file's)."""
     folder, prefix = report_place(model_path, run_dir, kind)
-    path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
+    path = _report_path(folder, prefix)
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -310,7 +315,7 @@ def _probabilities(model, images, tta: int, run_dir, plain=None) -> tuple[np.nda
 def _write_outputs(folder: Path, prefix: str, report: dict, data, images, labels, probabilities, plots: bool,
                    title: str) -> list[Path]:
     """Writes <prefix>evaluation.json and, with `plots`, <prefix>confusion_matrix.png and <prefix>misclassified.png."""
-    json_path = folder / (f"{prefix}evaluation.json" if prefix else rundir.EVALUATION_FILE)
+    json_path = _report_path(folder, prefix)
     rundir.write_json(json_path, report)
     written = [json_path]
     if plots:

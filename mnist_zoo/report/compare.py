@@ -116,7 +116,7 @@ def read_ensemble_row(folder: Path) -> RunRow:
                           f"members; evaluate it first (mnist-zoo evaluate {folder})")
     try:
         member_runs = [rundir.resolve_model_path(path)[1]
-                       for path in rundir.read_ensemble_file(folder / rundir.ENSEMBLE_FILE)[0]]
+                       for path in rundir.read_ensemble_file(ensemble_file)[0]]
     except ModelFileError as error:
         raise RunDirError(str(error)) from None
     if None in member_runs:

@@ -104,7 +104,7 @@ def _model_facts(classifier, model_file: Path, run_dir: Path | None):
         except MnistZooError:
             model = None
     accuracy = None
-    if rundir.is_own_model(model_file, run_dir) and model_file.name == rundir.BEST_MODEL:
+    if rundir.is_runs_best_model(model_file, run_dir):
         accuracy = rundir.read_json_object(run_dir / rundir.METRICS_FILE).get("test_accuracy")
     if accuracy is None:
         report = read_report(model_file, run_dir, classifier.kind)
