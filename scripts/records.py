@@ -41,6 +41,11 @@ The jobs:
     weight_decay    cnn_record with decoupled weight decay 0.05, five fresh seeds 31-35 on
                     record_committee's validation split: a candidate committee, compared
                     with that baseline on validation before its test figure is read (refused)
+    wd_trial_baseline, wd_trial
+                    cnn_record as bundled and with weight decay 0.05, the same seeds 41-45 in
+                    both, holding out 10,000 validation images (data.validation_size=10000,
+                    data.validation_seed=1): a paired trial decided on validation; run them
+                    interleaved, one seed of each at a time, with --seed
 """
 
 from __future__ import annotations
@@ -73,6 +78,9 @@ JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
     "elastic": ("cnn_record", (1, 2), ("data.augmentation.elastic_alpha=36", "data.augmentation.elastic_sigma=6")),
     "record_committee": ("cnn_record", (21, 22, 23, 24, 25), ("data.validation_seed=0",)),
     "weight_decay": ("cnn_record", (31, 32, 33, 34, 35), ("train.optimizer.weight_decay=0.05", "data.validation_seed=0")),
+    "wd_trial_baseline": ("cnn_record", (41, 42, 43, 44, 45), ("data.validation_size=10000", "data.validation_seed=1")),
+    "wd_trial": ("cnn_record", (41, 42, 43, 44, 45), ("train.optimizer.weight_decay=0.05", "data.validation_size=10000",
+                                                      "data.validation_seed=1")),
 }
 PLOTTED = {"fast": "cnn_fast (speed recipe)", "cnn": "cnn (default)", "record": "cnn_record (record recipe)"}
 
