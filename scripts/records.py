@@ -4,16 +4,17 @@
     python scripts/records.py --only record         # the record recipe's five seeds only
     python scripts/records.py --only record --seed 1   # its seed 1 only
     python scripts/records.py --list                # what is done and what is left
-    python scripts/records.py --plot docs/records.png   # test accuracy against training time
+    python scripts/records.py --plot records.png   # test accuracy against training time
 
 Each job is one `mnist-zoo train` in its own process, in a fixed run directory under
---runs-dir. A job whose directory holds an interrupted run is continued with `--resume`
-(bit-exact, and `train_seconds` adds up the epochs of every part), so the whole list can run
-across several sessions: stop it at any time and start it again. A finished job appends one
-JSON line to --results: the job, seed, test and best-validation accuracy, best epoch,
-training seconds, precision, the date, the CPU model, its bf16 flags and oneDNN's instruction-set
-cap if one was set, the command and the checkout's commit (run it from a frozen copy,
-`git worktree add --detach`, if you edit meanwhile).
+--runs-dir (default runs/: runs/record-seed1 for the record recipe's seed 1). A job whose
+directory holds an interrupted run is continued with `--resume` (bit-exact, and `train_seconds`
+adds up the epochs of every part), so the whole list can run across several sessions: stop it
+at any time and start it again. A finished job appends one JSON line to --results (default
+runs/records.jsonl; the lines behind docs/records.md are in docs/data/records.jsonl): the job,
+seed, test and best-validation accuracy, best epoch, training seconds, precision, the date, the
+CPU model, its bf16 flags and oneDNN's instruction-set cap if one was set, the command and the
+checkout's commit (run it from a frozen copy, `git worktree add --detach`, if you edit meanwhile).
 
 The jobs:
     record          cnn_record, seeds 1-5 (three for the single-model figure, five for the ensemble)
@@ -197,8 +198,11 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=sorted(JOBS), help="run only these jobs (repeatable)")
     parser.add_argument("--seed", type=int, action="append", dest="seeds", metavar="N",
                         help="run only these seeds of the chosen jobs (repeatable)")
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "docs" / "data" / "records.jsonl")
-    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "records")
+    # Defaults in the current folder: the documented commands train, where a file of finished
+    # jobs (docs/data/records.jsonl) would make them print "done" and train nothing.
+    parser.add_argument("--results", type=Path, default=Path("runs") / "records.jsonl",
+                        help="the JSON lines of finished jobs (default: runs/records.jsonl)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the runs go (default: runs/)")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MNIST_ZOO_DATA_DIR"),
                         help="a folder with the MNIST files (default: $MNIST_ZOO_DATA_DIR, else mnist-zoo's download cache)")
     parser.add_argument("--list", action="store_true", help="print what is done and what is left, and stop")

@@ -1,11 +1,13 @@
 """Train every network of the course material (configs/seeds/ and the zoo defaults) on real MNIST
 and compare with what the material reports.
 
-    python scripts/reproduce_seeds.py --data-dir ../shared/data -o docs/seeds-latest.md
+    python scripts/reproduce_seeds.py -o docs/seeds-latest.md
+    python scripts/reproduce_seeds.py --data-dir ~/mnist      # a folder with the MNIST files
     python scripts/reproduce_seeds.py --only seeds/lab_cnn seeds/lab_mlp
 
 Each network trains from its own config with its own seed, in a run directory under --runs-dir
-(kept, so `mnist-zoo compare` and `evaluate` work on them afterwards). Writes a Markdown table
+(kept, so `mnist-zoo compare` and `evaluate` work on them afterwards). The data come from
+--data-dir, else $MNIST_ZOO_DATA_DIR, else mnist-zoo's download cache (downloaded if missing). Writes a Markdown table
 (network, reported and reproduced test accuracy, reported and our parameter counts, time) and
 the same as JSON beside it.
 """
@@ -31,13 +33,13 @@ def networks() -> list[str]:
     return ZOO_DEFAULTS + [name for name in bundled_config_names() if name.startswith("seeds/")]
 
 
-def reproduce(name: str, data_dir: str, runs_dir: Path, seed: int | None = None, extra: dict | None = None) -> dict:
+def reproduce(name: str, data_dir: str | None, runs_dir: Path, seed: int | None = None, extra: dict | None = None) -> dict:
     """Trains the bundled config `name` (with its own seed, or `seed`; `extra` overrides) and returns its row."""
     from mnist_zoo.config.loading import bundled_config_path, load_config
     from mnist_zoo.rundir import create_run_dir
     from mnist_zoo.training.stage import train_run
 
-    overrides = {"data.data_dir": data_dir, "train.verbose": 0, **(extra or {})}
+    overrides = {"train.verbose": 0, **({"data.data_dir": data_dir} if data_dir else {}), **(extra or {})}
     if seed is not None:
         overrides["train.seed"] = seed
     config = load_config(bundled_config_path(name), overrides)
@@ -83,7 +85,8 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
+    parser.add_argument("--data-dir", default=os.environ.get("MNIST_ZOO_DATA_DIR"),
+                        help="a folder with the MNIST files (default: $MNIST_ZOO_DATA_DIR, else mnist-zoo's download cache)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/seeds"))
     parser.add_argument("--only", nargs="+", metavar="NAME", help="bundled config names (default: all networks)")
     parser.add_argument("--seed", type=int, help="train every network with this seed instead of its config's")

@@ -315,3 +315,16 @@ def test_the_elastic_cost_in_benchmarks_md_is_its_saved_run():
     plain = min(bench._fastest_epoch(run) for run in saved["augmentation"]["plain"])
     augmented = min(bench._fastest_epoch(run) for run in saved["augmentation"]["augmented"])
     assert f"{augmented - plain:.1f}-" in text and f"{saved['settings']['repeats']} --data-dir" in text
+
+
+def test_reproduce_seeds_reads_the_data_from_the_download_cache_by_default(monkeypatch):
+    # It used to default to ../shared/data, a folder only on the developers' machines.
+    reproduce_seeds = load_script("reproduce_seeds")
+    seen = []
+    monkeypatch.delenv("MNIST_ZOO_DATA_DIR", raising=False)
+    monkeypatch.setattr(reproduce_seeds, "reproduce", lambda name, data_dir, *args: seen.append(data_dir) or {
+        "reproduced_accuracy": 0.9, "reported_accuracy": None, "parameters": 1, "seconds": 1.0})
+    monkeypatch.setattr(reproduce_seeds, "markdown", lambda rows: "")
+    monkeypatch.setattr(sys, "argv", ["reproduce_seeds.py", "--only", "linear"])
+    reproduce_seeds.main()
+    assert seen == [None]  # reproduce() then leaves data.data_dir to the config: the download cache

@@ -143,3 +143,18 @@ def test_a_line_names_onednns_instruction_set_cap(tmp_path, monkeypatch, cap):
 def test_outside_a_git_checkout_the_commit_is_unknown(monkeypatch):
     monkeypatch.setattr(records, "REPO_ROOT", Path("/"))
     assert records.code_commit() is None
+
+
+def test_by_default_it_trains_into_runs_not_into_the_documented_results(tmp_path, monkeypatch, capsys):
+    # It used to default to docs/data/records.jsonl, where every job is done: the commands that
+    # docs/records.md quotes printed "done" and trained nothing.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["records.py", "--only", "record", "--list"])
+    records.main()
+    assert capsys.readouterr().out.splitlines() == [f"record seed {seed}: left" for seed in range(1, 6)]
+    commands = []
+    monkeypatch.setattr(records.subprocess, "run", fake_training({**METRICS, "best_val_accuracy": 0.996}, commands))
+    monkeypatch.setattr("sys.argv", ["records.py", "--only", "record", "--seed", "1"])
+    records.main()
+    assert commands[-1][commands[-1].index("--run-dir") + 1] == str(tmp_path / "runs" / "record-seed1")
+    assert json.loads((tmp_path / "runs" / "records.jsonl").read_text())["seed"] == 1
