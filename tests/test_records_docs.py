@@ -17,6 +17,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = REPO_ROOT / "docs" / "data"
 RECORDS_PAGE = (REPO_ROOT / "docs" / "records.md").read_text(encoding="utf-8")
+EXPERIMENTS_PAGE = (REPO_ROOT / "docs" / "record-experiments.md").read_text(encoding="utf-8")
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
@@ -34,10 +35,12 @@ def results(job: str) -> dict[int, dict]:
 
 
 def section(heading: str) -> str:
-    """The text of docs/records.md under `heading` (a whole heading line), up to the next heading."""
-    start = RECORDS_PAGE.index(f"\n{heading}\n") + len(heading) + 2
-    following = re.search(r"\n#{1,3} ", RECORDS_PAGE[start:])
-    return RECORDS_PAGE[start:start + following.start()] if following else RECORDS_PAGE[start:]
+    """The text under `heading` (a whole heading line) of docs/records.md or docs/record-experiments.md,
+    up to the next heading."""
+    page = RECORDS_PAGE if f"\n{heading}\n" in RECORDS_PAGE else EXPERIMENTS_PAGE
+    start = page.index(f"\n{heading}\n") + len(heading) + 2
+    following = re.search(r"\n#{1,3} ", page[start:])
+    return page[start:start + following.start()] if following else page[start:]
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -113,7 +116,6 @@ def test_record_ensemble_rows_are_the_evaluation_files():
     assert rows["**ensemble of seeds 1-5** (`evaluate --ensemble`)"][1] == ensemble_cell(plain)
     assert tta["tta"]["views"] == 8
     assert rows["the ensemble with `--tta 8`"][1] == percent(tta["accuracy"])
-    assert f"five seeds reach **{percent(plain['accuracy'])}**" in README
 
 
 def assert_committee_table(rows: dict[str, list[str]], report: dict, lines: dict[int, dict], seeds: range,
@@ -135,11 +137,26 @@ def test_all_data_table_is_the_ensemble_report_and_the_results_file():
     """The all-data section: each member's last.keras figure, its time, the mean and the committee."""
     lines = results("all_data")
     report = ensemble_report("record-all-ensemble-evaluation.json")
-    rows = {row[0]: row for row in table_rows(section(f"### The ensemble trained on all 60,000 images: {percent(report['accuracy'])}"))}
+    rows = {row[0]: row for row in table_rows(section(f"## The ensemble trained on all 60,000 images: {percent(report['accuracy'])}"))}
     # The members are the five seeds' last epochs: without a hold-out nothing else may choose.
     seeds = range(1, 6)
     assert_committee_table(rows, report, lines, seeds, [f"runs/record-all-seed{s}/last.keras" for s in seeds])
-    assert f"five trained on all 60,000 images reach **{percent(report['accuracy'])}**" in README
+
+
+def test_readme_gives_every_measured_seed_and_committee_of_the_bundled_recipe():
+    """README's spread: every seed of cnn_record as bundled (one validation split or not), every committee."""
+    lines = [line for name in ("records.jsonl", "record-zen5.jsonl", "record-committee-zen5.jsonl", "record-avx2.jsonl")
+             for line in data_lines(name)
+             if line["job"] in ("record", "record_committee") and set(line["overrides"]) <= {"data.validation_seed=0"}]
+    accuracies = [line["test_accuracy"] for line in lines]
+    prose = " ".join(README.split())
+    assert (f"{len(lines)} seeds measured on three CPU kinds score {100 * min(accuracies):.2f}-"
+            f"{percent(max(accuracies))}, mean {percent(statistics.mean(accuracies))}") in prose
+    committees = [ensemble_report(name)["accuracy"] for name in (
+        "record-ensemble-evaluation.json", "record-committee-ensemble-evaluation.json",
+        "record-committee-zen5-ensemble-evaluation.json")]
+    assert (f"Committees of five seeds score **{100 * min(committees):.2f}-{percent(max(committees))}** as an "
+            f"ensemble (`evaluate --ensemble`; three committees of the bundled recipe, on two CPU kinds)") in prose
 
 
 ABLATION = {
@@ -191,8 +208,10 @@ def test_speed_table_rows_are_their_runs():
 
 
 def paragraph(start: str) -> str:
-    """The docs/records.md paragraph that begins with `start`, its line breaks as spaces."""
-    text = RECORDS_PAGE[RECORDS_PAGE.index(f"\n{start}") + 1:]
+    """The paragraph of docs/records.md or docs/record-experiments.md that begins with `start`, its line
+    breaks as spaces."""
+    page = RECORDS_PAGE if f"\n{start}" in RECORDS_PAGE else EXPERIMENTS_PAGE
+    text = page[page.index(f"\n{start}") + 1:]
     return " ".join(text[:text.index("\n\n")].split())
 
 
@@ -215,7 +234,7 @@ def test_label_smoothing_committee_is_the_ensemble_report_and_the_results_file()
     """The label-smoothing section: five fresh seeds' best.keras, their times, the mean and the committee."""
     lines = results("label_smoothing")
     report = ensemble_report("record-label-smoothing-ensemble-evaluation.json")
-    text = section(f"### A committee with label smoothing: {percent(report['accuracy'])}")
+    text = section(f"## A committee with label smoothing: {percent(report['accuracy'])}")
     rows = {row[0]: row for row in table_rows(text)}
     # Seeds never used for the recipe's own figures, each answering with its best-validation checkpoint.
     seeds = range(6, 11)
@@ -315,7 +334,7 @@ def test_longer_schedule_pilot_and_committee_are_their_runs():
     assert all(line["overrides"] == ["train.epochs=45", "train.schedule.decay_rate=0.932"] and line["epochs"] == 45
                for line in lines.values())
     report = ensemble_report("record-long-ensemble-evaluation.json")
-    text = section(f"### A committee of longer-trained networks: {percent(report['accuracy'])}")
+    text = section(f"## A committee of longer-trained networks: {percent(report['accuracy'])}")
     committee_table = text.index("| seed | test accuracy")
     rows = {row[0]: row for row in table_rows(text[:committee_table])}
     # The pilot: validation against the recipe retrained on the same machine, the only figure the choice read.
@@ -354,8 +373,9 @@ def test_the_committees_of_five_are_summed_up_by_their_reports():
     retrained = ensemble_report("record-committee-zen5-ensemble-evaluation.json")  # seeds 21-25 on a Zen 5
     six = [report["accuracy"] for report in reports.values()] + [retrained["accuracy"]]
     record_text = " ".join(section(RECORD_HEADING).split())
-    assert f"for 45 epochs or on one validation split fall short too ({span(six)} %, below)" in record_text
-    one_split = " ".join(section(f"### A committee on one validation split: {percent(reports['one_split']['accuracy'])}")
+    assert (f"for 45 epochs or on one validation split, score {span(six)} % (mean "
+            f"{percent(statistics.mean(six))}); one with weight decay scores") in record_text
+    one_split = " ".join(section(f"## A committee on one validation split: {percent(reports['one_split']['accuracy'])}")
                          .split())
     assert f"Five committees of five, {span([report['accuracy'] for report in reports.values()])} %." in one_split
     mean = statistics.mean(report["accuracy"] for report in reports.values())
@@ -364,7 +384,7 @@ def test_the_committees_of_five_are_summed_up_by_their_reports():
     assert f"six committees average {percent(statistics.mean(six))}" in one_split
     assert percent(reports["one_split"]["accuracy"]) == percent(reports["long"]["accuracy"])  # "as the 45-epoch one did"
     long = reports["long"]
-    text = " ".join(section(f"### A committee of longer-trained networks: {percent(long['accuracy'])}").split())
+    text = " ".join(section(f"## A committee of longer-trained networks: {percent(long['accuracy'])}").split())
     assert (f"the five score {percent(members_mean(long))} on average "
             f"(the recipe's seeds 1-5: {percent(members_mean(reports['recipe']))})") in text
     errors = {name: error_count(report) for name, report in reports.items()}
@@ -373,13 +393,14 @@ def test_the_committees_of_five_are_summed_up_by_their_reports():
     four = [reports[name]["accuracy"] for name in ("recipe", "all_data", "label_smoothing", "long")]
     assert f"trained four ways, land at {100 * min(four):.2f}-{100 * max(four):.2f} %" in text
     # The label-smoothing section's comparison with every hard-target committee on the page.
-    hard = [name for name in reports if name != "label_smoothing"]
-    gains = sorted(f"{100 * (reports[name]['accuracy'] - members_mean(reports[name])):.2f}" for name in hard)
-    counts = sorted(errors[name] for name in hard)
-    smoothing = " ".join(section("### A committee with label smoothing: 99.70 %").split())
+    hard = [report for name, report in reports.items() if name != "label_smoothing"] + [
+        retrained, ensemble_report("weight-decay-committee-ensemble-evaluation.json")]
+    gains = sorted(f"{100 * (report['accuracy'] - members_mean(report)):.2f}" for report in hard)
+    counts = sorted(map(error_count, hard))
+    smoothing = " ".join(section("## A committee with label smoothing: 99.70 %").split())
     smoothed_gain = f"{100 * (reports['label_smoothing']['accuracy'] - members_mean(reports['label_smoothing'])):.2f}"
-    assert f"gains {smoothed_gain} points over its members' mean, against {gains[0]}-{gains[-1]} for the committees" \
-        " with hard targets on this page" in smoothing
+    assert len(hard) == 6 and f"gains {smoothed_gain} points over its members' mean, against " \
+        f"{gains[0]}-{gains[-1]} for the six committees with hard targets on this page" in smoothing
     assert f"makes {errors['label_smoothing']} test errors against their {counts[0]}-{counts[-1]}" in smoothing
     # The members' chosen epochs, against the 30-epoch recipe's.
     long_epochs = {seed: line["best_epoch"] for seed, line in results("long").items() if seed >= 11}
@@ -392,7 +413,7 @@ def test_the_committees_of_five_are_summed_up_by_their_reports():
 def test_elastic_pilot_table_is_its_runs_and_the_rule_that_refused_it():
     elastic, xeon = results("elastic"), results("record")
     zen5 = {line["seed"]: line for line in data_lines("record-zen5.jsonl")}
-    text = section("### An elastic distortion: tried on validation, not taken")
+    text = section("## An elastic distortion: tried on validation, not taken")
     rows = table_rows(text)
     assert [row[0] for row in rows] == ["1", "2", "mean"]
     for row, seed in zip(rows, (1, 2)):
@@ -434,7 +455,7 @@ def test_the_committee_on_one_split_is_its_runs_and_its_two_reports():
         ("validation", 5000, "test", 10000)
     names = [f"runs/record_committee-seed{seed}/best.keras" for seed in lines]
     assert [member["model"] for member in validation["members"]] == names == [m["model"] for m in test["members"]]
-    text = section(f"### A committee on one validation split: {percent(test['accuracy'])}")
+    text = section(f"## A committee on one validation split: {percent(test['accuracy'])}")
     rows = {row[0]: row for row in table_rows(text)}
     for seed, line in lines.items():
         assert rows[str(seed)][1:] == [f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})",
@@ -485,7 +506,7 @@ def test_the_weight_decay_committee_is_its_runs_its_reports_and_the_rule_that_re
     assert (validation["split"], validation["num_examples"], test["split"], test["num_examples"]) == \
         ("validation", 5000, "test", 10000)
     assert validation["accuracy"] <= baseline["accuracy"]  # the rule: not taken
-    heading = f"### Weight decay for committee members: refused on validation, {percent(test['accuracy'])} on the test set"
+    heading = f"## Weight decay for committee members: refused on validation, {percent(test['accuracy'])} on the test set"
     text = section(heading)
     rows = {row[0]: row for row in table_rows(text)}
     for seed, line in lines.items():
@@ -516,7 +537,7 @@ def test_the_weight_decay_committee_is_its_runs_its_reports_and_the_rule_that_re
     recipe_mean = statistics.mean(line["test_accuracy"] for line in results("record").values())
     assert percent(recipe_mean) == percent(members_mean(test))
     record_text = " ".join(section(RECORD_HEADING).split())
-    assert f"a committee with weight decay scores {percent(test['accuracy'])} on the test set, but the validation " \
+    assert f"one with weight decay scores {percent(test['accuracy'])} on the test set, but the validation " \
            "split had refused it" in record_text
 
 
@@ -539,7 +560,7 @@ def test_the_one_split_baseline_retrained_on_the_zen5_is_its_runs_and_reports():
     for member, seed in zip(validation["members"], lines):
         assert member["model"] == f"runs/record_committee-seed{seed}/best.keras"
         assert abs(member["accuracy"] - lines[seed]["best_val_accuracy"]) < 1e-6
-    heading = f"### Weight decay for committee members: refused on validation, {percent(reports['with weight decay, seeds 31-35, Zen 5'][1]['accuracy'])} on the test set"
+    heading = f"## Weight decay for committee members: refused on validation, {percent(reports['with weight decay, seeds 31-35, Zen 5'][1]['accuracy'])} on the test set"
     text = section(heading)
     rows = {row[0]: row[1:] for row in table_rows(text.split("**The baseline retrained on the same CPU.**")[1])}
     for name, (validation, test) in reports.items():
@@ -557,3 +578,35 @@ def test_the_one_split_baseline_retrained_on_the_zen5_is_its_runs_and_reports():
     assert f"({error_count(decay[0])} errors each, members' mean {percent(members_mean(decay[0]))} each)" in prose
     assert error_count(zen5[1]) - error_count(decay[1]) == 8  # "by eight errors"
     assert f"{100 * (members_mean(decay[1]) - members_mean(zen5[1])):.2f} points better on average" in prose
+
+
+def test_the_experiments_page_table_is_every_committees_reports():
+    """record-experiments.md's index: each committee's validation and test cells from its reports."""
+    committees = {  # row label's text -> (test report, validation report or None, seeds)
+        "the recipe": ("record-ensemble-evaluation.json", None, "1-5"),
+        "trained on all 60,000 images": ("record-all-ensemble-evaluation.json", None, "1-5"),
+        "label smoothing 0.1": ("record-label-smoothing-ensemble-evaluation.json", None, "6-10"),
+        "45 epochs": ("record-long-ensemble-evaluation.json", None, "11-15"),
+        "the recipe on one split": ("record-committee-ensemble-evaluation.json",
+                                    "record-committee-validation-evaluation.json", "21-25"),
+        "the same, retrained": ("record-committee-zen5-ensemble-evaluation.json",
+                                "record-committee-zen5-validation-evaluation.json", "21-25"),
+        "weight decay 0.05": ("weight-decay-committee-ensemble-evaluation.json",
+                              "weight-decay-committee-validation-evaluation.json", "31-35"),
+    }
+    table = EXPERIMENTS_PAGE[:EXPERIMENTS_PAGE.index("\n## ")]
+    rows = {re.match(r"\[(.+?)\]", row[0]).group(1): row[1:] for row in table_rows(table)}
+    assert list(rows) == list(committees)
+
+    def cell(report):
+        return f"{percent(report['accuracy'])} ({error_count(report)} errors)"
+
+    for name, (test_file, validation_file, seeds) in committees.items():
+        test = ensemble_report(test_file)
+        assert rows[name][0] == seeds and rows[name][3] == cell(test), name
+        assert test.get("split", "test") == "test" and f"seed{seeds.split('-')[0]}/" in test["members"][0]["model"], name
+        if validation_file:
+            assert rows[name][2] == cell(ensemble_report(validation_file)), name
+    accuracies = [ensemble_report(test_file)["accuracy"] for test_file, *_ in committees.values()]
+    bundled = accuracies[0], accuracies[4], accuracies[5]  # the recipe as bundled: 1-5, and 21-25 on two CPUs
+    assert f"scores\n{100 * min(bundled):.2f}-{percent(max(bundled))} on the test set" in table
