@@ -45,8 +45,8 @@ The jobs:
     wd_trial_baseline, wd_trial
                     cnn_record as bundled and with weight decay 0.05, the same seeds 41-45 in
                     both, holding out 10,000 validation images (data.validation_size=10000,
-                    data.validation_seed=1): a paired trial decided on validation; run them
-                    interleaved, one seed of each at a time, with --seed
+                    data.validation_seed=1): a paired trial decided on validation (weight
+                    decay taken); run them interleaved, one seed of each at a time, with --seed
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ def ensemble_cell(report: dict) -> str:
 
 
 RECORD_HEADING = "## The record recipe"
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 
 def test_record_table_rows_are_the_results_file_lines():
@@ -593,6 +594,10 @@ def test_the_experiments_page_table_is_every_committees_reports():
                                 "record-committee-zen5-validation-evaluation.json", "21-25"),
         "weight decay 0.05": ("weight-decay-committee-ensemble-evaluation.json",
                               "weight-decay-committee-validation-evaluation.json", "31-35"),
+        "the recipe, 10,000 held out": ("trial-recipe-ensemble-evaluation.json",
+                                        "trial-recipe-validation-evaluation.json", "41-45"),
+        "weight decay 0.05, 10,000 held out": ("trial-weight-decay-ensemble-evaluation.json",
+                                               "trial-weight-decay-validation-evaluation.json", "41-45"),
     }
     table = EXPERIMENTS_PAGE[:EXPERIMENTS_PAGE.index("\n## ")]
     rows = {re.match(r"\[(.+?)\]", row[0]).group(1): row[1:] for row in table_rows(table)}
@@ -610,3 +615,57 @@ def test_the_experiments_page_table_is_every_committees_reports():
     accuracies = [ensemble_report(test_file)["accuracy"] for test_file, *_ in committees.values()]
     bundled = accuracies[0], accuracies[4], accuracies[5]  # the recipe as bundled: 1-5, and 21-25 on two CPUs
     assert f"scores\n{100 * min(bundled):.2f}-{percent(max(bundled))} on the test set" in table
+
+
+def test_the_weight_decay_trial_is_its_runs_its_reports_and_its_rule():
+    """The paired trial on 10,000 validation images: every cell from its runs and reports, the rule's outcome."""
+    lines = data_lines("weight-decay-trial.jsonl")
+    runs = {(line["job"], line["seed"]): line for line in lines}
+    assert len(runs) == len(lines) == 10 and {seed for _, seed in runs} == {41, 42, 43, 44, 45}
+    split = ["data.validation_size=10000", "data.validation_seed=1"]
+    assert all(line["overrides"] == (["train.optimizer.weight_decay=0.05"] if line["job"] == "wd_trial" else [])
+               + split and line["config"] == "cnn_record" and (line["cpu_family"], line["cpu_model"]) == ("26", "2")
+               for line in lines)
+    arms = {"wd_trial_baseline": "trial-recipe", "wd_trial": "trial-weight-decay"}
+    reports = {job: (ensemble_report(f"{name}-validation-evaluation.json"), ensemble_report(f"{name}-ensemble-evaluation.json"))
+               for job, name in arms.items()}
+    for job, (validation, test) in reports.items():
+        assert (validation["split"], validation["num_examples"], test.get("split", "test"), test["num_examples"]) == \
+            ("validation", 10000, "test", 10000)
+        for seed, member, test_member in zip(range(41, 46), validation["members"], test["members"]):
+            assert member["model"] == test_member["model"] == f"trial-runs/{job}-seed{seed}/best.keras"
+            assert abs(member["accuracy"] - runs[job, seed]["best_val_accuracy"]) < 1e-6
+            assert abs(test_member["accuracy"] - runs[job, seed]["test_accuracy"]) < 1e-6
+    text = section("## Weight decay on 10,000 validation images: taken")
+    rows = {row[0]: row[1:] for row in table_rows(text)}
+    for seed in range(41, 46):
+        assert rows[str(seed)] == [f"{percent(runs[job, seed]['best_val_accuracy'])} ({runs[job, seed]['best_epoch']})"
+                                   for job in arms] + [percent(runs[job, seed]["test_accuracy"]) for job in arms]
+    assert rows["mean"] == [percent(members_mean(reports[job][0])) for job in arms] + \
+        [percent(members_mean(reports[job][1])) for job in arms]
+    (recipe_validation, recipe_test), (decay_validation, decay_test) = reports.values()
+
+    def cell(report):
+        return f"{percent(report['accuracy'])} ({error_count(report)} errors)"
+
+    assert rows["**committee of seeds 41-45**"] == [cell(recipe_validation), f"**{percent(decay_validation['accuracy'])}** "
+                                                    f"({error_count(decay_validation)} errors)", cell(recipe_test),
+                                                    cell(decay_test)]
+    # The rule fixed before the runs: fewer committee errors and a higher members' mean, both.
+    assert error_count(decay_validation) < error_count(recipe_validation)
+    assert members_mean(decay_validation) > members_mean(recipe_validation)
+    prose = " ".join(text.split())
+    assert (f"its committee made {error_count(decay_validation)} errors against the recipe's "
+            f"{error_count(recipe_validation)}") in prose and "**Weight decay is taken**" in prose
+    paired = [runs["wd_trial", seed]["best_val_accuracy"] - runs["wd_trial_baseline", seed]["best_val_accuracy"]
+              for seed in range(41, 46)]
+    assert [sum(d > 1e-6 for d in paired), sum(d < -1e-6 for d in paired), sum(abs(d) <= 1e-6 for d in paired)] == [3, 1, 1]
+    assert (f"the weight-decay committee made {error_count(decay_test)} test errors, the recipe's "
+            f"{error_count(recipe_test)}, and the members score alike (mean {percent(members_mean(decay_test))} each)") in prose
+    assert percent(members_mean(decay_test)) == percent(members_mean(recipe_test))
+    seconds = [line["train_seconds"] for line in lines]
+    assert f"{min(seconds):.0f}-{max(seconds):.0f} s of training per run" in prose
+    record_text = " ".join(section(RECORD_HEADING).split())
+    assert (f"took weight decay ({error_count(decay_validation)} committee errors against "
+            f"{error_count(recipe_validation)}), while its test figure came out "
+            f"{NUMBER_WORDS[error_count(decay_test) - error_count(recipe_test)]} errors behind") in record_text
