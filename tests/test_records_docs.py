@@ -598,6 +598,7 @@ def test_the_experiments_page_table_is_every_committees_reports():
                                         "trial-recipe-validation-evaluation.json", "41-45"),
         "weight decay 0.05, 10,000 held out": ("trial-weight-decay-ensemble-evaluation.json",
                                                "trial-weight-decay-validation-evaluation.json", "41-45"),
+        "the recipe with weight decay": ("record-weight-decay-ensemble-evaluation.json", None, "1-5"),
     }
     table = EXPERIMENTS_PAGE[:EXPERIMENTS_PAGE.index("\n## ")]
     rows = {re.match(r"\[(.+?)\]", row[0]).group(1): row[1:] for row in table_rows(table)}
@@ -669,3 +670,29 @@ def test_the_weight_decay_trial_is_its_runs_its_reports_and_its_rule():
     assert (f"took weight decay ({error_count(decay_validation)} committee errors against "
             f"{error_count(recipe_validation)}), while its test figure came out "
             f"{NUMBER_WORDS[error_count(decay_test) - error_count(recipe_test)]} errors behind") in record_text
+
+
+def test_the_recipe_with_weight_decay_is_its_runs_and_its_committees_report():
+    """Seeds 1-5 of cnn_record with weight decay (the trial's choice): each cell from its line and report."""
+    lines = {line["seed"]: line for line in data_lines("record-weight-decay.jsonl")}
+    assert sorted(lines) == [1, 2, 3, 4, 5]
+    assert all(line["job"] == "record" and line["config"] == "cnn_record" and line["overrides"] == []
+               and (line["cpu_family"], line["cpu_model"]) == ("26", "2") for line in lines.values())
+    assert {line["commit"] for line in lines.values()} == {"c787b83"}  # the commit whose cnn_record has weight decay
+    report = ensemble_report("record-weight-decay-ensemble-evaluation.json")
+    assert [member["model"] for member in report["members"]] == [f"runs/record-seed{seed}/best.keras" for seed in lines]
+    for member, line in zip(report["members"], lines.values()):
+        assert abs(member["accuracy"] - line["test_accuracy"]) < 1e-6
+    text = section("## The recipe with weight decay, seeds 1-5")
+    rows = {row[0]: row[1:] for row in table_rows(text)}
+    for seed, line in lines.items():
+        assert rows[str(seed)][:2] == [percent(line["test_accuracy"]),
+                                       f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})"]
+        assert rows[str(seed)][2].startswith(duration(line["train_seconds"]))
+    mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
+    assert rows["**mean of seeds 1-3**"][0] == f"**{percent(mean_3)}**"
+    assert rows["mean of seeds 1-5"][0] == percent(members_mean(report))
+    hours = sum(line["train_seconds"] for line in lines.values()) / 3600
+    assert rows["**ensemble of seeds 1-5**"] == [ensemble_cell(report), "", f"the members' times added: {hours:.1f} hours"]
+    without = statistics.mean(line["test_accuracy"] for line in data_lines("record-zen5.jsonl"))
+    assert f"against {percent(without)} without it on the same CPU" in " ".join(text.split())
