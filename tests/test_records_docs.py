@@ -72,6 +72,11 @@ def members_mean(report: dict) -> float:
     return statistics.mean(member["accuracy"] for member in report["members"])
 
 
+def errors_cell(report: dict) -> str:
+    """A committee's accuracy cell with its error count: "99.73 % (27 errors)"."""
+    return f"{percent(report['accuracy'])} ({error_count(report)} errors)"
+
+
 def ensemble_cell(report: dict) -> str:
     """An ensemble's accuracy cell: "**99.74 %** (26 errors)"."""
     return f"**{percent(report['accuracy'])}** ({error_count(report)} errors)"
@@ -565,11 +570,8 @@ def test_the_one_split_baseline_retrained_on_the_zen5_is_its_runs_and_reports():
     text = section(heading)
     rows = {row[0]: row[1:] for row in table_rows(text.split("**The baseline retrained on the same CPU.**")[1])}
     for name, (validation, test) in reports.items():
-        def cell(report):
-            return f"{percent(report['accuracy'])} ({error_count(report)} errors)"
-
-        assert rows[name] == [percent(members_mean(validation)), cell(validation), percent(members_mean(test)),
-                              cell(test)]
+        assert rows[name] == [percent(members_mean(validation)), errors_cell(validation), percent(members_mean(test)),
+                              errors_cell(test)]
     xeon, zen5, decay = (reports[name] for name in committees)
     prose = " ".join(text.split())
     assert f"score {100 * (xeon[1]['accuracy'] - zen5[1]['accuracy']):.2f} points lower" in prose
@@ -604,15 +606,12 @@ def test_the_experiments_page_table_is_every_committees_reports():
     rows = {re.match(r"\[(.+?)\]", row[0]).group(1): row[1:] for row in table_rows(table)}
     assert list(rows) == list(committees)
 
-    def cell(report):
-        return f"{percent(report['accuracy'])} ({error_count(report)} errors)"
-
     for name, (test_file, validation_file, seeds) in committees.items():
         test = ensemble_report(test_file)
-        assert rows[name][0] == seeds and rows[name][3] == cell(test), name
+        assert rows[name][0] == seeds and rows[name][3] == errors_cell(test), name
         assert test.get("split", "test") == "test" and f"seed{seeds.split('-')[0]}/" in test["members"][0]["model"], name
         if validation_file:
-            assert rows[name][2] == cell(ensemble_report(validation_file)), name
+            assert rows[name][2] == errors_cell(ensemble_report(validation_file)), name
     accuracies = [ensemble_report(test_file)["accuracy"] for test_file, *_ in committees.values()]
     bundled = accuracies[0], accuracies[4], accuracies[5]  # the recipe as bundled: 1-5, and 21-25 on two CPUs
     assert f"scores\n{100 * min(bundled):.2f}-{percent(max(bundled))} on the test set" in table
@@ -646,12 +645,8 @@ def test_the_weight_decay_trial_is_its_runs_its_reports_and_its_rule():
         [percent(members_mean(reports[job][1])) for job in arms]
     (recipe_validation, recipe_test), (decay_validation, decay_test) = reports.values()
 
-    def cell(report):
-        return f"{percent(report['accuracy'])} ({error_count(report)} errors)"
-
-    assert rows["**committee of seeds 41-45**"] == [cell(recipe_validation), f"**{percent(decay_validation['accuracy'])}** "
-                                                    f"({error_count(decay_validation)} errors)", cell(recipe_test),
-                                                    cell(decay_test)]
+    assert rows["**committee of seeds 41-45**"] == [errors_cell(recipe_validation), ensemble_cell(decay_validation),
+                                                    errors_cell(recipe_test), errors_cell(decay_test)]
     # The rule fixed before the runs: fewer committee errors and a higher members' mean, both.
     assert error_count(decay_validation) < error_count(recipe_validation)
     assert members_mean(decay_validation) > members_mean(recipe_validation)
