@@ -295,9 +295,12 @@ def test_weight_averaging_is_what_validation_and_the_saved_model_see(tmp_path, s
 
 @pytest.mark.parametrize("model", HIDDEN_MODELS)
 def test_resume_is_exact_with_augmentation_batch_norm_and_weight_averaging(tmp_path, small_mnist_dir, model):
+    # Every training option of the record recipe at once (weight decay, a per-epoch decay, EMA), and more.
     config = make_config(
         small_mnist_dir, model,
-        train={"optimizer": {"name": "adam", "learning_rate": 0.003, "use_ema": True, "ema_momentum": 0.9},
+        train={"optimizer": {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.05, "use_ema": True,
+                             "ema_momentum": 0.9},
+               "schedule": {"name": "exponential", "decay_rate": 0.9},
                "loss": {"name": "categorical_crossentropy", "label_smoothing": 0.1}},
         model_options={"batch_norm": True},
         data={"augmentation": {**RECORD_AUGMENTATION, "elastic_alpha": 34}},
