@@ -22,6 +22,15 @@ def test_every_job_is_a_bundled_config_with_overrides_that_validate(name):
     load_config(bundled_config_path(config), list(overrides))  # raises if an override no longer validates
 
 
+@pytest.mark.parametrize("name", sorted(name for name, job in records.JOBS.items() if job[0] == "cnn_record"))
+def test_every_record_job_trains_the_weight_decay_its_documented_runs_had(name):
+    """Only `record` (cnn_record as bundled) and the two weight-decay candidates decay the weights: every other
+    cnn_record job ran before the recipe took weight decay, so running it again must leave it off."""
+    config, _, overrides = records.JOBS[name]
+    resolved = load_config(bundled_config_path(config), list(overrides))
+    assert resolved.train.optimizer.weight_decay == (0.05 if name in ("record", "weight_decay", "wd_trial") else None)
+
+
 def fake_training(metrics: dict, commands: list | None = None):
     """A stand-in for `mnist-zoo train` (a new run or a --resume) that writes a finished run with `metrics`.
 
@@ -55,7 +64,8 @@ def test_a_run_without_a_hold_out_is_recorded_with_no_validation_figure(tmp_path
     args = job_arguments(tmp_path)
     line = records.run_job("all_data", "cnn_record", 2, records.JOBS["all_data"][2], args)
     assert line["best_val_accuracy"] is None and line["test_accuracy"] == 0.9962 and line["train_seconds"] == 1100.0
-    assert line["command"] == "mnist-zoo train --model cnn_record --seed 2 --set data.validation_size=0"
+    assert line["command"] == ("mnist-zoo train --model cnn_record --seed 2 --set train.optimizer.weight_decay=null "
+                               "--set data.validation_size=0")
     # The CPU's family and model numbers tell generations with the same model name apart.
     assert {"cpu", "cpu_family", "cpu_model", "cpu_flags", "onednn_max_cpu_isa"} <= line.keys()
 
