@@ -9,10 +9,13 @@ ensemble cannot leave a stale figure behind in the prose.
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from pathlib import Path
 
+import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = REPO_ROOT / "docs" / "data"
@@ -86,42 +89,93 @@ RECORD_HEADING = "## The record recipe"
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 
-def test_record_table_rows_are_the_results_file_lines():
-    record = results("record")
-    rows = {row[0]: row for row in table_rows(section(RECORD_HEADING))}
-    for seed, line in record.items():
+def recipe_lines() -> dict[int, dict]:
+    """The runs of cnn_record as bundled (with weight decay), seeds 1-5, by seed."""
+    return {line["seed"]: line for line in data_lines("record-weight-decay.jsonl")}
+
+
+# The two record tables: cnn_record as bundled, and before weight decay (its own runs, committee and TTA report).
+RECORD_TABLES = {
+    "bundled": (RECORD_HEADING, recipe_lines, "record-weight-decay-ensemble-evaluation.json",
+                "record-weight-decay-ensemble-tta-evaluation.json"),
+    "before weight decay": ("### The recipe before weight decay: {mean}", lambda: results("record"),
+                            "record-ensemble-evaluation.json", "record-ensemble-tta-evaluation.json"),
+}
+
+
+def record_table(name: str) -> tuple[dict[int, dict], dict[str, list[str]], dict, dict | None]:
+    """A record table's runs by seed, its rows by label, and its committee's reports (plain, TTA or None)."""
+    heading, lines_of, report, tta_report = RECORD_TABLES[name]
+    lines = lines_of()
+    mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
+    rows = {row[0]: row for row in table_rows(section(heading.format(mean=percent(mean_3))))}
+    return lines, rows, ensemble_report(report), tta_report and ensemble_report(tta_report)
+
+
+@pytest.mark.parametrize("name", list(RECORD_TABLES))
+def test_record_table_rows_are_the_results_file_lines(name):
+    lines, rows, _, _ = record_table(name)
+    for seed, line in lines.items():
         _, test, validation, seconds = rows[str(seed)]
         assert test == percent(line["test_accuracy"])
         assert validation == f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})"
         assert seconds.startswith(duration(line["train_seconds"]))
-    assert sorted(record) == [1, 2, 3, 4, 5]
+    assert sorted(lines) == [1, 2, 3, 4, 5]
+    assert all(line["job"] == "record" and line["config"] == "cnn_record" and line["overrides"] == []
+               for line in lines.values())
 
 
-def test_record_means_are_the_seeds_means():
-    record = results("record")
-    rows = {row[0]: row for row in table_rows(section(RECORD_HEADING))}
-    mean_3 = statistics.mean(record[seed]["test_accuracy"] for seed in (1, 2, 3))
-    mean_5 = statistics.mean(line["test_accuracy"] for line in record.values())
+@pytest.mark.parametrize("name", list(RECORD_TABLES))
+def test_record_means_are_the_seeds_means(name):
+    lines, rows, _, _ = record_table(name)
+    mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
+    mean_5 = statistics.mean(line["test_accuracy"] for line in lines.values())
     assert rows["**mean of seeds 1-3**"][1] == f"**{percent(mean_3)}**"
     assert rows["mean of seeds 1-5"][1] == percent(mean_5)
     # The issue's bar: a mean of at least 99.65 %, no seed below 99.6 %.
-    assert mean_3 >= 0.9965 and min(record[seed]["test_accuracy"] for seed in (1, 2, 3)) >= 0.996
-    assert f"reaches **{percent(mean_3)}**" in README
-    assert f"# The record recipe: {percent(mean_3)} test accuracy" in (REPO_ROOT / "configs" / "cnn_record.yaml").read_text()
+    assert mean_3 >= 0.9965 and min(lines[seed]["test_accuracy"] for seed in (1, 2, 3)) >= 0.996
 
 
-def test_record_ensemble_rows_are_the_evaluation_files():
-    record = results("record")
-    rows = {row[0]: row for row in table_rows(section(RECORD_HEADING))}
-    plain = ensemble_report("record-ensemble-evaluation.json")
-    tta = ensemble_report("record-ensemble-tta-evaluation.json")
+@pytest.mark.parametrize("name", list(RECORD_TABLES))
+def test_record_ensemble_rows_are_the_evaluation_files(name):
+    lines, rows, plain, tta = record_table(name)
     # The evaluated members are the five seeds of the table, best.keras each.
     for report in (plain, tta):
-        assert [member["accuracy"] for member in report["members"]] == [record[s]["test_accuracy"] for s in range(1, 6)]
-        assert all(member["model"].endswith("best.keras") for member in report["members"])
-    assert rows["**ensemble of seeds 1-5** (`evaluate --ensemble`)"][1] == ensemble_cell(plain)
-    assert tta["tta"]["views"] == 8
+        assert [member["accuracy"] for member in report["members"]] == [lines[s]["test_accuracy"] for s in range(1, 6)]
+        # (a TTA report names them from the committee's folder: record-ensemble/../runs/...)
+        assert all(os.path.normpath(member["model"]).endswith(f"record-seed{seed}/best.keras")
+                   for seed, member in zip(range(1, 6), report["members"]))
+    hours = sum(line["train_seconds"] for line in lines.values()) / 3600
+    assert rows["**ensemble of seeds 1-5** (`evaluate --ensemble`)"][1:] == [
+        ensemble_cell(plain), "", f"the members' times added: {hours:.1f} hours"]
+    assert tta["tta"]["views"] == 8 and tta["accuracy"] < plain["accuracy"]  # "makes it worse"
     assert rows["the ensemble with `--tta 8`"][1] == percent(tta["accuracy"])
+
+
+def test_the_bundled_recipe_is_the_config_its_runs_trained():
+    """cnn_record.yaml holds the weight decay its runs had (commit c787b83's config), and its header their figures."""
+    config = yaml.safe_load((REPO_ROOT / "configs" / "cnn_record.yaml").read_text())
+    assert config["train"]["optimizer"]["weight_decay"] == 0.05
+    lines = recipe_lines()
+    assert {line["commit"] for line in lines.values()} == {"c787b83"}  # whose cnn_record has weight decay 0.05
+    assert all((line["cpu_family"], line["cpu_model"], line["precision"]) == ("26", "2", "mixed_bfloat16")
+               for line in lines.values())
+    mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
+    report = ensemble_report("record-weight-decay-ensemble-evaluation.json")
+    header = " ".join(line.lstrip("# ") for line in (REPO_ROOT / "configs" / "cnn_record.yaml").read_text().splitlines()[:3])
+    assert (f"The record recipe: {percent(mean_3)} test accuracy from one network (mean of 3 seeds) and "
+            f"{percent(report['accuracy'])} from a committee of five seeds") in header
+    assert f"reaches **{percent(mean_3)}**" in README
+    prose = " ".join(README.split())
+    accuracies = [line["test_accuracy"] for line in lines.values()]
+    assert f"seeds 1-5 score {100 * min(accuracies):.2f}-{percent(max(accuracies))})" in prose
+    assert f"The committee of its seeds 1-5 scores **{percent(report['accuracy'])}** as an ensemble" in prose
+    record_text = " ".join(section(RECORD_HEADING).split())
+    assert f"The committee of seeds 1-5 makes {error_count(report)} test errors: {percent(report['accuracy'])}, past " \
+           "99.75 %" in record_text and report["accuracy"] >= 0.9975
+    without = {line["seed"]: line for line in data_lines("record-zen5.jsonl")}  # the same CPU, before weight decay
+    assert (f"seeds 2 and 3 trained without it in {without[2]['train_seconds']:,.0f} s and "
+            f"{without[3]['train_seconds']:,.0f} s") in record_text
 
 
 def assert_committee_table(rows: dict[str, list[str]], report: dict, lines: dict[int, dict], seeds: range,
@@ -150,19 +204,19 @@ def test_all_data_table_is_the_ensemble_report_and_the_results_file():
 
 
 def test_readme_gives_every_measured_seed_and_committee_of_the_bundled_recipe():
-    """README's spread: every seed of cnn_record as bundled (one validation split or not), every committee."""
+    """README's spread before weight decay: every seed of cnn_record then (one validation split or not), every committee."""
     lines = [line for name in ("records.jsonl", "record-zen5.jsonl", "record-committee-zen5.jsonl", "record-avx2.jsonl")
              for line in data_lines(name)
              if line["job"] in ("record", "record_committee") and set(line["overrides"]) <= {"data.validation_seed=0"}]
     accuracies = [line["test_accuracy"] for line in lines]
     prose = " ".join(README.split())
-    assert (f"{len(lines)} seeds measured on three CPU kinds score {100 * min(accuracies):.2f}-"
+    assert (f"before weight decay, {len(lines)} seeds measured on three CPU kinds scored {100 * min(accuracies):.2f}-"
             f"{percent(max(accuracies))}, mean {percent(statistics.mean(accuracies))}") in prose
     committees = [ensemble_report(name)["accuracy"] for name in (
         "record-ensemble-evaluation.json", "record-committee-ensemble-evaluation.json",
         "record-committee-zen5-ensemble-evaluation.json")]
-    assert (f"Committees of five seeds score **{100 * min(committees):.2f}-{percent(max(committees))}** as an "
-            f"ensemble (`evaluate --ensemble`; three committees of the bundled recipe, on two CPU kinds)") in prose
+    assert (f"committees of five seeds {100 * min(committees):.2f}-{percent(max(committees))} (three committees of "
+            f"the recipe, on two CPU kinds)") in prose
 
 
 ABLATION = {
@@ -226,11 +280,11 @@ def test_avx2_only_record_seed_is_its_run():
     (line,) = data_lines("record-avx2.jsonl")
     assert (line["job"], line["seed"], line["cpu_flags"], line["precision"]) == ("record", 1, ["avx2"], "float32")
     assert line["onednn_max_cpu_isa"] is None  # a real AVX2-only CPU, not one held to AVX2
-    assert (f"Seed 1 on 2 cores of an AMD EPYC (Zen 3) with AVX2 only scores {percent(line['test_accuracy'])} "
+    assert (f"seed 1 on 2 cores of an AMD EPYC (Zen 3) with AVX2 only scores {percent(line['test_accuracy'])} "
             f"(best validation {percent(line['best_val_accuracy'])}, epoch {line['best_epoch']}) in "
             f"{duration(line['train_seconds'])} of training") in paragraph("**On a CPU without native bf16**")
     xeon_float32, bf16 = results("float32")[1], results("record")[1]
-    assert (f"Seed 1 in float32 scores {percent(line['test_accuracy'])} on that EPYC and "
+    assert (f"seed 1 in float32 scores {percent(line['test_accuracy'])} on that EPYC and "
             f"{percent(xeon_float32['test_accuracy'])} on the Xeon") in paragraph("Does bf16 keep the accuracy?")
     assert (f"best validation {percent(xeon_float32['best_val_accuracy'])}, epoch {xeon_float32['best_epoch']}), "
             f"against {percent(bf16['test_accuracy'])} in bf16") in paragraph("Does bf16 keep the accuracy?")
@@ -278,7 +332,8 @@ def test_fresh_install_retraining_is_its_runs():
                                                                                   ("record", 3, [])]
     assert all(line["precision"] == "mixed_bfloat16" and "avx512_bf16" in line["cpu_flags"] for line in lines)
     mean = statistics.mean(line["test_accuracy"] for line in lines)
-    rows = {row[0]: row for row in table_rows(section(f"### The recipe retrained from a fresh install: {percent(mean)}"))}
+    rows = {row[0]: row for row in table_rows(section(f"### The recipe before weight decay, retrained from a fresh install: "
+                                                      f"{percent(mean)}"))}
     for line in lines:
         _, test, validation, seconds = rows[str(line["seed"])]
         assert test == percent(line["test_accuracy"])
@@ -379,8 +434,8 @@ def test_the_committees_of_five_are_summed_up_by_their_reports():
     retrained = ensemble_report("record-committee-zen5-ensemble-evaluation.json")  # seeds 21-25 on a Zen 5
     six = [report["accuracy"] for report in reports.values()] + [retrained["accuracy"]]
     record_text = " ".join(section(RECORD_HEADING).split())
-    assert (f"for 45 epochs or on one validation split, score {span(six)} % (mean "
-            f"{percent(statistics.mean(six))}); one with weight decay scores") in record_text
+    assert (f"for 45 epochs or on one validation split, scored {span(six)} % (mean "
+            f"{percent(statistics.mean(six))}); one with weight decay scored") in record_text
     one_split = " ".join(section(f"## A committee on one validation split: {percent(reports['one_split']['accuracy'])}")
                          .split())
     assert f"Five committees of five, {span([report['accuracy'] for report in reports.values()])} %." in one_split
@@ -543,7 +598,7 @@ def test_the_weight_decay_committee_is_its_runs_its_reports_and_the_rule_that_re
     recipe_mean = statistics.mean(line["test_accuracy"] for line in results("record").values())
     assert percent(recipe_mean) == percent(members_mean(test))
     record_text = " ".join(section(RECORD_HEADING).split())
-    assert f"one with weight decay scores {percent(test['accuracy'])} on the test set, but the validation " \
+    assert f"one with weight decay scored {percent(test['accuracy'])} on the test set, but the validation " \
            "split had refused it" in record_text
 
 
@@ -586,7 +641,7 @@ def test_the_one_split_baseline_retrained_on_the_zen5_is_its_runs_and_reports():
 def test_the_experiments_page_table_is_every_committees_reports():
     """record-experiments.md's index: each committee's validation and test cells from its reports."""
     committees = {  # row label's text -> (test report, validation report or None, seeds)
-        "the recipe": ("record-ensemble-evaluation.json", None, "1-5"),
+        "the recipe before weight decay": ("record-ensemble-evaluation.json", None, "1-5"),
         "trained on all 60,000 images": ("record-all-ensemble-evaluation.json", None, "1-5"),
         "label smoothing 0.1": ("record-label-smoothing-ensemble-evaluation.json", None, "6-10"),
         "45 epochs": ("record-long-ensemble-evaluation.json", None, "11-15"),
@@ -613,8 +668,14 @@ def test_the_experiments_page_table_is_every_committees_reports():
         if validation_file:
             assert rows[name][2] == errors_cell(ensemble_report(validation_file)), name
     accuracies = [ensemble_report(test_file)["accuracy"] for test_file, *_ in committees.values()]
-    bundled = accuracies[0], accuracies[4], accuracies[5]  # the recipe as bundled: 1-5, and 21-25 on two CPUs
-    assert f"scores\n{100 * min(bundled):.2f}-{percent(max(bundled))} on the test set" in table
+    before = accuracies[0], accuracies[4], accuracies[5]  # the recipe before weight decay: 1-5, and 21-25 on two CPUs
+    intro = " ".join(table.split())
+    assert f"scored {100 * min(before):.2f}-{percent(max(before))} on the test set" in intro
+    recipe = ensemble_report("record-weight-decay-ensemble-evaluation.json")
+    assert f"the recipe's seeds 1-5 now score {percent(recipe['accuracy'])} as a committee" in intro
+    # The last section's range: every committee of five in the index.
+    last = " ".join(section(f"## The recipe with weight decay: {percent(recipe['accuracy'])}").split())
+    assert f"committees of five of this network have scored {100 * min(accuracies):.2f}-{percent(max(accuracies))}." in last
 
 
 def test_the_weight_decay_trial_is_its_runs_its_reports_and_its_rule():
@@ -667,27 +728,89 @@ def test_the_weight_decay_trial_is_its_runs_its_reports_and_its_rule():
             f"{NUMBER_WORDS[error_count(decay_test) - error_count(recipe_test)]} errors behind") in record_text
 
 
-def test_the_recipe_with_weight_decay_is_its_runs_and_its_committees_report():
-    """Seeds 1-5 of cnn_record with weight decay (the trial's choice): each cell from its line and report."""
-    lines = {line["seed"]: line for line in data_lines("record-weight-decay.jsonl")}
-    assert sorted(lines) == [1, 2, 3, 4, 5]
-    assert all(line["job"] == "record" and line["config"] == "cnn_record" and line["overrides"] == []
-               and (line["cpu_family"], line["cpu_model"]) == ("26", "2") for line in lines.values())
-    assert {line["commit"] for line in lines.values()} == {"c787b83"}  # the commit whose cnn_record has weight decay
+def test_the_recipe_with_weight_decay_section_is_its_runs_and_its_committees_report():
+    """The experiments page's last section: the seeds' means and the committee, from their lines and report."""
+    lines = recipe_lines()
     report = ensemble_report("record-weight-decay-ensemble-evaluation.json")
-    assert [member["model"] for member in report["members"]] == [f"runs/record-seed{seed}/best.keras" for seed in lines]
     for member, line in zip(report["members"], lines.values()):
         assert abs(member["accuracy"] - line["test_accuracy"]) < 1e-6
-    text = section("## The recipe with weight decay, seeds 1-5")
-    rows = {row[0]: row[1:] for row in table_rows(text)}
+    text = " ".join(section(f"## The recipe with weight decay: {percent(report['accuracy'])}").split())
+    mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
+    without = statistics.mean(line["test_accuracy"] for line in data_lines("record-zen5.jsonl"))
+    assert f"Seeds 1-3 average {percent(mean_3)}, against {percent(without)} without weight decay on the same CPU" in text
+    assert (f"scores **{percent(report['accuracy'])}** ({error_count(report)} errors), from members that average "
+            f"{percent(members_mean(report))} alone") in text
+
+
+def test_weight_decay_beside_the_ablation_is_the_trial_and_the_runs():
+    """records.md's paragraph on weight decay after the ablation: the trial's validation figures, seeds 1-3 on a Zen 5."""
+    validation = {arm: ensemble_report(f"trial-{arm}-validation-evaluation.json") for arm in ("recipe", "weight-decay")}
+    text = paragraph("Weight decay, added after the ablation, had a test of its own")
+    assert (f"its members validated at {percent(members_mean(validation['weight-decay']))} against "
+            f"{percent(members_mean(validation['recipe']))} on the same seeds (better on three of five) and its committee "
+            f"made {error_count(validation['weight-decay'])} errors against {error_count(validation['recipe'])}") in text
+    with_it, without = recipe_lines(), {line["seed"]: line for line in data_lines("record-zen5.jsonl")}
+
+    def seeds(lines, which):
+        mean = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
+        return f"{percent(mean)} {which} ({', '.join(percent(lines[seed]['test_accuracy']) for seed in (1, 2, 3))})"
+
+    assert f"average {seeds(with_it, 'with it')} and {seeds(without, 'without it')}" in text
+
+
+def test_the_recipe_from_a_fresh_install_is_its_runs_and_repeats_the_table():
+    """Seeds 1-3 of cnn_record as bundled, installed afresh: each cell from its line, each figure the table's again."""
+    lines = {line["seed"]: line for line in data_lines("recipes-zen5.jsonl") if line["job"] == "record"}
+    assert sorted(lines) == [1, 2, 3]
+    assert all(line["overrides"] == [] and line["commit"] == "a3dad83" and line["precision"] == "mixed_bfloat16"
+               and (line["cpu_family"], line["cpu_model"]) == ("26", "2") for line in lines.values())
+    mean = statistics.mean(line["test_accuracy"] for line in lines.values())
+    rows = {row[0]: row[1:] for row in table_rows(section(f"### Seeds 1-3 from a fresh install: {percent(mean)}"))}
     for seed, line in lines.items():
         assert rows[str(seed)][:2] == [percent(line["test_accuracy"]),
                                        f"{percent(line['best_val_accuracy'])} ({line['best_epoch']})"]
         assert rows[str(seed)][2].startswith(duration(line["train_seconds"]))
-    mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
-    assert rows["**mean of seeds 1-3**"][0] == f"**{percent(mean_3)}**"
-    assert rows["mean of seeds 1-5"][0] == percent(members_mean(report))
-    hours = sum(line["train_seconds"] for line in lines.values()) / 3600
-    assert rows["**ensemble of seeds 1-5**"] == [ensemble_cell(report), "", f"the members' times added: {hours:.1f} hours"]
-    without = statistics.mean(line["test_accuracy"] for line in data_lines("record-zen5.jsonl"))
-    assert f"against {percent(without)} without it on the same CPU" in " ".join(text.split())
+    assert rows["**mean**"][0] == f"**{percent(mean)}**"
+    # The issue's bar, from a fresh install: a mean of at least 99.65 %, none below 99.6 %, each in 20 minutes.
+    assert mean >= 0.9965 and min(line["test_accuracy"] for line in lines.values()) >= 0.996
+    assert max(line["train_seconds"] for line in lines.values()) <= 20 * 60
+    table = recipe_lines()  # "digit for digit" the table's runs
+    for seed, line in lines.items():
+        assert [line[key] for key in ("test_accuracy", "best_val_accuracy", "best_epoch")] == \
+            [table[seed][key] for key in ("test_accuracy", "best_val_accuracy", "best_epoch")]
+
+
+def test_the_accuracy_time_plot_paragraph_is_its_runs():
+    """The plot's paragraph: the three recipes' mean times and accuracies on one machine, from their lines."""
+    lines = data_lines("recipes-zen5.jsonl")
+    assert sorted((line["job"], line["seed"]) for line in lines) == sorted(
+        (job, seed) for job in ("record", "fast", "cnn") for seed in (1, 2, 3))
+    assert len({(line["cpu"], line["cpu_family"], line["cpu_model"], line["commit"]) for line in lines}) == 1
+
+    def mean(job, key):
+        return statistics.mean(line[key] for line in lines if line["job"] == job)
+
+    fast, cnn, record = (mean(job, "train_seconds") for job in ("fast", "cnn", "record"))
+    gains = [100 * (mean(better, "test_accuracy") - mean(worse, "test_accuracy"))
+             for better, worse in (("cnn", "fast"), ("record", "cnn"))]
+    assert (f"the default CNN takes {cnn / fast:.1f} times the speed recipe's {fast:.0f} s for {gains[0]:.2f} points "
+            f"more, the record recipe {record / cnn:.0f} times the default's {cnn:.0f} s for another {gains[1]:.2f}.") \
+        in paragraph("The three bundled CNN recipes, one point per seed")
+
+
+def test_the_tta_section_is_the_two_committees_reports():
+    """Test-time augmentation's verdict: each committee's TTA figure and the digits it lost, from the reports."""
+    def lost(prefix):
+        plain = ensemble_report(f"{prefix}-ensemble-evaluation.json")
+        tta = ensemble_report(f"{prefix}-ensemble-tta-evaluation.json")
+        return error_count(tta) - error_count(plain), f"({percent(tta['accuracy'])} against {percent(plain['accuracy'])})"
+
+    (now, now_figures), (before, before_figures) = lost("record-weight-decay"), lost("record")
+    text = " ".join(section("## Test-time augmentation").split())
+    assert (f"the record recipe's committee lost {now} test digits with `--tta 8` {now_figures}, and the committee "
+            f"of the recipe before weight decay {before} {before_figures}") in text
+    record_text = " ".join(section(RECORD_HEADING).split())
+    plain = ensemble_report("record-weight-decay-ensemble-evaluation.json")
+    tta = ensemble_report("record-weight-decay-ensemble-tta-evaluation.json")
+    assert f"makes the committee worse ({percent(tta['accuracy'])}, {now} more errors)" in record_text
+    assert error_count(tta) - error_count(plain) == now
