@@ -16,9 +16,9 @@ seed, test and best-validation accuracy, best epoch, training seconds, precision
 CPU model, its bf16 flags and oneDNN's instruction-set cap if one was set, the command and the
 checkout's commit (run it from a frozen copy, `git worktree add --detach`, if you edit meanwhile).
 
-The jobs (after the first three, each trains cnn_record as it was before weight decay entered it,
-with train.optimizer.weight_decay=null, as its documented runs did; weight_decay and wd_trial set
-their own):
+The jobs (every cnn_record job but record, record_float32, weight_decay and wd_trial trains it as
+it was before weight decay entered it, with train.optimizer.weight_decay=null, as its documented
+runs did; weight_decay and wd_trial set their own):
     record          cnn_record as bundled, seeds 1-5 (three for the single-model figure, five for
                     the ensemble)
     fast            cnn_fast (the speed recipe), seeds 1-3
@@ -27,6 +27,7 @@ their own):
     no_augmentation cnn_record without data augmentation, seeds 1-3
     no_batch_norm   cnn_record without batch normalisation, seeds 1-3
     float32         cnn_record in float32, seed 1 (does bf16 keep the accuracy?)
+    record_float32  the same with cnn_record as bundled (weight decay included)
     all_data        cnn_record on all 60,000 training images (no hold-out), seeds 1-5: the
                     members of the all-data ensemble, whose last.keras (epoch 30) answers,
                     since nothing is left to choose an epoch with
@@ -80,6 +81,7 @@ JOBS: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
         "data.augmentation.rotation=0", "data.augmentation.zoom=0", "data.augmentation.translation=0")),
     "no_batch_norm": ("cnn_record", (1, 2, 3), BEFORE_WEIGHT_DECAY + ("model.batch_norm=false",)),
     "float32": ("cnn_record", (1,), BEFORE_WEIGHT_DECAY + ("train.precision=float32",)),
+    "record_float32": ("cnn_record", (1,), ("train.precision=float32",)),
     "all_data": ("cnn_record", (1, 2, 3, 4, 5), BEFORE_WEIGHT_DECAY + ("data.validation_size=0",)),
     "label_smoothing": ("cnn_record", (1, 2, 3, 6, 7, 8, 9, 10), BEFORE_WEIGHT_DECAY + ("train.loss.label_smoothing=0.1",)),
     "long": ("cnn_record", (1, 2, 11, 12, 13, 14, 15), BEFORE_WEIGHT_DECAY + (

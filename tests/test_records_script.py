@@ -28,7 +28,7 @@ def test_every_record_job_trains_the_weight_decay_its_documented_runs_had(name):
     cnn_record job ran before the recipe took weight decay, so running it again must leave it off."""
     config, _, overrides = records.JOBS[name]
     resolved = load_config(bundled_config_path(config), list(overrides))
-    assert resolved.train.optimizer.weight_decay == (0.05 if name in ("record", "weight_decay", "wd_trial") else None)
+    assert resolved.train.optimizer.weight_decay == (0.05 if name in ("record", "record_float32", "weight_decay", "wd_trial") else None)
 
 
 def fake_training(metrics: dict, commands: list | None = None):
