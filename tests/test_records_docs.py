@@ -284,10 +284,27 @@ def test_avx2_only_record_seed_is_its_run():
             f"(best validation {percent(line['best_val_accuracy'])}, epoch {line['best_epoch']}) in "
             f"{duration(line['train_seconds'])} of training") in paragraph("**On a CPU without native bf16**")
     xeon_float32, bf16 = results("float32")[1], results("record")[1]
-    assert (f"seed 1 in float32 scores {percent(line['test_accuracy'])} on that EPYC and "
-            f"{percent(xeon_float32['test_accuracy'])} on the Xeon") in paragraph("Does bf16 keep the accuracy?")
+    text = paragraph("Does bf16 keep the accuracy?")
+    assert (f"seed 1 in float32 scored {percent(line['test_accuracy'])} on the Zen 3 EPYC and "
+            f"{percent(xeon_float32['test_accuracy'])} on the Xeon") in text
     assert (f"best validation {percent(xeon_float32['best_val_accuracy'])}, epoch {xeon_float32['best_epoch']}), "
-            f"against {percent(bf16['test_accuracy'])} in bf16") in paragraph("Does bf16 keep the accuracy?")
+            f"against {percent(bf16['test_accuracy'])} in bf16") in text
+    # The recipe as bundled: seed 1 in float32 against its bf16 run on the same CPU kind.
+    (now,) = data_lines("record-float32.jsonl")
+    now_bf16 = recipe_lines()[1]
+    assert (now["job"], now["seed"], now["overrides"], now["precision"]) == \
+        ("record_float32", 1, ["train.precision=float32"], "float32")
+    assert (now["cpu_family"], now["cpu_model"]) == (now_bf16["cpu_family"], now_bf16["cpu_model"])
+    def figures(run):
+        return (f"{percent(run['test_accuracy'])} (best validation {percent(run['best_val_accuracy'])}, "
+                f"epoch {run['best_epoch']})")
+
+    assert f"seed 1 in float32 scores {figures(now)}, against {figures(now_bf16)} in bf16" in text
+    assert f"({now['train_seconds']:,.0f} s of training in all" in text
+    config_comments = " ".join(line.strip().lstrip("# ") for line in
+                               (REPO_ROOT / "configs" / "cnn_record.yaml").read_text().splitlines())
+    assert (f"seed 1 scored {percent(now_bf16['test_accuracy'])} in bf16, {percent(now['test_accuracy'])} "
+            "in float32") in config_comments
 
 
 def test_label_smoothing_committee_is_the_ensemble_report_and_the_results_file():
