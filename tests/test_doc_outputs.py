@@ -78,6 +78,7 @@ def page_commands(text: str) -> list[tuple[str, list[str]]]:
 def masked(line: str) -> str:
     """A line with its numbers (and a CPU's name) masked and its runs of spaces and dashes shortened."""
     line = re.sub(r"CPU \(.*?\), precision: \w+", "CPU (name), precision: p", line)
+    line = re.sub(r"\d+(?:\.\d+)?(?:us|ms|s)/step", "t/step", line)  # Keras picks the unit by the time
     line = re.sub(r"\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", "0", line)
     return re.sub(r"-{2,}", "-", re.sub(r" +", " ", line)).strip()
 
