@@ -22,6 +22,7 @@ DATA = REPO_ROOT / "docs" / "data"
 RECORDS_PAGE = (REPO_ROOT / "docs" / "records.md").read_text(encoding="utf-8")
 EXPERIMENTS_PAGE = (REPO_ROOT / "docs" / "record-experiments.md").read_text(encoding="utf-8")
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+CNN_RECORD_YAML = (REPO_ROOT / "configs" / "cnn_record.yaml").read_text(encoding="utf-8")
 
 
 def data_lines(name: str) -> list[dict]:
@@ -29,12 +30,17 @@ def data_lines(name: str) -> list[dict]:
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
+def by_seed(name: str, job: str | None = None) -> dict[int, dict]:
+    """The lines of a docs/data file (of one job, if given), by seed: one line per seed."""
+    lines = [line for line in data_lines(name) if job is None or line["job"] == job]
+    seeds = {line["seed"]: line for line in lines}
+    assert len(seeds) == len(lines), f"{name} {job or ''}: a seed appears twice"
+    return seeds
+
+
 def results(job: str) -> dict[int, dict]:
     """The records.jsonl lines of one job, by seed (one line per seed)."""
-    lines = data_lines("records.jsonl")
-    by_seed = {line["seed"]: line for line in lines if line["job"] == job}
-    assert len(by_seed) == sum(line["job"] == job for line in lines), f"{job}: a seed appears twice"
-    return by_seed
+    return by_seed("records.jsonl", job)
 
 
 def section(heading: str) -> str:
@@ -91,7 +97,7 @@ NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 def recipe_lines() -> dict[int, dict]:
     """The runs of cnn_record as bundled (with weight decay), seeds 1-5, by seed."""
-    return {line["seed"]: line for line in data_lines("record-weight-decay.jsonl")}
+    return by_seed("record-weight-decay.jsonl")
 
 
 # The two record tables: cnn_record as bundled, and before weight decay (its own runs, committee and TTA report).
@@ -103,13 +109,13 @@ RECORD_TABLES = {
 }
 
 
-def record_table(name: str) -> tuple[dict[int, dict], dict[str, list[str]], dict, dict | None]:
-    """A record table's runs by seed, its rows by label, and its committee's reports (plain, TTA or None)."""
+def record_table(name: str) -> tuple[dict[int, dict], dict[str, list[str]], dict, dict]:
+    """A record table's runs by seed, its rows by label, and its committee's reports (plain and TTA)."""
     heading, lines_of, report, tta_report = RECORD_TABLES[name]
     lines = lines_of()
     mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
     rows = {row[0]: row for row in table_rows(section(heading.format(mean=percent(mean_3))))}
-    return lines, rows, ensemble_report(report), tta_report and ensemble_report(tta_report)
+    return lines, rows, ensemble_report(report), ensemble_report(tta_report)
 
 
 @pytest.mark.parametrize("name", list(RECORD_TABLES))
@@ -154,7 +160,7 @@ def test_record_ensemble_rows_are_the_evaluation_files(name):
 
 def test_the_bundled_recipe_is_the_config_its_runs_trained():
     """cnn_record.yaml holds the weight decay its runs had (commit c787b83's config), and its header their figures."""
-    config = yaml.safe_load((REPO_ROOT / "configs" / "cnn_record.yaml").read_text())
+    config = yaml.safe_load(CNN_RECORD_YAML)
     assert config["train"]["optimizer"]["weight_decay"] == 0.05
     lines = recipe_lines()
     assert {line["commit"] for line in lines.values()} == {"c787b83"}  # whose cnn_record has weight decay 0.05
@@ -162,7 +168,7 @@ def test_the_bundled_recipe_is_the_config_its_runs_trained():
                for line in lines.values())
     mean_3 = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
     report = ensemble_report("record-weight-decay-ensemble-evaluation.json")
-    header = " ".join(line.lstrip("# ") for line in (REPO_ROOT / "configs" / "cnn_record.yaml").read_text().splitlines()[:3])
+    header = " ".join(line.lstrip("# ") for line in CNN_RECORD_YAML.splitlines()[:3])
     assert (f"The record recipe: {percent(mean_3)} test accuracy from one network (mean of 3 seeds) and "
             f"{percent(report['accuracy'])} from a committee of five seeds") in header
     assert f"reaches **{percent(mean_3)}**" in README
@@ -173,7 +179,7 @@ def test_the_bundled_recipe_is_the_config_its_runs_trained():
     record_text = " ".join(section(RECORD_HEADING).split())
     assert f"The committee of seeds 1-5 makes {error_count(report)} test errors: {percent(report['accuracy'])}, past " \
            "99.75 %" in record_text and report["accuracy"] >= 0.9975
-    without = {line["seed"]: line for line in data_lines("record-zen5.jsonl")}  # the same CPU, before weight decay
+    without = by_seed("record-zen5.jsonl")  # the same CPU, before weight decay
     assert (f"seeds 2 and 3 trained without it in {without[2]['train_seconds']:,.0f} s and "
             f"{without[3]['train_seconds']:,.0f} s") in record_text
 
@@ -301,8 +307,7 @@ def test_avx2_only_record_seed_is_its_run():
 
     assert f"seed 1 in float32 scores {figures(now)}, against {figures(now_bf16)} in bf16" in text
     assert f"({now['train_seconds']:,.0f} s of training in all" in text
-    config_comments = " ".join(line.strip().lstrip("# ") for line in
-                               (REPO_ROOT / "configs" / "cnn_record.yaml").read_text().splitlines())
+    config_comments = " ".join(line.strip().lstrip("# ") for line in CNN_RECORD_YAML.splitlines())
     assert (f"seed 1 scored {percent(now_bf16['test_accuracy'])} in bf16, {percent(now['test_accuracy'])} "
             "in float32") in config_comments
 
@@ -416,7 +421,7 @@ def test_longer_schedule_pilot_and_committee_are_their_runs():
     committee_table = text.index("| seed | test accuracy")
     rows = {row[0]: row for row in table_rows(text[:committee_table])}
     # The pilot: validation against the recipe retrained on the same machine, the only figure the choice read.
-    retrained = {line["seed"]: line for line in data_lines("record-zen5.jsonl")}
+    retrained = by_seed("record-zen5.jsonl")
     for seed in (1, 2):
         assert rows[str(seed)][1:] == [f"{percent(retrained[seed]['best_val_accuracy'])} ({retrained[seed]['best_epoch']})",
                                        f"{percent(lines[seed]['best_val_accuracy'])} ({lines[seed]['best_epoch']})",
@@ -490,7 +495,7 @@ def test_the_committees_of_five_are_summed_up_by_their_reports():
 
 def test_elastic_pilot_table_is_its_runs_and_the_rule_that_refused_it():
     elastic, xeon = results("elastic"), results("record")
-    zen5 = {line["seed"]: line for line in data_lines("record-zen5.jsonl")}
+    zen5 = by_seed("record-zen5.jsonl")
     text = section("## An elastic distortion: tried on validation, not taken")
     rows = table_rows(text)
     assert [row[0] for row in rows] == ["1", "2", "mean"]
@@ -766,7 +771,7 @@ def test_weight_decay_beside_the_ablation_is_the_trial_and_the_runs():
     assert (f"its members validated at {percent(members_mean(validation['weight-decay']))} against "
             f"{percent(members_mean(validation['recipe']))} on the same seeds (better on three of five) and its committee "
             f"made {error_count(validation['weight-decay'])} errors against {error_count(validation['recipe'])}") in text
-    with_it, without = recipe_lines(), {line["seed"]: line for line in data_lines("record-zen5.jsonl")}
+    with_it, without = recipe_lines(), by_seed("record-zen5.jsonl")
 
     def seeds(lines, which):
         mean = statistics.mean(lines[seed]["test_accuracy"] for seed in (1, 2, 3))
@@ -777,7 +782,7 @@ def test_weight_decay_beside_the_ablation_is_the_trial_and_the_runs():
 
 def test_the_recipe_from_a_fresh_install_is_its_runs_and_repeats_the_table():
     """Seeds 1-3 of cnn_record as bundled, installed afresh: each cell from its line, each figure the table's again."""
-    lines = {line["seed"]: line for line in data_lines("recipes-zen5.jsonl") if line["job"] == "record"}
+    lines = by_seed("recipes-zen5.jsonl", "record")
     assert sorted(lines) == [1, 2, 3]
     assert all(line["overrides"] == [] and line["commit"] == "a3dad83" and line["precision"] == "mixed_bfloat16"
                and (line["cpu_family"], line["cpu_model"]) == ("26", "2") for line in lines.values())
