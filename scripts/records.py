@@ -47,7 +47,7 @@ runs did; weight_decay and wd_trial set their own):
                     record_committee's validation split: a candidate committee, compared
                     with that baseline on validation before its test figure is read (refused)
     wd_trial_baseline, wd_trial
-                    cnn_record as bundled and with weight decay 0.05, the same seeds 41-45 in
+                    cnn_record without and with weight decay 0.05, the same seeds 41-45 in
                     both, holding out 10,000 validation images (data.validation_size=10000,
                     data.validation_seed=1): a paired trial decided on validation (weight
                     decay taken); run them interleaved, one seed of each at a time, with --seed

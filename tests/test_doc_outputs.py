@@ -61,9 +61,9 @@ EXTRA_ARGUMENTS = {"train": ["--set", "data.validation_size=500"]}
 
 def page_commands(text: str) -> list[tuple[str, list[str]]]:
     """Each `$ mnist-zoo ...` line of a page's console blocks (comment dropped) with the output lines under it."""
-    commands, current = [], None
+    commands = []
     for block in re.findall(r"```console\n(.*?)```", text, re.S):
-        current = None
+        current = None  # a block starts with a command
         for line in block.splitlines():
             if line.startswith("$ mnist-zoo "):
                 current = (" ".join(shlex.split(line[len("$ mnist-zoo "):], comments=True)), [])
